@@ -1,0 +1,8 @@
+//! receipt-sim's deterministic core: the engine, service models, the pipeline, the oracle and the
+//! scenario types. It does no I/O and reads no clock: a trial is a pure function of its scenario and
+//! seed. The binary crate around it reads files, prints, plots and drives real backends.
+
+pub mod engine;
+pub mod random;
+pub mod time;
+pub mod distribution;
