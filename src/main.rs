@@ -1,1 +1,24 @@
-fn main(){}
+//! receipt-sim: a deterministic discrete-event simulator and benchmark harness for a receipt
+//! pipeline whose label writes race a ChromaDB compaction.
+//!
+//! `main` is a short pipeline: parse the command line, run the command, print one error line and
+//! exit with a code by class (0 ok, 1 race found, 2 bad input, 3 backend failure).
+
+mod cli;
+mod failure;
+mod load;
+mod mmc_command;
+mod output;
+mod parallel;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

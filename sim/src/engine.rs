@@ -183,7 +183,10 @@ impl<E: Event> Engine<E> {
     }
 
     pub fn with_tie_break(mut self, tie_break: TieBreak) -> Self {
-        assert_eq!(self.scheduled, 0, "the tie-break is chosen before any event");
+        assert_eq!(
+            self.scheduled, 0,
+            "the tie-break is chosen before any event"
+        );
         self.tie_break = tie_break;
         self
     }
@@ -213,11 +216,20 @@ impl<E: Event> Engine<E> {
     }
 
     pub fn schedule_at(&mut self, at: Instant, event: E) {
-        assert!(at >= self.now, "event scheduled in the past: {at:?} < {:?}", self.now);
+        assert!(
+            at >= self.now,
+            "event scheduled in the past: {at:?} < {:?}",
+            self.now
+        );
         let seq = self.scheduled;
         let key = self.tie_break.key(event.actor(), seq);
         self.scheduled += 1;
-        self.queue.push(Entry { at, key, seq, event });
+        self.queue.push(Entry {
+            at,
+            key,
+            seq,
+            event,
+        });
     }
 
     pub fn schedule_in(&mut self, delay: Duration, event: E) {
@@ -244,7 +256,9 @@ impl<E: Event> Engine<E> {
         self.now = entry.at;
         self.handled += 1;
         self.fingerprint = mix64(
-            self.fingerprint.rotate_left(23) ^ entry.at.0 ^ entry.event.digest().wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            self.fingerprint.rotate_left(23)
+                ^ entry.at.0
+                ^ entry.event.digest().wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
         debug_assert_eq!(self.handled + self.queue.len() as u64, self.scheduled);
         Some((entry.at, entry.event))
@@ -381,7 +395,12 @@ mod tests {
             for id in 0..3 {
                 engine.schedule_at(Instant(1), Tick(id));
             }
-            orders.insert(drain(&mut engine).iter().map(|(_, id)| *id).collect::<Vec<_>>());
+            orders.insert(
+                drain(&mut engine)
+                    .iter()
+                    .map(|(_, id)| *id)
+                    .collect::<Vec<_>>(),
+            );
         }
         assert!(orders.len() > 2);
     }

@@ -2,7 +2,11 @@
 //! scenario types. It does no I/O and reads no clock: a trial is a pure function of its scenario and
 //! seed. The binary crate around it reads files, prints, plots and drives real backends.
 
-pub mod engine;
-pub mod random;
-pub mod time;
 pub mod distribution;
+pub mod engine;
+pub mod entities;
+pub mod mmc;
+pub mod random;
+pub mod scenario;
+pub mod stats;
+pub mod time;

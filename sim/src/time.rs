@@ -28,16 +28,32 @@ impl Instant {
         self.0 as f64 / NANOS_PER_SEC as f64
     }
     /// Saturating: an instant never overflows past `Instant::MAX`.
-    pub fn add(self, duration: Duration) -> Instant {
+    pub fn saturating_add(self, duration: Duration) -> Instant {
         Instant(self.0.saturating_add(duration.0))
+    }
+    /// The same as `self + duration` (saturating), callable without importing `std::ops::Add`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(self, duration: Duration) -> Instant {
+        self.saturating_add(duration)
     }
     /// The span from `earlier` to `self`; panics if `earlier` is later, which is a programming error.
     pub fn since(self, earlier: Instant) -> Duration {
-        assert!(self >= earlier, "time went backwards: {earlier:?} > {self:?}");
+        assert!(
+            self >= earlier,
+            "time went backwards: {earlier:?} > {self:?}"
+        );
         Duration(self.0 - earlier.0)
     }
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    /// Saturating, like `Instant::saturating_add`.
+    fn add(self, duration: Duration) -> Instant {
+        self.saturating_add(duration)
     }
 }
 
@@ -131,7 +147,9 @@ impl std::str::FromStr for Duration {
             Some((value, scale)) if value.is_finite() && value >= 0.0 => {
                 Ok(Duration::from_nanos_f64(value * scale))
             }
-            Some(_) => Err(format!("duration `{text}` must be a finite, non-negative number")),
+            Some(_) => Err(format!(
+                "duration `{text}` must be a finite, non-negative number"
+            )),
             None => Err(format!(
                 "`{text}` is not a duration: write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`"
             )),
@@ -156,7 +174,8 @@ impl fmt::Display for Duration {
             ("ns", 1),
         ];
         for (unit, scale) in units {
-            if nanos >= scale && (nanos * 1000) % scale == 0 || scale == 1 {
+            let exact_to_milli_units = (u128::from(nanos) * 1000).is_multiple_of(u128::from(scale));
+            if nanos >= scale && exact_to_milli_units || scale == 1 {
                 let value = nanos as f64 / scale as f64;
                 return write!(f, "{}{unit}", trim_float(value));
             }
@@ -216,6 +235,12 @@ mod tests {
         for text in ["", "5", "s", "-1s", "1.5 parsecs", "abc"] {
             assert!(text.parse::<Duration>().is_err(), "{text} should not parse");
         }
+    }
+
+    #[test]
+    fn display_of_long_durations_does_not_overflow() {
+        assert_eq!(Duration::from_secs(1000 * 86_400).to_string(), "1000d");
+        assert!(!Duration::MAX.to_string().is_empty());
     }
 
     #[test]

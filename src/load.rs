@@ -1,0 +1,262 @@
+//! Loading scenarios: files (or the profiles embedded in the binary), `extends` chains, `--seed` and
+//! `--set` overrides, and errors that name the file, the line and the field.
+//!
+//! Depends on `sim::scenario` for merging and typed deserialisation; it is the only module that reads
+//! scenario files.
+
+use crate::failure::Failure;
+use sim::scenario::{self, ScenarioError};
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// The scenarios shipped in `scenarios/`, embedded so the binary runs anywhere.
+pub const EMBEDDED: &[(&str, &str)] = &[("mmc.toml", include_str!("../scenarios/mmc.toml"))];
+
+/// The most files an `extends` chain may have.
+const EXTENDS_DEPTH_MAX: usize = 8;
+
+/// One source file of a scenario, kept for locating errors.
+struct Source {
+    name: String,
+    text: String,
+}
+
+/// A merged, overridden scenario table and where its parts came from.
+pub struct Loaded {
+    pub table: Table,
+    sources: Vec<Source>,
+    overrides: Vec<(String, String)>,
+}
+
+/// Where a scenario comes from: a path on disk, or the name of an embedded profile.
+fn read_source(
+    spec: &str,
+    relative_to: Option<&Path>,
+) -> Result<(String, String, Option<PathBuf>), Failure> {
+    let path = match relative_to {
+        Some(dir) => dir.join(spec),
+        None => PathBuf::from(spec),
+    };
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            Failure::bad_input(format!("{}: cannot read: {error}", path.display()))
+        })?;
+        let dir = path.parent().map(Path::to_path_buf);
+        return Ok((path.display().to_string(), text, dir));
+    }
+    let embedded_name = embedded_name(spec);
+    if let Some((name, text)) = EMBEDDED.iter().find(|(name, _)| *name == embedded_name) {
+        return Ok((
+            format!("(embedded) scenarios/{name}"),
+            text.to_string(),
+            None,
+        ));
+    }
+    let known: Vec<&str> = EMBEDDED
+        .iter()
+        .map(|(name, _)| name.trim_end_matches(".toml"))
+        .collect();
+    Err(Failure::bad_input(format!(
+        "{}: no such file, and no embedded profile of that name (embedded: {})",
+        path.display(),
+        known.join(", ")
+    )))
+}
+
+/// `built`, `built.toml`, `scenarios/built.toml` and `./fixes/x.toml` all name embedded profiles.
+fn embedded_name(spec: &str) -> String {
+    let name = spec.trim_start_matches("./");
+    let name = name.strip_prefix("scenarios/").unwrap_or(name);
+    if name.ends_with(".toml") {
+        name.to_string()
+    } else {
+        format!("{name}.toml")
+    }
+}
+
+fn parse_table(name: &str, text: &str) -> Result<Table, Failure> {
+    toml::from_str::<Table>(text).map_err(|error| {
+        let position = error
+            .span()
+            .map(|span| {
+                let (line, column) = line_column(text, span.start);
+                format!(":{line}:{column}")
+            })
+            .unwrap_or_default();
+        Failure::bad_input(format!("{name}{position}: {}", error.message().trim()))
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Loads `spec`, follows its `extends` chain, applies `--seed` and `--set`.
+pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loaded, Failure> {
+    let mut chain: Vec<(Source, Table)> = Vec::new();
+    let mut next: Option<(String, Option<PathBuf>)> = Some((spec.to_string(), None));
+    while let Some((spec, relative_to)) = next.take() {
+        if chain.len() >= EXTENDS_DEPTH_MAX {
+            return Err(Failure::bad_input(format!(
+                "{spec}: `extends` chain longer than {EXTENDS_DEPTH_MAX} files (a cycle?)"
+            )));
+        }
+        let (name, text, dir) = read_source(&spec, relative_to.as_deref())?;
+        let table = parse_table(&name, &text)?;
+        match table.get("extends") {
+            None => {}
+            Some(Value::String(base)) => {
+                // An embedded profile's base is embedded too.
+                let relative = if dir.is_none() { None } else { dir.clone() };
+                next = Some((base.clone(), relative));
+            }
+            Some(_) => {
+                let (line, _) = find_key(&text, &["extends"]).unwrap_or((1, 1));
+                return Err(Failure::bad_input(format!(
+                    "{name}:{line}: field `extends`: expected the path of a base scenario"
+                )));
+            }
+        }
+        chain.push((Source { name, text }, table));
+    }
+    let mut merged = Table::new();
+    let mut sources = Vec::new();
+    for (source, table) in chain.into_iter().rev() {
+        scenario::merge_tables(&mut merged, table);
+        sources.push(source);
+    }
+    sources.reverse();
+    let mut loaded = Loaded {
+        table: merged,
+        sources,
+        overrides: Vec::new(),
+    };
+    if let Some(seed) = seed {
+        let seed = i64::try_from(seed)
+            .map_err(|_| Failure::bad_input(format!("--seed {seed}: must be below 2^63")))?;
+        loaded.apply("seed", Value::Integer(seed), format!("--seed {seed}"))?;
+    }
+    for text in overrides {
+        let (path, value) = scenario::parse_override(text).map_err(Failure::bad_input)?;
+        loaded.apply(&path, value, format!("--set {text}"))?;
+    }
+    Ok(loaded)
+}
+
+impl Loaded {
+    fn apply(&mut self, path: &str, value: Value, origin: String) -> Result<(), Failure> {
+        scenario::set_path(&mut self.table, path, value)
+            .map_err(|message| Failure::bad_input(format!("{origin}: {message}")))?;
+        self.overrides.push((path.to_string(), origin));
+        Ok(())
+    }
+
+    /// The model the scenario asks for.
+    pub fn model(&self) -> Result<String, Failure> {
+        scenario::model_of(&self.table)
+            .map(str::to_string)
+            .map_err(|error| self.failure(error))
+    }
+
+    /// Turns a scenario error into one line naming where the field was written.
+    pub fn failure(&self, error: ScenarioError) -> Failure {
+        let location = match &error.field {
+            Some(field) => self.locate(field),
+            None => self
+                .sources
+                .first()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        };
+        Failure::bad_input(format!("{location}: {error}"))
+    }
+
+    /// `file:line` where `field` (a dotted path) is written, or the override that set it.
+    pub fn locate(&self, field: &str) -> String {
+        for (path, origin) in self.overrides.iter().rev() {
+            if field == path
+                || field.starts_with(&format!("{path}."))
+                || path.starts_with(&format!("{field}."))
+            {
+                return origin.clone();
+            }
+        }
+        let parts: Vec<&str> = field.split('.').collect();
+        for source in &self.sources {
+            if let Some((line, _)) = find_key(&source.text, &parts) {
+                return format!("{}:{line}", source.name);
+            }
+        }
+        // The field's nearest parent that is written somewhere.
+        for depth in (1..parts.len()).rev() {
+            for source in &self.sources {
+                if let Some((line, _)) = find_key(&source.text, &parts[..depth]) {
+                    return format!("{}:{line}", source.name);
+                }
+            }
+        }
+        self.sources
+            .first()
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Finds the line declaring the key `parts` (a dotted path) in a TOML text: `[a.b]` then `c = …`,
+/// a dotted key `a.b.c = …`, or the header `[a.b.c]` itself.
+fn find_key(text: &str, parts: &[&str]) -> Option<(usize, usize)> {
+    let mut header: Vec<String> = Vec::new();
+    for (number, raw_line) in text.lines().enumerate() {
+        let line = raw_line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            let name = line.trim_matches(|c| c == '[' || c == ']').trim();
+            header = name
+                .split('.')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .collect();
+            if header == parts {
+                return Some((number + 1, 1));
+            }
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let mut full: Vec<String> = header.clone();
+        full.extend(
+            key.split('.')
+                .map(|p| p.trim().trim_matches('"').to_string()),
+        );
+        if full == parts {
+            return Some((number + 1, 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_under_headers_and_dotted() {
+        let text = "seed = 1\n[mmc]\nservers = 4\n# c\n[a.b]\nc = 1\nx.y = 2\n";
+        assert_eq!(find_key(text, &["seed"]), Some((1, 1)));
+        assert_eq!(find_key(text, &["mmc", "servers"]), Some((3, 1)));
+        assert_eq!(find_key(text, &["a", "b"]), Some((5, 1)));
+        assert_eq!(find_key(text, &["a", "b", "x", "y"]), Some((7, 1)));
+        assert_eq!(find_key(text, &["mmc", "nope"]), None);
+    }
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+}
