@@ -5,6 +5,7 @@
 use crate::failure::Failure;
 use crate::load;
 use crate::output::Output;
+use crate::trial_command::TrialFlags;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -16,8 +17,60 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run one scenario: a pipeline trial, or the M/M/c validation model.
-    Run(RunArgs),
+    /// Run one scenario: a pipeline trial judged by the oracle, or the M/M/c validation model.
+    Run(TrialArgs),
+    /// Replay the same receipts and random draws through the old and the new flow, side by side.
+    Compare(TrialArgs),
+    /// Write the receipts a scenario generates as JSON Lines.
+    Receipts(ReceiptsArgs),
+    /// Explore many trials (seeds, orderings of simultaneous events, faults) for anomalies, and
+    /// write one shrunk counterexample per anomaly class and cause.
+    Hunt(HuntArgs),
+    /// Judge the note's claim: every profile and fix, light and heavy load, both flows.
+    Verdict(VerdictArgs),
+    /// Re-run a counterexample file exactly; exit 0 only if the same anomaly appears again with the
+    /// same fingerprint.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HuntArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// How many trials to explore.
+    #[arg(long, default_value_t = 2000)]
+    pub trials: usize,
+    /// Stop starting trials after this long (wall clock), e.g. `30s`, `5m`.
+    #[arg(long, value_name = "DURATION")]
+    pub time_budget: Option<String>,
+    /// Where to write counterexample files.
+    #[arg(long, value_name = "DIR", default_value = "out/hunt")]
+    pub out: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VerdictArgs {
+    /// Trials per configuration, load and flow.
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// Override a field of every configuration (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Write the results as JSON to FILE (`-` for standard output).
+    #[arg(long = "export-json", visible_alias = "json", value_name = "FILE")]
+    pub export_json: Option<String>,
+    /// Write the verdict table as Markdown to FILE, e.g. `reports/verdict.md`.
+    #[arg(long = "export-markdown", value_name = "FILE")]
+    pub export_markdown: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A counterexample file written by `hunt`.
+    pub file: String,
+    /// Write the outcome as JSON to FILE (`-` for standard output).
+    #[arg(long = "export-json", visible_alias = "json", value_name = "FILE")]
+    pub export_json: Option<String>,
 }
 
 /// What every scenario-driven command takes.
@@ -38,9 +91,24 @@ pub struct ScenarioArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub struct TrialArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+    /// Write the full ordered event history as JSON Lines to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<String>,
+    /// Exit with code 1 when the oracle finds an anomaly.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiptsArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Where to write the receipts (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: String,
 }
 
 pub fn main() -> Result<(), Failure> {
@@ -64,6 +132,35 @@ pub fn main() -> Result<(), Failure> {
     };
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
+        Command::Receipts(args) => receipts(args),
+        Command::Hunt(args) => hunt(args),
+        Command::Verdict(args) => {
+            let json = args
+                .export_json
+                .as_deref()
+                .map(|t| Output::create(t, "--export-json"))
+                .transpose()?;
+            let markdown = args
+                .export_markdown
+                .as_deref()
+                .map(|t| Output::create(t, "--export-markdown"))
+                .transpose()?;
+            crate::verdict_command::verdict(&crate::verdict_command::VerdictFlags {
+                trials: args.trials,
+                overrides: &args.set,
+                export_json: json.as_ref(),
+                export_markdown: markdown.as_ref(),
+            })
+        }
+        Command::Replay(args) => {
+            let export = args
+                .export_json
+                .as_deref()
+                .map(|t| Output::create(t, "--export-json"))
+                .transpose()?;
+            crate::hunt_command::replay(&args.file, export.as_ref())
+        }
     }
 }
 
@@ -84,19 +181,103 @@ pub fn say(json_on_stdout: bool, text: &str) {
     }
 }
 
-fn run(args: RunArgs) -> Result<(), Failure> {
+fn history_output(args: &TrialArgs) -> Result<Option<Output>, Failure> {
+    args.history
+        .as_deref()
+        .map(|target| Output::create(target, "--history"))
+        .transpose()
+}
+
+fn run(args: TrialArgs) -> Result<(), Failure> {
     let export = export(&args.scenario)?;
+    let history = history_output(&args)?;
     let loaded = load::load(
         &args.scenario.scenario,
         args.scenario.seed,
         &args.scenario.set,
     )?;
-    match loaded.model()?.as_str() {
-        "mmc" => crate::mmc_command::run(&loaded, export.as_ref()),
-        other => Err(Failure::bad_input(format!(
-            "model `{other}` is not available in this build"
-        ))),
+    if loaded.model()? == "mmc" {
+        return crate::mmc_command::run(&loaded, export.as_ref());
     }
+    let flags = TrialFlags {
+        export: export.as_ref(),
+        history: history.as_ref(),
+        check: args.check,
+        scenario_name: &args.scenario.scenario,
+    };
+    crate::trial_command::run(&loaded, &flags)
+}
+
+fn compare(args: TrialArgs) -> Result<(), Failure> {
+    let export = export(&args.scenario)?;
+    let history = history_output(&args)?;
+    let loaded = load::load(
+        &args.scenario.scenario,
+        args.scenario.seed,
+        &args.scenario.set,
+    )?;
+    let flags = TrialFlags {
+        export: export.as_ref(),
+        history: history.as_ref(),
+        check: args.check,
+        scenario_name: &args.scenario.scenario,
+    };
+    crate::trial_command::compare(&loaded, &flags)
+}
+
+fn hunt(args: HuntArgs) -> Result<(), Failure> {
+    let export = export(&args.scenario)?;
+    if args.trials == 0 {
+        return Err(Failure::bad_input("--trials 0: explore at least one trial"));
+    }
+    let time_budget = match args.time_budget.as_deref() {
+        None => None,
+        Some(text) => {
+            let budget: sim::time::Duration = text
+                .parse()
+                .map_err(|error| Failure::bad_input(format!("--time-budget {text}: {error}")))?;
+            Some(std::time::Duration::from_nanos(budget.as_nanos()))
+        }
+    };
+    let loaded = load::load(
+        &args.scenario.scenario,
+        args.scenario.seed,
+        &args.scenario.set,
+    )?;
+    let flags = crate::hunt_command::HuntFlags {
+        trials: args.trials,
+        time_budget,
+        out: std::path::Path::new(&args.out),
+        export: export.as_ref(),
+    };
+    crate::hunt_command::hunt(&loaded, &flags)
+}
+
+fn receipts(args: ReceiptsArgs) -> Result<(), Failure> {
+    let out = Output::create(&args.out, "--out")?;
+    let loaded = load::load(
+        &args.scenario.scenario,
+        args.scenario.seed,
+        &args.scenario.set,
+    )?;
+    let scenario = crate::pipeline_scenario::load(&loaded)?;
+    let receipts = match scenario.receipts {
+        Some(receipts) => receipts,
+        None => sim::pipeline::generate_receipts(&scenario.config),
+    };
+    let mut bytes = Vec::new();
+    for receipt in &receipts {
+        let line = serde_json::to_vec(receipt).map_err(|error| {
+            Failure::bad_input(format!("cannot encode receipt {}: {error}", receipt.index))
+        })?;
+        bytes.extend(line);
+        bytes.push(b'\n');
+    }
+    out.write(&bytes)?;
+    if !matches!(out, Output::Stdout) {
+        eprintln!("wrote {} receipts to {}", receipts.len(), args.out);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,37 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 /// The scenarios shipped in `scenarios/`, embedded so the binary runs anywhere.
-pub const EMBEDDED: &[(&str, &str)] = &[("mmc.toml", include_str!("../scenarios/mmc.toml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "described.toml",
+        include_str!("../scenarios/described.toml"),
+    ),
+    ("built.toml", include_str!("../scenarios/built.toml")),
+    ("quick.toml", include_str!("../scenarios/quick.toml")),
+    ("hunt.toml", include_str!("../scenarios/hunt.toml")),
+    ("scale.toml", include_str!("../scenarios/scale.toml")),
+    ("mmc.toml", include_str!("../scenarios/mmc.toml")),
+    (
+        "fixes/group_per_collection.toml",
+        include_str!("../scenarios/fixes/group_per_collection.toml"),
+    ),
+    (
+        "fixes/retry_missing_ids.toml",
+        include_str!("../scenarios/fixes/retry_missing_ids.toml"),
+    ),
+    (
+        "fixes/honoured_wait.toml",
+        include_str!("../scenarios/fixes/honoured_wait.toml"),
+    ),
+    (
+        "fixes/forward_inserts.toml",
+        include_str!("../scenarios/fixes/forward_inserts.toml"),
+    ),
+    (
+        "fixes/cas_pointer.toml",
+        include_str!("../scenarios/fixes/cas_pointer.toml"),
+    ),
+];
 
 /// The most files an `extends` chain may have.
 const EXTENDS_DEPTH_MAX: usize = 8;
@@ -28,28 +58,40 @@ pub struct Loaded {
     overrides: Vec<(String, String)>,
 }
 
-/// Where a scenario comes from: a path on disk, or the name of an embedded profile.
-fn read_source(
-    spec: &str,
-    relative_to: Option<&Path>,
-) -> Result<(String, String, Option<PathBuf>), Failure> {
-    let path = match relative_to {
-        Some(dir) => dir.join(spec),
-        None => PathBuf::from(spec),
+/// The folder a scenario was read from, against which its `extends` is resolved.
+#[derive(Clone, Debug)]
+enum Origin {
+    /// The working directory (a scenario named on the command line).
+    CommandLine,
+    Disk(PathBuf),
+    /// A folder inside the embedded `scenarios/` ("" or "fixes").
+    Embedded(String),
+}
+
+/// Reads a scenario: a file on disk, or else an embedded profile of that name.
+fn read_source(spec: &str, origin: &Origin) -> Result<(String, String, Origin), Failure> {
+    let path = match origin {
+        Origin::Disk(dir) => dir.join(spec),
+        Origin::CommandLine | Origin::Embedded(_) => PathBuf::from(spec),
     };
-    if path.exists() {
+    if !matches!(origin, Origin::Embedded(_)) && path.is_file() {
         let text = std::fs::read_to_string(&path).map_err(|error| {
             Failure::bad_input(format!("{}: cannot read: {error}", path.display()))
         })?;
-        let dir = path.parent().map(Path::to_path_buf);
-        return Ok((path.display().to_string(), text, dir));
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        return Ok((path.display().to_string(), text, Origin::Disk(dir)));
     }
-    let embedded_name = embedded_name(spec);
-    if let Some((name, text)) = EMBEDDED.iter().find(|(name, _)| *name == embedded_name) {
+    let embedded_dir = match origin {
+        Origin::Embedded(dir) => dir.as_str(),
+        _ => "",
+    };
+    let name = embedded_name(embedded_dir, spec);
+    if let Some((name, text)) = EMBEDDED.iter().find(|(embedded, _)| *embedded == name) {
+        let dir = name.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
         return Ok((
             format!("(embedded) scenarios/{name}"),
             text.to_string(),
-            None,
+            Origin::Embedded(dir),
         ));
     }
     let known: Vec<&str> = EMBEDDED
@@ -57,18 +99,30 @@ fn read_source(
         .map(|(name, _)| name.trim_end_matches(".toml"))
         .collect();
     Err(Failure::bad_input(format!(
-        "{}: no such file, and no embedded profile of that name (embedded: {})",
+        "{}: no such file, and no embedded scenario of that name (embedded: {})",
         path.display(),
         known.join(", ")
     )))
 }
 
-/// `built`, `built.toml`, `scenarios/built.toml` and `./fixes/x.toml` all name embedded profiles.
-fn embedded_name(spec: &str) -> String {
-    let name = spec.trim_start_matches("./");
-    let name = name.strip_prefix("scenarios/").unwrap_or(name);
+/// The embedded name `spec` stands for when read from the embedded folder `dir`: `built`,
+/// `built.toml`, `scenarios/built.toml` and, from `fixes`, `../built.toml` all name `built.toml`.
+fn embedded_name(dir: &str, spec: &str) -> String {
+    let spec = spec.strip_prefix("scenarios/").unwrap_or(spec);
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for part in spec.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let name = parts.join("/");
+    let name = name.strip_prefix("scenarios/").unwrap_or(&name).to_string();
     if name.ends_with(".toml") {
-        name.to_string()
+        name
     } else {
         format!("{name}.toml")
     }
@@ -97,22 +151,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// Loads `spec`, follows its `extends` chain, applies `--seed` and `--set`.
 pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loaded, Failure> {
     let mut chain: Vec<(Source, Table)> = Vec::new();
-    let mut next: Option<(String, Option<PathBuf>)> = Some((spec.to_string(), None));
-    while let Some((spec, relative_to)) = next.take() {
+    let mut next: Option<(String, Origin)> = Some((spec.to_string(), Origin::CommandLine));
+    while let Some((spec, origin)) = next.take() {
         if chain.len() >= EXTENDS_DEPTH_MAX {
             return Err(Failure::bad_input(format!(
                 "{spec}: `extends` chain longer than {EXTENDS_DEPTH_MAX} files (a cycle?)"
             )));
         }
-        let (name, text, dir) = read_source(&spec, relative_to.as_deref())?;
+        let (name, text, origin) = read_source(&spec, &origin)?;
         let table = parse_table(&name, &text)?;
         match table.get("extends") {
             None => {}
-            Some(Value::String(base)) => {
-                // An embedded profile's base is embedded too.
-                let relative = if dir.is_none() { None } else { dir.clone() };
-                next = Some((base.clone(), relative));
-            }
+            Some(Value::String(base)) => next = Some((base.clone(), origin)),
             Some(_) => {
                 let (line, _) = find_key(&text, &["extends"]).unwrap_or((1, 1));
                 return Err(Failure::bad_input(format!(
@@ -252,6 +302,20 @@ mod tests {
         assert_eq!(find_key(text, &["a", "b"]), Some((5, 1)));
         assert_eq!(find_key(text, &["a", "b", "x", "y"]), Some((7, 1)));
         assert_eq!(find_key(text, &["mmc", "nope"]), None);
+    }
+
+    #[test]
+    fn embedded_names_resolve_relative_to_their_folder() {
+        assert_eq!(embedded_name("", "built"), "built.toml");
+        assert_eq!(embedded_name("", "scenarios/built.toml"), "built.toml");
+        assert_eq!(
+            embedded_name("", "./fixes/cas_pointer"),
+            "fixes/cas_pointer.toml"
+        );
+        assert_eq!(embedded_name("fixes", "../built.toml"), "built.toml");
+        for (name, _) in EMBEDDED {
+            let (_, _, _) = read_source(name, &Origin::Embedded(String::new())).unwrap();
+        }
     }
 
     #[test]

@@ -6,10 +6,14 @@
 
 mod cli;
 mod failure;
+mod hunt_command;
 mod load;
 mod mmc_command;
 mod output;
 mod parallel;
+mod pipeline_scenario;
+mod trial_command;
+mod verdict_command;
 
 use std::process::ExitCode;
 

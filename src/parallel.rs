@@ -57,6 +57,47 @@ pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync)
         .collect()
 }
 
+/// Like `map`, but stops handing out new indices once `deadline` has passed (wall clock: how long
+/// to explore is the user's choice, not part of any trial). Returns the results of indices
+/// `0..k` for the `k` handed out, all of which ran to completion.
+pub fn map_until<T: Send>(
+    count: usize,
+    deadline: Option<std::time::Instant>,
+    label: &str,
+    task: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+    let bar = progress(count as u64, label);
+    let workers = threads().min(count.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+                        break;
+                    }
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= count {
+                        break;
+                    }
+                    let result = task(index);
+                    results.lock().expect("no worker panicked")[index] = Some(result);
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results = results.into_inner().expect("no worker panicked");
+    let done = results.iter().take_while(|r| r.is_some()).count();
+    results
+        .into_iter()
+        .take(done)
+        .map(|r| r.expect("a prefix of indices ran"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

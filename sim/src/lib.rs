@@ -5,8 +5,14 @@
 pub mod distribution;
 pub mod engine;
 pub mod entities;
+pub mod explore;
+pub mod metrics;
 pub mod mmc;
+pub mod oracle;
+pub mod pipeline;
 pub mod random;
 pub mod scenario;
+pub mod services;
 pub mod stats;
 pub mod time;
+pub mod workload;

@@ -1,0 +1,342 @@
+//! Exploration: judging trials with the oracle, hunting for anomalies over many trials and the
+//! choices the services leave open, and shrinking what is found to a small counterexample.
+//!
+//! Everything here is deterministic: a trial is a function of its configuration, receipts and
+//! `TrialOptions`, so a counterexample replays from those alone. Running many trials in parallel is
+//! the caller's job. Depends on `pipeline` and `oracle`.
+
+use crate::engine::{Pct, TieBreak};
+use crate::oracle::{self, Cause, Class};
+use crate::pipeline::{HistoryFilter, PipelineConfig, Trial, TrialOptions, run_trial};
+use crate::random::{Streams, mix64};
+use crate::time::Duration;
+use crate::workload::Receipt;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The most affected receipts whose history a judged trial records to explain its anomalies.
+pub const EXPLAINED_RECEIPTS_MAX: usize = 256;
+
+/// A trial and the oracle's verdict on it.
+pub struct Judged {
+    pub trial: Trial,
+    pub oracle: oracle::Report,
+}
+
+/// Runs the oracle over a finished trial.
+pub fn check(trial: &Trial) -> oracle::Report {
+    use crate::entities::Collection;
+    let input = oracle::Input {
+        table: trial.table(),
+        stores: [
+            trial.store(Collection::Lines),
+            trial.store(Collection::Words),
+        ],
+        history: &trial.history,
+        receipts: trial.report.receipts as u32,
+        quiescent: trial.report.stop == "empty",
+    };
+    oracle::check(&input)
+}
+
+/// Runs a trial and judges it. When the oracle finds anomalies and the trial kept no history, the
+/// trial runs again, recording the history of the affected receipts, so that every anomaly comes
+/// with its cause and excerpt; recording history does not change the trial (asserted).
+pub fn judge(
+    config: &PipelineConfig,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+) -> Judged {
+    let trial = run_trial(config, receipts, options);
+    let report = check(&trial);
+    if report.is_clean() || !options.history.is_off() {
+        return Judged {
+            trial,
+            oracle: report,
+        };
+    }
+    let affected: BTreeSet<u32> = report
+        .affected_receipts()
+        .into_iter()
+        .take(EXPLAINED_RECEIPTS_MAX)
+        .collect();
+    let explained_options = TrialOptions {
+        history: HistoryFilter::Receipts(affected),
+        ..options.clone()
+    };
+    let explained = run_trial(config, receipts, &explained_options);
+    assert_eq!(
+        explained.report.fingerprint, trial.report.fingerprint,
+        "recording history changed the trial"
+    );
+    let report = check(&explained);
+    Judged {
+        trial: explained,
+        oracle: report,
+    }
+}
+
+/// How one trial orders simultaneous events.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ordering {
+    /// First scheduled, first run.
+    Fifo,
+    /// A random order drawn from its own seed.
+    Random { seed: u64 },
+    /// PCT-style actor priorities with `depth` priority changes over the first `events` events.
+    Pct { seed: u64, depth: u32, events: u64 },
+}
+
+impl Ordering {
+    pub fn tie_break(&self) -> TieBreak {
+        match *self {
+            Ordering::Fifo => TieBreak::Fifo,
+            Ordering::Random { seed } => TieBreak::Random(Streams::new(seed).stream("tie-break")),
+            Ordering::Pct {
+                seed,
+                depth,
+                events,
+            } => TieBreak::Pct(Pct::new(Streams::new(seed).stream("pct"), depth, events)),
+        }
+    }
+}
+
+/// Everything that makes one explored trial what it is, beyond its configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Choices {
+    pub seed: u64,
+    pub ordering: Ordering,
+}
+
+/// The choices of the `index`-th trial of a hunt: seeds in turn, and orderings cycling through
+/// FIFO, random and PCT (depth 1 to 3).
+pub fn choices_for(base_seed: u64, index: u64, expected_events: u64) -> Choices {
+    let seed = base_seed.wrapping_add(index);
+    let ordering_seed = mix64(base_seed ^ mix64(index ^ 0x0bde_7e11));
+    let ordering = match index % 3 {
+        0 => Ordering::Fifo,
+        1 => Ordering::Random {
+            seed: ordering_seed,
+        },
+        _ => Ordering::Pct {
+            seed: ordering_seed,
+            depth: 1 + (index / 3 % 3) as u32,
+            events: expected_events.max(1),
+        },
+    };
+    Choices { seed, ordering }
+}
+
+/// The options and configuration of a trial with these choices.
+pub fn apply(
+    config: &PipelineConfig,
+    choices: &Choices,
+    history: HistoryFilter,
+) -> (PipelineConfig, TrialOptions) {
+    let mut config = config.clone();
+    config.seed = choices.seed;
+    let options = TrialOptions {
+        tie_break: choices.ordering.tie_break(),
+        history,
+        ..TrialOptions::default()
+    };
+    (config, options)
+}
+
+/// What one explored trial found, small enough to keep for every trial of a hunt.
+#[derive(Clone, Debug)]
+pub struct Explored {
+    pub choices: Choices,
+    pub fingerprint: String,
+    pub events: u64,
+    pub receipts: u64,
+    /// Receipts affected per (class, cause), over the kinds found.
+    pub affected: Vec<((Class, Cause), u64)>,
+}
+
+/// Runs and judges one trial of a hunt.
+pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
+    let (config, options) = apply(config, choices, HistoryFilter::Off);
+    let judged = judge(&config, None, &options);
+    Explored {
+        choices: *choices,
+        fingerprint: judged.trial.report.fingerprint.clone(),
+        events: judged.trial.report.events,
+        receipts: judged.trial.report.receipts,
+        affected: affected_by_kind(&judged.oracle),
+    }
+}
+
+/// Distinct receipts affected per (class, cause).
+pub fn affected_by_kind(report: &oracle::Report) -> Vec<((Class, Cause), u64)> {
+    let mut receipts: BTreeMap<(Class, Cause), BTreeSet<Option<u32>>> = BTreeMap::new();
+    for anomaly in &report.anomalies {
+        receipts
+            .entry((anomaly.class, anomaly.cause))
+            .or_default()
+            .insert(anomaly.receipt);
+    }
+    receipts
+        .into_iter()
+        .map(|(kind, set)| (kind, set.len() as u64))
+        .collect()
+}
+
+/// The most trials one shrink may run.
+pub const SHRINK_TRIALS_MAX: usize = 96;
+
+/// A counterexample: a configuration and choices that show `kind`, as small as shrinking made it.
+pub struct Counterexample {
+    pub config: PipelineConfig,
+    pub choices: Choices,
+    pub kind: (Class, Cause),
+    pub judged: Judged,
+    /// Trials run while shrinking.
+    pub shrink_trials: usize,
+}
+
+/// Whether the configuration and choices still show `kind`; the judged trial if so.
+fn shows(config: &PipelineConfig, choices: &Choices, kind: (Class, Cause)) -> Option<Judged> {
+    let (config, options) = apply(config, choices, HistoryFilter::Off);
+    let judged = judge(&config, None, &options);
+    judged.oracle.kinds().contains(&kind).then_some(judged)
+}
+
+/// Shrinks a failing trial while it still shows the same class and cause: fewer receipts (the
+/// first receipts of a workload keep their draws when later ones are cut), FIFO order instead of
+/// an explored one, faults switched off, a shorter horizon.
+pub fn shrink(
+    config: &PipelineConfig,
+    choices: &Choices,
+    kind: (Class, Cause),
+) -> Option<Counterexample> {
+    let mut best_config = config.clone();
+    let mut best_choices = *choices;
+    let mut trials = 1;
+    let mut best = shows(&best_config, &best_choices, kind)?;
+    let mut candidates_tried = 0;
+    let mut try_candidate = |candidate: PipelineConfig,
+                             candidate_choices: Choices,
+                             best_config: &mut PipelineConfig,
+                             best_choices: &mut Choices,
+                             best: &mut Judged|
+     -> bool {
+        if candidates_tried >= SHRINK_TRIALS_MAX || candidate.validate().is_err() {
+            return false;
+        }
+        candidates_tried += 1;
+        match shows(&candidate, &candidate_choices, kind) {
+            Some(judged) => {
+                *best_config = candidate;
+                *best_choices = candidate_choices;
+                *best = judged;
+                true
+            }
+            None => false,
+        }
+    };
+    // Fewer receipts: halve while it still fails, then step down by one.
+    let mut receipts = best_config.workload.receipts;
+    while receipts > 1 {
+        let fewer = receipts / 2;
+        let mut candidate = best_config.clone();
+        set_receipts(&mut candidate, fewer);
+        if !try_candidate(
+            candidate,
+            best_choices,
+            &mut best_config,
+            &mut best_choices,
+            &mut best,
+        ) {
+            break;
+        }
+        receipts = fewer;
+    }
+    while receipts > 1 {
+        let mut candidate = best_config.clone();
+        set_receipts(&mut candidate, receipts - 1);
+        if !try_candidate(
+            candidate,
+            best_choices,
+            &mut best_config,
+            &mut best_choices,
+            &mut best,
+        ) {
+            break;
+        }
+        receipts -= 1;
+    }
+    // The plainest order.
+    if best_choices.ordering != Ordering::Fifo {
+        let fifo = Choices {
+            ordering: Ordering::Fifo,
+            ..best_choices
+        };
+        try_candidate(
+            best_config.clone(),
+            fifo,
+            &mut best_config,
+            &mut best_choices,
+            &mut best,
+        );
+    }
+    // Faults off, one at a time.
+    for switch_off in faults_off(&best_config) {
+        try_candidate(
+            switch_off,
+            best_choices,
+            &mut best_config,
+            &mut best_choices,
+            &mut best,
+        );
+    }
+    // A horizon just past the end of the trial.
+    let end = Duration::from_secs_f64(best.trial.report.ended_at_s.ceil() + 1.0);
+    if end < best_config.horizon {
+        let mut candidate = best_config.clone();
+        candidate.horizon = end;
+        try_candidate(
+            candidate,
+            best_choices,
+            &mut best_config,
+            &mut best_choices,
+            &mut best,
+        );
+    }
+    trials += candidates_tried;
+    Some(Counterexample {
+        config: best_config,
+        choices: best_choices,
+        kind,
+        judged: best,
+        shrink_trials: trials,
+    })
+}
+
+fn set_receipts(config: &mut PipelineConfig, receipts: u64) {
+    config.workload.receipts = receipts;
+    for burst in &mut config.workload.bursts {
+        burst.receipts = burst.receipts.min(receipts);
+    }
+}
+
+/// One configuration per fault that is on, with that fault switched off.
+fn faults_off(config: &PipelineConfig) -> Vec<PipelineConfig> {
+    let mut candidates = Vec::new();
+    if config.compaction.cold_start_share > 0.0 {
+        let mut candidate = config.clone();
+        candidate.compaction.cold_start_share = 0.0;
+        candidates.push(candidate);
+    }
+    if config.queues.duplicate_share > 0.0 {
+        let mut candidate = config.clone();
+        candidate.queues.duplicate_share = 0.0;
+        candidates.push(candidate);
+    }
+    if config.upload.delta_upload_error_share > 0.0 {
+        let mut candidate = config.clone();
+        candidate.upload.delta_upload_error_share = 0.0;
+        candidates.push(candidate);
+    }
+    candidates
+}

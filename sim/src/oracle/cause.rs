@@ -1,0 +1,167 @@
+//! Why an anomaly happened: the causes the oracle can name, and the rules that pick one from the
+//! history of the affected ids. A rule reads the history; it never asks a model what it did.
+//!
+//! Depends on the oracle's `Input` and `lineage`, and `pipeline::history`.
+
+use super::lineage::Lineage;
+use super::{Class, Input};
+use crate::entities::{ChromaId, Collection};
+use crate::pipeline::history::{HistoryEvent, HistoryRecord};
+use serde::{Deserialize, Serialize};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A label update reached the compaction before the word's embedding was merged, was dropped
+    /// as "embedding not found", and nothing applied it later.
+    LabelBeforeEmbedding,
+    /// A new label (a stream INSERT) produced no message.
+    LabelInsertNotForwarded,
+    /// A delta merge (upsert) replaced label fields that were already applied.
+    MergeOverwroteLabels,
+    /// A label REMOVE deleted all label fields of a word that still has labels.
+    RemoveClearedLabels,
+    /// The message carrying the change went to the dead-letter queue.
+    DeadLettered,
+    /// The receipt's delta upload failed and the run went on without it.
+    DeltaLost,
+    /// A newer visible version was built on a base without this id's change (a concurrent
+    /// publish, a blind pointer overwrite, or a lease that expired under a running holder).
+    StaleBase,
+    /// An upload reused the version id the pointer names and replaced its content.
+    VersionIdReused,
+    /// The pointer was moved to an older version.
+    PointerWentBack,
+    /// A metadata change never reached the snapshot.
+    MetadataNotForwarded,
+    /// The trial stopped at its horizon with the change still under way.
+    InFlightAtHorizon,
+    /// None of the rules matched; the excerpt shows what happened.
+    Unexplained,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::LabelBeforeEmbedding => "label_before_embedding",
+            Cause::LabelInsertNotForwarded => "label_insert_not_forwarded",
+            Cause::MergeOverwroteLabels => "merge_overwrote_labels",
+            Cause::RemoveClearedLabels => "remove_cleared_labels",
+            Cause::DeadLettered => "dead_lettered",
+            Cause::DeltaLost => "delta_lost",
+            Cause::StaleBase => "stale_base",
+            Cause::VersionIdReused => "version_id_reused",
+            Cause::PointerWentBack => "pointer_went_back",
+            Cause::MetadataNotForwarded => "metadata_not_forwarded",
+            Cause::InFlightAtHorizon => "in_flight_at_horizon",
+            Cause::Unexplained => "unexplained",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Cause::LabelBeforeEmbedding => {
+                "label applied before its embedding was merged (dropped as \"embedding not found\")"
+            }
+            Cause::LabelInsertNotForwarded => {
+                "label INSERT never forwarded by the stream processor"
+            }
+            Cause::MergeOverwroteLabels => "delta merge overwrote label fields already applied",
+            Cause::RemoveClearedLabels => "label REMOVE cleared the word's remaining labels",
+            Cause::DeadLettered => "message dead-lettered after the receive limit",
+            Cause::DeltaLost => "delta upload failed and was ignored",
+            Cause::StaleBase => "a later version was built on a base without this change",
+            Cause::VersionIdReused => "an upload reused the pointer's version id",
+            Cause::PointerWentBack => "pointer moved to an older version",
+            Cause::MetadataNotForwarded => "metadata change never reached the snapshot",
+            Cause::InFlightAtHorizon => "still in flight when the trial reached its horizon",
+            Cause::Unexplained => "no rule matched; see the excerpt",
+        }
+    }
+}
+
+/// The records about `id` (or about its receipt, where a record names no ids), in order.
+fn records_of<'a>(input: &'a Input<'_>, id: ChromaId) -> impl Iterator<Item = &'a HistoryRecord> {
+    input.history.records.iter().filter(move |record| {
+        if record.ids.is_empty() {
+            record.receipt == Some(id.receipt())
+        } else {
+            record.ids.contains(&id)
+        }
+    })
+}
+
+fn any(input: &Input<'_>, id: ChromaId, event: HistoryEvent) -> bool {
+    records_of(input, id).any(|r| r.event == event)
+}
+
+/// Picks the cause of a per-id finding. The rules go from the most specific evidence to the least.
+pub fn explain(
+    input: &Input<'_>,
+    lineage: &Lineage,
+    class: Class,
+    collection: Collection,
+    id: ChromaId,
+) -> Cause {
+    if let Some(loss) = lineage.loss(collection, id) {
+        return loss.cause;
+    }
+    if any(input, id, HistoryEvent::DeadLettered) {
+        return Cause::DeadLettered;
+    }
+    match class {
+        Class::E => {
+            if any(input, id, HistoryEvent::DeltaLost) {
+                return Cause::DeltaLost;
+            }
+        }
+        Class::L => {
+            let records: Vec<&HistoryRecord> = records_of(input, id).collect();
+            let last_label_apply = records
+                .iter()
+                .rposition(|r| r.event == HistoryEvent::LabelsUpdated && r.ids.contains(&id));
+            let last_merge = records
+                .iter()
+                .rposition(|r| r.event == HistoryEvent::DeltaMerged && r.ids.contains(&id));
+            let last_removal = records
+                .iter()
+                .rposition(|r| r.event == HistoryEvent::LabelsDeleted && r.ids.contains(&id));
+            if let (Some(apply), Some(merge)) = (last_label_apply, last_merge)
+                && merge > apply
+            {
+                return Cause::MergeOverwroteLabels;
+            }
+            if let Some(removal) = last_removal
+                && last_label_apply.is_none_or(|apply| removal > apply)
+                && !input.table.label_items(id).is_empty()
+            {
+                return Cause::RemoveClearedLabels;
+            }
+            if records
+                .iter()
+                .any(|r| r.event == HistoryEvent::EmbeddingNotFound && r.ids.contains(&id))
+            {
+                return Cause::LabelBeforeEmbedding;
+            }
+            let label_written = records
+                .iter()
+                .any(|r| r.event == HistoryEvent::TableWrite && r.ids.contains(&id));
+            let label_sent = records
+                .iter()
+                .any(|r| r.event == HistoryEvent::MessagesSent && r.ids.contains(&id));
+            if label_written && !label_sent && input.quiescent {
+                return Cause::LabelInsertNotForwarded;
+            }
+        }
+        Class::M => {
+            if input.quiescent {
+                return Cause::MetadataNotForwarded;
+            }
+        }
+        Class::U | Class::P => {}
+    }
+    if !input.quiescent {
+        return Cause::InFlightAtHorizon;
+    }
+    Cause::Unexplained
+}

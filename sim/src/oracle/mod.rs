@@ -1,0 +1,318 @@
+//! The race oracle: judges a finished trial by its final stores and its history, never by the
+//! models' own idea of what happened.
+//!
+//! Classes (SEMANTICS.md section 2): **E** an embedded line or word of a receipt whose run was
+//! inserted is missing from the snapshot the pointer names; **L** a word's label fields there differ
+//! from the state derived from its label items in DynamoDB; **M** merchant fields differ from the
+//! current ReceiptMetadata; **U** something a visible version contained is missing from the next
+//! visible version (a lost update); **P** the pointer went back, a version id was reused by another
+//! publish, or the pointer names a version that no longer exists.
+//!
+//! E, L and M compare the table with the pointer's snapshot id by id. U and P replay the publish log
+//! (every upload and pointer write, always recorded) into the sequence of versions readers saw,
+//! using only each publish's base and the ids its delta wrote, so no snapshot is ever copied.
+//! Causes come from the event history of the affected receipts (`cause`), and every anomaly carries
+//! the excerpt of the history that touched its ids.
+//!
+//! Depends on `entities`, `services::{table, object_store}` (read-only) and `pipeline::history`.
+
+mod cause;
+mod lineage;
+
+pub use cause::Cause;
+
+use crate::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
+use crate::pipeline::history::{History, HistoryRecord};
+use crate::services::object_store::SnapshotStore;
+use crate::services::table::Table;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The most ids an anomaly lists (the count is always exact).
+pub const ANOMALY_IDS_MAX: usize = 16;
+/// The most history records an excerpt holds.
+pub const EXCERPT_RECORDS_MAX: usize = 400;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Class {
+    /// Embedding missing from the pointer's snapshot.
+    E,
+    /// Label fields not converged.
+    L,
+    /// Merchant metadata not converged.
+    M,
+    /// Lost update across visible versions.
+    U,
+    /// Pointer went back, or a version id was reused.
+    P,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [Class::E, Class::L, Class::M, Class::U, Class::P];
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::E => "E",
+            Class::L => "L",
+            Class::M => "M",
+            Class::U => "U",
+            Class::P => "P",
+        }
+    }
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Class::E => "embedding missing from the snapshot",
+            Class::L => "label fields not converged",
+            Class::M => "merchant metadata not converged",
+            Class::U => "lost update across published versions",
+            Class::P => "pointer not sane",
+        }
+    }
+}
+
+/// One violation: its class, its cause, what it touched, and the history that shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Anomaly {
+    pub class: Class,
+    pub cause: Cause,
+    pub collection: Option<Collection>,
+    pub receipt: Option<ReceiptIndex>,
+    /// How many ids are affected; `ids` lists at most `ANOMALY_IDS_MAX` of them.
+    pub id_count: usize,
+    pub ids: Vec<ChromaId>,
+    /// What the source of truth says, and what the snapshot holds, for the first id.
+    pub expected: String,
+    pub found: String,
+    /// Every history record that touched these ids (or, for U and P, the publishes involved), in order.
+    pub excerpt: Vec<HistoryRecord>,
+}
+
+/// What the oracle reads.
+pub struct Input<'a> {
+    pub table: &'a Table,
+    /// The `lines` and `words` buckets, in `Collection::index` order.
+    pub stores: [&'a SnapshotStore; 2],
+    pub history: &'a History,
+    /// Receipts `0..receipts` were part of the trial.
+    pub receipts: u32,
+    /// Whether the trial ended with nothing left to do (rather than at its horizon).
+    pub quiescent: bool,
+}
+
+/// The oracle's verdict on one trial.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub anomalies: Vec<Anomaly>,
+    /// Anomaly count per class.
+    pub by_class: BTreeMap<Class, u64>,
+    /// Distinct receipts affected, per class.
+    pub receipts_affected_by_class: BTreeMap<Class, u64>,
+    /// Distinct receipts with any anomaly.
+    pub receipts_affected: u64,
+    pub receipts_checked: u64,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.anomalies.is_empty()
+    }
+    /// Receipts with at least one anomaly, ascending.
+    pub fn affected_receipts(&self) -> Vec<ReceiptIndex> {
+        let mut receipts: Vec<ReceiptIndex> =
+            self.anomalies.iter().filter_map(|a| a.receipt).collect();
+        receipts.sort_unstable();
+        receipts.dedup();
+        receipts
+    }
+    /// Distinct (class, cause) pairs found, in order.
+    pub fn kinds(&self) -> Vec<(Class, Cause)> {
+        let mut kinds: Vec<(Class, Cause)> =
+            self.anomalies.iter().map(|a| (a.class, a.cause)).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+}
+
+/// A mismatch found by the per-id comparison, before grouping.
+struct Finding {
+    class: Class,
+    collection: Collection,
+    id: ChromaId,
+    expected: String,
+    found: String,
+}
+
+/// Judges one finished trial.
+pub fn check(input: &Input<'_>) -> Report {
+    let lineage = lineage::replay(input.history);
+    let mut findings: Vec<Finding> = Vec::new();
+    for receipt in 0..input.receipts {
+        compare_receipt(input, receipt, &mut findings);
+    }
+    let mut anomalies = group_findings(input, &lineage, findings);
+    anomalies.extend(lineage.anomalies(input.history));
+    for anomaly in &mut anomalies {
+        anomaly.excerpt = excerpt(input.history, anomaly);
+    }
+    anomalies.sort_by(|a, b| {
+        (a.class, a.cause, a.receipt, a.collection, a.ids.first()).cmp(&(
+            b.class,
+            b.cause,
+            b.receipt,
+            b.collection,
+            b.ids.first(),
+        ))
+    });
+    summarise(anomalies, u64::from(input.receipts))
+}
+
+fn summarise(anomalies: Vec<Anomaly>, receipts_checked: u64) -> Report {
+    let mut by_class: BTreeMap<Class, u64> = Class::ALL.iter().map(|c| (*c, 0)).collect();
+    let mut receipts_by_class: BTreeMap<Class, Vec<ReceiptIndex>> = BTreeMap::new();
+    for anomaly in &anomalies {
+        *by_class.entry(anomaly.class).or_default() += 1;
+        if let Some(receipt) = anomaly.receipt {
+            receipts_by_class
+                .entry(anomaly.class)
+                .or_default()
+                .push(receipt);
+        }
+    }
+    let receipts_affected_by_class = Class::ALL
+        .iter()
+        .map(|class| {
+            let mut receipts = receipts_by_class.remove(class).unwrap_or_default();
+            receipts.sort_unstable();
+            receipts.dedup();
+            (*class, receipts.len() as u64)
+        })
+        .collect();
+    let mut report = Report {
+        anomalies,
+        by_class,
+        receipts_affected_by_class,
+        receipts_affected: 0,
+        receipts_checked,
+    };
+    report.receipts_affected = report.affected_receipts().len() as u64;
+    report
+}
+
+/// Compares one receipt's ids in both collections with the table.
+fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<Finding>) {
+    let Some(shape) = input.table.shape(receipt) else {
+        return;
+    };
+    if !input.table.runs(receipt).iter().any(|_| true) {
+        // No run inserted: the receipt never reached the compaction, nothing is owed.
+        return;
+    }
+    let merchant_expected = input.table.metadata(receipt).unwrap_or(0);
+    for collection in Collection::ALL {
+        let store = input.stores[collection.index()];
+        let pointer = store.read_pointer();
+        let publish = store.resolve(pointer.version).ok();
+        for id in shape.collection_ids(receipt, collection) {
+            let entry: Option<EntryFields> = publish.and_then(|publish| store.get(publish, id));
+            let Some(entry) = entry else {
+                findings.push(Finding {
+                    class: Class::E,
+                    collection,
+                    id,
+                    expected: "present".to_string(),
+                    found: "absent".to_string(),
+                });
+                continue;
+            };
+            if entry.merchant != merchant_expected {
+                findings.push(Finding {
+                    class: Class::M,
+                    collection,
+                    id,
+                    expected: format!("merchant {merchant_expected}"),
+                    found: format!("merchant {}", entry.merchant),
+                });
+            }
+            if collection == Collection::Words {
+                let expected = LabelFields::derive(&input.table.label_items(id));
+                if entry.labels != expected {
+                    findings.push(Finding {
+                        class: Class::L,
+                        collection,
+                        id,
+                        expected: expected.to_string(),
+                        found: entry.labels.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Groups per-id findings into anomalies by (class, cause, receipt, collection).
+fn group_findings(
+    input: &Input<'_>,
+    lineage: &lineage::Lineage,
+    findings: Vec<Finding>,
+) -> Vec<Anomaly> {
+    let mut groups: BTreeMap<(Class, Cause, ReceiptIndex, Collection), Anomaly> = BTreeMap::new();
+    for finding in findings {
+        let receipt = finding.id.receipt();
+        let cause = cause::explain(
+            input,
+            lineage,
+            finding.class,
+            finding.collection,
+            finding.id,
+        );
+        let anomaly = groups
+            .entry((finding.class, cause, receipt, finding.collection))
+            .or_insert_with(|| Anomaly {
+                class: finding.class,
+                cause,
+                collection: Some(finding.collection),
+                receipt: Some(receipt),
+                id_count: 0,
+                ids: Vec::new(),
+                expected: finding.expected.clone(),
+                found: finding.found.clone(),
+                excerpt: Vec::new(),
+            });
+        anomaly.id_count += 1;
+        if anomaly.ids.len() < ANOMALY_IDS_MAX {
+            anomaly.ids.push(finding.id);
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// Every record that touched the anomaly's ids (or, with no ids listed on a record, its receipt),
+/// in order, bounded.
+fn excerpt(history: &History, anomaly: &Anomaly) -> Vec<HistoryRecord> {
+    let mut records: Vec<HistoryRecord> = history
+        .records
+        .iter()
+        .filter(|record| touches(record, anomaly))
+        .cloned()
+        .collect();
+    if records.len() > EXCERPT_RECORDS_MAX {
+        // Keep the beginning and the end, where the cause and its effect stand.
+        let tail = records.split_off(records.len() - EXCERPT_RECORDS_MAX / 2);
+        records.truncate(EXCERPT_RECORDS_MAX / 2);
+        records.extend(tail);
+    }
+    records
+}
+
+fn touches(record: &HistoryRecord, anomaly: &Anomaly) -> bool {
+    if !record.ids.is_empty() {
+        return record
+            .ids
+            .iter()
+            .any(|id| anomaly.ids.binary_search(id).is_ok() || anomaly.ids.contains(id));
+    }
+    match (record.receipt, anomaly.receipt) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,947 @@
+//! The compaction Lambda: one invocation takes a batch of one collection's queue and folds it into
+//! the collection's snapshot.
+//!
+//! Steps (PIPELINE.md section 5): read the pointer without the lock and make sure that version is in
+//! the file cache; quick check under the lock (busy: every message fails at once; pointer moved:
+//! likewise); copy the cached snapshot and apply merges, then metadata, then labels without the
+//! lock; publish under the lock (tries with delays, heartbeat while held, re-read the pointer, upload
+//! the new version, promote the pointer by compare-and-swap or blind overwrite); mark runs; write the
+//! new version back to the cache.
+//!
+//! A sans-IO state machine: one outstanding effect at a time, `poll_note` for the metrics, and
+//! `outcomes` per message at the end. The driver reports them to the queue (per item or whole
+//! batch). Depends on `effect`, `config`, `entities` and `metrics`.
+
+use super::config::{InBatchOrdering, MissingId, PointerPromotion};
+use super::effect::{
+    CollectionOp, Effect, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
+    TableRead, TableWrite, VersionId, Work,
+};
+use crate::entities::{Collection, LabelFields};
+use crate::metrics::Stage;
+use crate::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The settings the compaction reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionSettings {
+    pub lock_lease: Duration,
+    /// `None`: no heartbeat.
+    pub heartbeat_interval: Option<Duration>,
+    /// Shared, so cloning the settings for each invocation does not allocate.
+    pub publish_lock_retry_delays: Arc<[Duration]>,
+    pub pointer_promotion: PointerPromotion,
+    pub missing_id: MissingId,
+    pub mark_runs: bool,
+    pub in_batch_ordering: InBatchOrdering,
+    pub deduplicate: bool,
+}
+
+/// How one message of the batch ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not decided yet (the invocation is still running or was killed).
+    Open,
+    Done,
+    Failed,
+}
+
+/// Why an invocation failed its messages, or what it did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CompactionNote {
+    Stage(Stage, Duration),
+    /// The lock was busy at the quick check.
+    BusyAtQuickCheck,
+    /// The lock was busy at every try at publish.
+    BusyAtPublish,
+    /// The pointer moved between the first read and the quick check.
+    PointerMovedAtQuickCheck,
+    /// The pointer moved between the first read and publish.
+    PointerMovedAtPublish,
+    /// The compare-and-swap promotion failed.
+    PointerConflict,
+    /// A delta could not be downloaded or unpacked; the message still counts as done.
+    DeltaLost(usize),
+    /// A label message found no embedding for its word.
+    EmbeddingNotFound(usize),
+    /// A metadata message found none of the receipt's ids.
+    MetadataDropped(usize),
+    /// The snapshot was uploaded under this version id and the pointer promoted to it.
+    Published {
+        version: VersionId,
+    },
+    /// The snapshot version to start from could not be downloaded (pruned meanwhile).
+    SnapshotMissing,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Step {
+    ReadPointer,
+    CacheLoad,
+    QuickLock,
+    QuickReread,
+    QuickRelease {
+        failing: bool,
+    },
+    OpenWorkingCopy,
+    /// Applying `order[position]`; `phase` counts the sub-steps of one message.
+    Apply {
+        position: usize,
+        phase: u8,
+    },
+    ApplyWork,
+    PublishLock {
+        tries: usize,
+    },
+    PublishSleep {
+        tries: usize,
+    },
+    HeartbeatStart,
+    PublishReread,
+    Upload,
+    Promote,
+    HeartbeatStop {
+        failing: bool,
+    },
+    PublishRelease {
+        failing: bool,
+    },
+    MarkCompleted {
+        position: usize,
+    },
+    WriteBack,
+    Done,
+}
+
+/// One invocation of the compaction Lambda over one collection's batch.
+#[derive(Clone, Debug)]
+pub struct CompactionInvocation {
+    settings: CompactionSettings,
+    collection: Collection,
+    messages: Vec<Message>,
+    /// Message indices in apply order (duplicates skipped under `deduplicate`).
+    order: Vec<usize>,
+    outcomes: Vec<Outcome>,
+    step: Step,
+    outstanding: bool,
+    started: Instant,
+    step_started: Instant,
+    pointer: (Option<VersionId>, u64),
+    owner: Option<LockOwner>,
+    version: VersionId,
+    ids_touched: u64,
+    /// The label fields read for the label message being applied.
+    pending_fields: LabelFields,
+    lock_wait_started: Instant,
+    /// When the snapshot upload began (the publish stage is upload plus promotion).
+    publish_started: Instant,
+    notes: VecDeque<CompactionNote>,
+}
+
+impl CompactionInvocation {
+    pub fn new(
+        now: Instant,
+        settings: CompactionSettings,
+        collection: Collection,
+        messages: Vec<Message>,
+    ) -> Self {
+        assert!(
+            !messages.is_empty(),
+            "an invocation holds at least one message"
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|message| message.collection == collection),
+            "one collection per batch"
+        );
+        let order = apply_order(&messages, settings.in_batch_ordering, settings.deduplicate);
+        // A batch with nothing to apply (only "run completed" messages) is done at once.
+        let applies = order
+            .iter()
+            .any(|index| messages[*index].kind != MessageKind::RunCompleted);
+        let mut outcomes = vec![Outcome::Open; messages.len()];
+        for (index, outcome) in outcomes.iter_mut().enumerate() {
+            if !applies || !order.contains(&index) {
+                *outcome = Outcome::Done;
+            }
+        }
+        CompactionInvocation {
+            settings,
+            collection,
+            messages,
+            order,
+            outcomes,
+            step: if applies {
+                Step::ReadPointer
+            } else {
+                Step::Done
+            },
+            outstanding: false,
+            started: now,
+            step_started: now,
+            pointer: (None, 0),
+            owner: None,
+            version: 0,
+            ids_touched: 0,
+            pending_fields: LabelFields::default(),
+            lock_wait_started: now,
+            publish_started: now,
+            notes: VecDeque::with_capacity(4),
+        }
+    }
+
+    pub fn collection(&self) -> Collection {
+        self.collection
+    }
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+    pub fn is_done(&self) -> bool {
+        self.step == Step::Done
+    }
+    /// The lock owner while the invocation holds the lock.
+    pub fn owner(&self) -> Option<LockOwner> {
+        self.owner
+    }
+    pub fn poll_note(&mut self) -> Option<CompactionNote> {
+        self.notes.pop_front()
+    }
+
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        if self.outstanding || self.step == Step::Done {
+            return None;
+        }
+        self.outstanding = true;
+        let collection = self.collection;
+        let effect = match self.step {
+            Step::ReadPointer | Step::QuickReread | Step::PublishReread => {
+                Effect::ReadPointer(collection)
+            }
+            Step::CacheLoad => Effect::CacheLoad {
+                collection,
+                version: self.pointer.0,
+            },
+            Step::QuickLock | Step::PublishLock { .. } => Effect::LockAcquire {
+                collection,
+                lease: self.settings.lock_lease,
+            },
+            Step::QuickRelease { .. } | Step::PublishRelease { .. } => Effect::LockRelease {
+                collection,
+                owner: self.owner.expect("released while held"),
+            },
+            Step::OpenWorkingCopy => Effect::OpenWorkingCopy {
+                collection,
+                version: self.pointer.0,
+            },
+            Step::Apply { position, phase } => self.apply_effect(self.order[position], phase),
+            Step::ApplyWork => Effect::Work(Work::Apply {
+                ids: self.ids_touched,
+            }),
+            Step::PublishSleep { tries } => {
+                Effect::Sleep(self.settings.publish_lock_retry_delays[tries - 1])
+            }
+            Step::HeartbeatStart => Effect::LockHeartbeat {
+                collection,
+                owner: self.owner.expect("heartbeat while held"),
+                interval: self.settings.heartbeat_interval.expect("heartbeats on"),
+            },
+            Step::HeartbeatStop { .. } => Effect::LockHeartbeat {
+                collection,
+                owner: self.owner.expect("heartbeat while held"),
+                interval: Duration::ZERO,
+            },
+            Step::Upload => Effect::PutObject(ObjectKey::Snapshot {
+                collection,
+                version: self.version,
+            }),
+            Step::Promote => Effect::WritePointer {
+                collection,
+                version: self.version,
+                expected_etag: match self.settings.pointer_promotion {
+                    PointerPromotion::Cas => Some(self.pointer.1),
+                    PointerPromotion::Blind => None,
+                },
+            },
+            Step::MarkCompleted { position } => Effect::TableWrite(TableWrite::RunState {
+                receipt: self.messages[self.order[position]].receipt,
+                collection,
+                state: RunState::Completed,
+            }),
+            Step::WriteBack => Effect::CacheStore {
+                collection,
+                version: self.version,
+            },
+            Step::Done => unreachable!(),
+        };
+        Some(effect)
+    }
+
+    fn apply_effect(&self, index: usize, phase: u8) -> Effect {
+        let message = &self.messages[index];
+        let receipt = message.receipt;
+        match (message.kind, phase) {
+            (MessageKind::RunDelta, 0) => Effect::TableWrite(TableWrite::RunState {
+                receipt,
+                collection: self.collection,
+                state: RunState::Processing,
+            }),
+            (MessageKind::RunDelta, 1) => Effect::GetObject(ObjectKey::Delta {
+                collection: self.collection,
+                receipt,
+            }),
+            (MessageKind::RunDelta, _) => Effect::Collection(CollectionOp::UpsertDelta { receipt }),
+            (MessageKind::Metadata { merchant, .. }, _) => {
+                Effect::Collection(CollectionOp::UpdateReceiptMerchant { receipt, merchant })
+            }
+            (
+                MessageKind::Label {
+                    word,
+                    event: super::effect::EventName::Remove,
+                    ..
+                },
+                _,
+            ) => Effect::Collection(CollectionOp::DeleteLabels { receipt, word }),
+            (MessageKind::Label { word, .. }, 0) => {
+                Effect::Collection(CollectionOp::GetWord { receipt, word })
+            }
+            (MessageKind::Label { word, .. }, 1) => {
+                Effect::TableRead(TableRead::WordLabels { receipt, word })
+            }
+            (MessageKind::Label { word, .. }, _) => {
+                Effect::Collection(CollectionOp::UpdateLabels {
+                    receipt,
+                    word,
+                    fields: self.pending_fields,
+                })
+            }
+            (MessageKind::RunCompleted, _) => unreachable!("run completed messages apply nothing"),
+        }
+    }
+
+    fn enter(&mut self, now: Instant, step: Step) {
+        self.step = step;
+        self.step_started = now;
+    }
+
+    fn fail_open(&mut self) {
+        for outcome in &mut self.outcomes {
+            if *outcome == Outcome::Open {
+                *outcome = Outcome::Failed;
+            }
+        }
+    }
+
+    fn finish(&mut self, now: Instant) {
+        for outcome in &mut self.outcomes {
+            if *outcome == Outcome::Open {
+                *outcome = Outcome::Done;
+            }
+        }
+        self.notes.push_back(CompactionNote::Stage(
+            Stage::CompactionWork,
+            now.since(self.started),
+        ));
+        self.enter(now, Step::Done);
+    }
+
+    fn fail_all(&mut self, now: Instant) {
+        self.fail_open();
+        self.notes.push_back(CompactionNote::Stage(
+            Stage::CompactionWork,
+            now.since(self.started),
+        ));
+        self.enter(now, Step::Done);
+    }
+
+    pub fn handle_response(&mut self, now: Instant, response: Response) {
+        assert!(self.outstanding, "a response without an outstanding effect");
+        assert!(now >= self.step_started);
+        self.outstanding = false;
+        match self.step {
+            Step::ReadPointer => {
+                self.pointer = pointer_of(response);
+                self.enter(now, Step::CacheLoad);
+            }
+            Step::CacheLoad | Step::OpenWorkingCopy if response == Response::Failed => {
+                self.notes.push_back(CompactionNote::SnapshotMissing);
+                self.fail_all(now);
+            }
+            Step::CacheLoad => self.enter(now, Step::QuickLock),
+            Step::QuickLock => match lock_of(response) {
+                Some(owner) => {
+                    self.owner = Some(owner);
+                    self.enter(now, Step::QuickReread);
+                }
+                None => {
+                    self.notes.push_back(CompactionNote::BusyAtQuickCheck);
+                    self.fail_all(now);
+                }
+            },
+            Step::QuickReread => {
+                let moved = pointer_of(response) != self.pointer;
+                if moved {
+                    self.notes
+                        .push_back(CompactionNote::PointerMovedAtQuickCheck);
+                }
+                self.enter(now, Step::QuickRelease { failing: moved });
+            }
+            Step::QuickRelease { failing } => {
+                self.owner = None;
+                if failing {
+                    self.fail_all(now);
+                } else {
+                    self.enter(now, Step::OpenWorkingCopy);
+                }
+            }
+            Step::OpenWorkingCopy => self.next_apply(now, 0),
+            Step::Apply { position, phase } => self.handle_apply(now, position, phase, response),
+            Step::ApplyWork => {
+                self.lock_wait_started = now;
+                self.enter(now, Step::PublishLock { tries: 0 });
+            }
+            Step::PublishLock { tries } => self.handle_publish_lock(now, tries, response),
+            Step::PublishSleep { tries } => self.enter(now, Step::PublishLock { tries }),
+            Step::HeartbeatStart => self.enter(now, Step::PublishReread),
+            Step::PublishReread => {
+                if pointer_of(response) != self.pointer {
+                    self.notes.push_back(CompactionNote::PointerMovedAtPublish);
+                    self.leave_publish(now, true);
+                } else {
+                    self.publish_started = now;
+                    self.enter(now, Step::Upload);
+                }
+            }
+            Step::Upload => {
+                let Response::Published { version } = response else {
+                    panic!("an upload answered {response:?}")
+                };
+                self.version = version;
+                self.enter(now, Step::Promote);
+            }
+            Step::Promote => {
+                let failing = response == Response::Failed;
+                if failing {
+                    self.notes.push_back(CompactionNote::PointerConflict);
+                } else {
+                    assert_eq!(response, Response::Done);
+                    self.notes.push_back(CompactionNote::Published {
+                        version: self.version,
+                    });
+                }
+                self.notes.push_back(CompactionNote::Stage(
+                    Stage::Publish,
+                    now.since(self.publish_started),
+                ));
+                self.leave_publish(now, failing);
+            }
+            Step::HeartbeatStop { failing } => self.enter(now, Step::PublishRelease { failing }),
+            Step::PublishRelease { failing } => {
+                self.owner = None;
+                if failing {
+                    self.fail_all(now);
+                } else {
+                    self.next_mark(now, 0);
+                }
+            }
+            Step::MarkCompleted { position } => self.next_mark(now, position + 1),
+            Step::WriteBack => self.finish(now),
+            Step::Done => unreachable!(),
+        }
+    }
+
+    fn handle_publish_lock(&mut self, now: Instant, tries: usize, response: Response) {
+        match lock_of(response) {
+            Some(owner) => {
+                self.owner = Some(owner);
+                self.notes.push_back(CompactionNote::Stage(
+                    Stage::LockWait,
+                    now.since(self.lock_wait_started),
+                ));
+                let next = if self.settings.heartbeat_interval.is_some() {
+                    Step::HeartbeatStart
+                } else {
+                    Step::PublishReread
+                };
+                self.enter(now, next);
+            }
+            None if tries < self.settings.publish_lock_retry_delays.len() => {
+                self.enter(now, Step::PublishSleep { tries: tries + 1 });
+            }
+            None => {
+                self.notes.push_back(CompactionNote::BusyAtPublish);
+                self.fail_all(now);
+            }
+        }
+    }
+
+    fn leave_publish(&mut self, now: Instant, failing: bool) {
+        if self.settings.heartbeat_interval.is_some() {
+            self.enter(now, Step::HeartbeatStop { failing });
+        } else {
+            self.enter(now, Step::PublishRelease { failing });
+        }
+    }
+
+    fn next_mark(&mut self, now: Instant, from: usize) {
+        if self.settings.mark_runs {
+            let next = (from..self.order.len()).find(|position| {
+                let index = self.order[*position];
+                self.messages[index].kind == MessageKind::RunDelta
+                    && self.outcomes[index] == Outcome::Open
+            });
+            if let Some(position) = next {
+                self.enter(now, Step::MarkCompleted { position });
+                return;
+            }
+        }
+        self.enter(now, Step::WriteBack);
+    }
+
+    /// Moves to the first sub-step of the message at `position` (or on to the unlocked work).
+    fn next_apply(&mut self, now: Instant, position: usize) {
+        let mut position = position;
+        while position < self.order.len() {
+            let message = &self.messages[self.order[position]];
+            match message.kind {
+                MessageKind::RunCompleted => position += 1,
+                MessageKind::RunDelta if !self.settings.mark_runs => {
+                    self.enter(now, Step::Apply { position, phase: 1 });
+                    return;
+                }
+                _ => {
+                    self.enter(now, Step::Apply { position, phase: 0 });
+                    return;
+                }
+            }
+        }
+        self.enter(now, Step::ApplyWork);
+    }
+
+    fn handle_apply(&mut self, now: Instant, position: usize, phase: u8, response: Response) {
+        let index = self.order[position];
+        let message = self.messages[index];
+        match (message.kind, phase) {
+            (MessageKind::RunDelta, 0) => self.enter(now, Step::Apply { position, phase: 1 }),
+            (MessageKind::RunDelta, 1) => match response {
+                Response::Done => self.enter(now, Step::Apply { position, phase: 2 }),
+                Response::Failed => {
+                    // Logged; the message still counts as done.
+                    self.notes.push_back(CompactionNote::DeltaLost(index));
+                    self.next_apply(now, position + 1);
+                }
+                other => panic!("a delta download answered {other:?}"),
+            },
+            (MessageKind::RunDelta, _) => {
+                let Response::Entries(ids) = response else {
+                    panic!("a delta upsert answered {response:?}")
+                };
+                self.ids_touched += ids;
+                self.next_apply(now, position + 1);
+            }
+            (MessageKind::Metadata { .. }, _) => {
+                let Response::Touched(ids) = response else {
+                    panic!("a metadata update answered {response:?}")
+                };
+                if ids == 0 {
+                    self.notes.push_back(CompactionNote::MetadataDropped(index));
+                }
+                self.ids_touched += ids;
+                self.next_apply(now, position + 1);
+            }
+            (
+                MessageKind::Label {
+                    event: super::effect::EventName::Remove,
+                    ..
+                },
+                _,
+            ) => {
+                self.ids_touched += 1;
+                self.next_apply(now, position + 1);
+            }
+            (MessageKind::Label { .. }, 0) => match response {
+                Response::Present(true) => self.enter(now, Step::Apply { position, phase: 1 }),
+                Response::Present(false) => {
+                    self.notes
+                        .push_back(CompactionNote::EmbeddingNotFound(index));
+                    if self.settings.missing_id == MissingId::Retry {
+                        self.outcomes[index] = Outcome::Failed;
+                    }
+                    self.next_apply(now, position + 1);
+                }
+                other => panic!("a get answered {other:?}"),
+            },
+            (MessageKind::Label { .. }, 1) => {
+                let Response::WordLabels(fields) = response else {
+                    panic!("a label read answered {response:?}")
+                };
+                self.pending_fields = fields;
+                self.enter(now, Step::Apply { position, phase: 2 });
+            }
+            (MessageKind::Label { .. }, _) => {
+                self.ids_touched += 1;
+                self.next_apply(now, position + 1);
+            }
+            (MessageKind::RunCompleted, _) => unreachable!("run completed messages apply nothing"),
+        }
+    }
+}
+
+fn pointer_of(response: Response) -> (Option<VersionId>, u64) {
+    match response {
+        Response::Pointer { version, etag } => (version, etag),
+        other => panic!("a pointer read answered {other:?}"),
+    }
+}
+
+fn lock_of(response: Response) -> Option<LockOwner> {
+    match response {
+        Response::Lock { owner } => owner,
+        other => panic!("a lock acquisition answered {other:?}"),
+    }
+}
+
+/// Message indices in apply order: merges, then metadata, then labels (removals first if asked),
+/// each in arrival order; under `deduplicate` only the last message per key.
+pub fn apply_order(
+    messages: &[Message],
+    ordering: InBatchOrdering,
+    deduplicate: bool,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_by_key(|index| {
+        let message = &messages[*index];
+        let removal_rank = match ordering {
+            InBatchOrdering::RemovalsFirst if message.is_label_removal() => 0,
+            _ => 1,
+        };
+        (message.apply_rank(), removal_rank, *index)
+    });
+    if deduplicate {
+        let key = |message: &Message| -> (u8, u32, u32) {
+            match message.kind {
+                MessageKind::Label { word, .. } => (
+                    2,
+                    message.receipt,
+                    u32::from(word.line) << 16 | u32::from(word.word),
+                ),
+                MessageKind::Metadata { .. } => (1, message.receipt, 0),
+                MessageKind::RunDelta => (0, message.receipt, 0),
+                MessageKind::RunCompleted => (3, message.receipt, 0),
+            }
+        };
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for (position, index) in order.iter().enumerate() {
+            let later = order[position + 1..]
+                .iter()
+                .any(|other| key(&messages[*other]) == key(&messages[*index]));
+            if !later {
+                kept.push(*index);
+            }
+        }
+        order = kept;
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::effect::EventName;
+    use crate::workload::WordRef;
+
+    fn settings() -> CompactionSettings {
+        CompactionSettings {
+            lock_lease: Duration::from_secs(180),
+            heartbeat_interval: Some(Duration::from_secs(30)),
+            publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)]
+                .into(),
+            pointer_promotion: PointerPromotion::Cas,
+            missing_id: MissingId::Drop,
+            mark_runs: true,
+            in_batch_ordering: InBatchOrdering::Arrival,
+            deduplicate: false,
+        }
+    }
+
+    fn message(receipt: u32, kind: MessageKind) -> Message {
+        Message {
+            kind,
+            receipt,
+            collection: Collection::Words,
+            record_sequence: u64::from(receipt),
+            sent_at: Instant::ZERO,
+            group: 0,
+        }
+    }
+
+    fn label(receipt: u32, event: EventName) -> Message {
+        message(
+            receipt,
+            MessageKind::Label {
+                word: WordRef { line: 1, word: 1 },
+                label: 0,
+                event,
+            },
+        )
+    }
+
+    /// Drives the invocation, answering with `answer`; returns the effects it asked for.
+    fn drive(
+        invocation: &mut CompactionInvocation,
+        mut answer: impl FnMut(&Effect, usize) -> Response,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut now = Instant::ZERO;
+        for _ in 0..200 {
+            let Some(effect) = invocation.poll_effect() else {
+                break;
+            };
+            now = now.add(Duration::from_millis(10));
+            let response = answer(&effect, effects.len());
+            effects.push(effect);
+            invocation.handle_response(now, response);
+        }
+        assert!(invocation.is_done());
+        effects
+    }
+
+    /// Answers as an idle world would: pointer at version 5 etag 9, lock free, ids present.
+    fn idle(effect: &Effect) -> Response {
+        match effect {
+            Effect::ReadPointer(_) => Response::Pointer {
+                version: Some(5),
+                etag: 9,
+            },
+            Effect::LockAcquire { .. } => Response::Lock { owner: Some(1) },
+            Effect::CacheLoad { .. } | Effect::OpenWorkingCopy { .. } => Response::Entries(100),
+            Effect::Collection(CollectionOp::UpsertDelta { .. }) => Response::Entries(3),
+            Effect::Collection(CollectionOp::GetWord { .. }) => Response::Present(true),
+            Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. }) => Response::Touched(3),
+            Effect::TableRead(TableRead::WordLabels { .. }) => {
+                Response::WordLabels(LabelFields::default())
+            }
+            Effect::PutObject(_) => Response::Published { version: 6 },
+            _ => Response::Done,
+        }
+    }
+
+    #[test]
+    fn applies_merges_then_metadata_then_labels_and_publishes_by_cas() {
+        let messages = vec![
+            label(1, EventName::Modify),
+            message(
+                1,
+                MessageKind::Metadata {
+                    merchant: Some(3),
+                    event: EventName::Modify,
+                },
+            ),
+            message(1, MessageKind::RunDelta),
+        ];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        let effects = drive(&mut invocation, |effect, _| idle(effect));
+        let applied: Vec<&Effect> = effects
+            .iter()
+            .filter(|effect| {
+                matches!(
+                    effect,
+                    Effect::Collection(
+                        CollectionOp::UpsertDelta { .. }
+                            | CollectionOp::UpdateReceiptMerchant { .. }
+                            | CollectionOp::UpdateLabels { .. }
+                    )
+                )
+            })
+            .collect();
+        assert!(matches!(
+            applied[0],
+            Effect::Collection(CollectionOp::UpsertDelta { .. })
+        ));
+        assert!(matches!(
+            applied[1],
+            Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. })
+        ));
+        assert!(matches!(
+            applied[2],
+            Effect::Collection(CollectionOp::UpdateLabels { .. })
+        ));
+        assert!(effects.contains(&Effect::WritePointer {
+            collection: Collection::Words,
+            version: 6,
+            expected_etag: Some(9)
+        }));
+        let marks = effects
+            .iter()
+            .filter(|effect| matches!(effect, Effect::TableWrite(TableWrite::RunState { .. })))
+            .count();
+        assert_eq!(marks, 2, "PROCESSING, then COMPLETED after publish");
+        assert!(
+            invocation
+                .outcomes()
+                .iter()
+                .all(|outcome| *outcome == Outcome::Done)
+        );
+        let mut publish = None;
+        while let Some(note) = invocation.poll_note() {
+            if let CompactionNote::Stage(Stage::Publish, duration) = note {
+                publish = Some(duration);
+            }
+        }
+        // Every effect takes 10 ms here: the upload and the promotion.
+        assert_eq!(publish, Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn a_busy_lock_at_the_quick_check_fails_every_message_at_once() {
+        let messages = vec![label(1, EventName::Modify), label(2, EventName::Modify)];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        let effects = drive(&mut invocation, |effect, _| match effect {
+            Effect::LockAcquire { .. } => Response::Lock { owner: None },
+            other => idle(other),
+        });
+        assert_eq!(
+            effects.len(),
+            3,
+            "read pointer, cache load, lock: {effects:?}"
+        );
+        assert_eq!(invocation.outcomes(), &[Outcome::Failed, Outcome::Failed]);
+        let mut notes = Vec::new();
+        while let Some(note) = invocation.poll_note() {
+            notes.push(note);
+        }
+        assert!(notes.contains(&CompactionNote::BusyAtQuickCheck));
+    }
+
+    #[test]
+    fn a_pointer_moved_before_publish_fails_every_message_and_releases_the_lock() {
+        let messages = vec![
+            message(1, MessageKind::RunDelta),
+            label(2, EventName::Modify),
+        ];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        let mut reads = 0;
+        let effects = drive(&mut invocation, |effect, _| match effect {
+            Effect::ReadPointer(_) => {
+                reads += 1;
+                // The third read (at publish) sees another publish.
+                Response::Pointer {
+                    version: Some(if reads < 3 { 5 } else { 6 }),
+                    etag: if reads < 3 { 9 } else { 10 },
+                }
+            }
+            other => idle(other),
+        });
+        assert_eq!(invocation.outcomes(), &[Outcome::Failed, Outcome::Failed]);
+        assert!(
+            !effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::PutObject(_) | Effect::WritePointer { .. }))
+        );
+        assert!(matches!(effects.last(), Some(Effect::LockRelease { .. })));
+    }
+
+    #[test]
+    fn publish_retries_the_lock_then_gives_up() {
+        let mut invocation = CompactionInvocation::new(
+            Instant::ZERO,
+            settings(),
+            Collection::Words,
+            vec![label(1, EventName::Modify)],
+        );
+        let mut acquisitions = 0;
+        let effects = drive(&mut invocation, |effect, _| match effect {
+            Effect::LockAcquire { .. } => {
+                acquisitions += 1;
+                Response::Lock {
+                    owner: (acquisitions == 1).then_some(1),
+                }
+            }
+            other => idle(other),
+        });
+        assert_eq!(
+            acquisitions, 4,
+            "the quick check, then three tries at publish"
+        );
+        let sleeps: Vec<&Effect> = effects
+            .iter()
+            .filter(|effect| matches!(effect, Effect::Sleep(_)))
+            .collect();
+        assert_eq!(
+            sleeps,
+            vec![
+                &Effect::Sleep(Duration::from_millis(100)),
+                &Effect::Sleep(Duration::from_millis(200))
+            ]
+        );
+        assert_eq!(invocation.outcomes(), &[Outcome::Failed]);
+    }
+
+    #[test]
+    fn a_missing_embedding_is_dropped_or_retried_as_configured() {
+        for (missing_id, expected) in [
+            (MissingId::Drop, Outcome::Done),
+            (MissingId::Retry, Outcome::Failed),
+        ] {
+            let settings = CompactionSettings {
+                missing_id,
+                ..settings()
+            };
+            let messages = vec![label(1, EventName::Modify), label(2, EventName::Remove)];
+            let mut invocation =
+                CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+            let effects = drive(&mut invocation, |effect, _| match effect {
+                Effect::Collection(CollectionOp::GetWord { .. }) => Response::Present(false),
+                other => idle(other),
+            });
+            assert!(!effects.iter().any(|effect| matches!(
+                effect,
+                Effect::Collection(CollectionOp::UpdateLabels { .. })
+            )));
+            assert_eq!(
+                invocation.outcomes(),
+                &[expected, Outcome::Done],
+                "{missing_id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordering_and_deduplication() {
+        let messages = vec![
+            label(1, EventName::Modify),
+            label(1, EventName::Remove),
+            message(2, MessageKind::RunDelta),
+            label(1, EventName::Modify),
+        ];
+        assert_eq!(
+            apply_order(&messages, InBatchOrdering::Arrival, false),
+            vec![2, 0, 1, 3]
+        );
+        assert_eq!(
+            apply_order(&messages, InBatchOrdering::RemovalsFirst, false),
+            vec![2, 1, 0, 3]
+        );
+        assert_eq!(
+            apply_order(&messages, InBatchOrdering::Arrival, true),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
+    fn a_batch_of_run_completed_messages_needs_no_work() {
+        let messages = vec![message(1, MessageKind::RunCompleted)];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        assert!(invocation.poll_effect().is_none());
+        assert!(invocation.is_done());
+        assert_eq!(invocation.outcomes(), &[Outcome::Done]);
+    }
+}

@@ -1,0 +1,974 @@
+//! The configuration of one trial of the pipeline: one struct tree, `PipelineConfig`, whose
+//! `Default` is the **described** profile (the pipeline as the note describes it) and whose
+//! `built()` is the pipeline as its code behaved. Every figure the spec quotes is the default of a
+//! distribution, never a constant; every variant of PIPELINE.md section 7 is a knob.
+//!
+//! Serde: every struct denies unknown fields and defaults missing ones, so a scenario file names
+//! only what it changes. Depends on `time`, `distribution` and `serde`.
+
+use crate::distribution::{DurationDist, NumberDist};
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The most messages one SQS receive (and one Lambda batch of a FIFO mapping) may hold.
+pub const FIFO_BATCH_SIZE_MAX: u32 = 10;
+/// The most messages a standard-queue mapping may hand to one invocation.
+pub const STANDARD_BATCH_SIZE_MAX: u32 = 10_000;
+/// The most records a DynamoDB stream mapping may hand to one invocation.
+pub const STREAM_BATCH_SIZE_MAX: u32 = 10_000;
+/// SQS: visibility timeout at most 12 h.
+pub const VISIBILITY_TIMEOUT_MAX: Duration = Duration::from_secs(12 * 3600);
+/// Lambda: a function times out after at most 15 min.
+pub const LAMBDA_TIMEOUT_MAX: Duration = Duration::from_secs(900);
+/// The most receipts one trial may hold (ids pack the receipt into 40 bits; memory is the bound).
+pub const RECEIPTS_MAX: u64 = 20_000_000;
+/// The most words a generated line may hold (a `u8` in `Receipt`).
+pub const WORDS_PER_LINE_GENERATED_MAX: f64 = 255.0;
+
+/// Which upload flow runs: the old one waits for the compaction before LangGraph, the new does not.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    Old,
+    New,
+}
+
+/// An invalid configuration value: the dotted path of the field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub seed: u64,
+    pub flow: Flow,
+    /// The trial stops at this virtual time even if work remains.
+    pub horizon: Duration,
+    pub workload: WorkloadConfig,
+    pub upload: UploadConfig,
+    pub stream: StreamConfig,
+    pub stream_processor: StreamProcessorConfig,
+    pub queues: QueuesConfig,
+    pub compaction: CompactionConfig,
+    pub wait: WaitConfig,
+    pub store: StoreConfig,
+    pub chroma: ChromaConfig,
+}
+
+/// Where the trial's receipts come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadSource {
+    /// Generated from the seed and the shapes below.
+    Generate,
+    /// Replayed from a JSON Lines file of receipts (read by the caller, handed in as a slice).
+    File(String),
+}
+
+/// The arrival process of receipts at the upload queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalProcess {
+    /// Exponential gaps at `rate_per_hour`, plus the bursts.
+    Poisson,
+    /// Only the bursts.
+    Bursts,
+    /// The arrival times listed in `trace`, in order.
+    Trace,
+}
+
+/// `receipts` receipts uploaded at once, at `at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    pub at: Duration,
+    pub receipts: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadConfig {
+    pub source: WorkloadSource,
+    /// How many receipts the trial uploads (generated), including those of the bursts.
+    pub receipts: u64,
+    pub arrival: ArrivalProcess,
+    /// Poisson rate; receipts not taken by bursts arrive at this rate from time zero.
+    pub rate_per_hour: f64,
+    pub bursts: Vec<Burst>,
+    /// Arrival times for `arrival = "trace"`; receipts beyond its length are not generated.
+    pub trace: Vec<Duration>,
+    /// Receipts on one image (sampled per image, rounded, at least 1).
+    pub receipts_per_image: NumberDist,
+    pub lines_per_receipt: NumberDist,
+    pub words_per_line: NumberDist,
+    /// Share of a receipt's words that are noise (not embedded, never labelled), sampled per receipt.
+    pub noise_word_share: NumberDist,
+    /// Labels LangGraph gives one embedded word (sampled per word, rounded).
+    pub labels_per_word: NumberDist,
+    /// Share of a receipt's labels that LangGraph changes after proposing them, sampled per receipt.
+    pub changed_label_share: NumberDist,
+    /// Probability that LangGraph corrects a receipt's merchant, sampled per receipt.
+    pub merchant_correction_share: NumberDist,
+}
+
+/// What the upload Lambda does when a delta upload fails.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaUploadError {
+    /// *built:* the failure is ignored and the run is inserted anyway.
+    Ignore,
+    /// The upload is retried until it succeeds (bounded by `delta_upload_tries_max`).
+    Retry,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Concurrency of the upload Lambda (unreserved functions share the account's pool).
+    pub concurrency: u32,
+    /// Receipts per invocation (SQS trigger), handled in sequence.
+    pub batch_size: u32,
+    pub timeout: Duration,
+    pub queue_visibility_timeout: Duration,
+    pub ocr: DurationDist,
+    pub merchant_resolution: DurationDist,
+    pub embedding: DurationDist,
+    pub delta_upload: DurationDist,
+    /// Probability that one delta upload fails.
+    pub delta_upload_error_share: f64,
+    pub delta_upload_error: DeltaUploadError,
+    pub delta_upload_tries_max: u32,
+    pub langgraph: DurationDist,
+    /// One DynamoDB write as the upload Lambda sees it (reads are charged no time).
+    pub table_operation: DurationDist,
+    /// The upload queue's receive limit (then the receipt is dead-lettered).
+    pub queue_receive_limit: u32,
+    /// This share of invocations on a reused container starts cold (a new container always does).
+    pub cold_start_share: f64,
+    pub cold_start: DurationDist,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub shards: u32,
+    /// Feed the OCR'd line and word items' INSERT records to the stream (they are routed nowhere,
+    /// but they fill batches and cost the stream processor time).
+    pub ocr_records: bool,
+    /// The mapping polls each shard this often.
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+    pub batching_window: Duration,
+    pub parallelization_factor: u32,
+    pub retry_limit: u32,
+    pub bisect_on_error: bool,
+    pub record_age_max: Duration,
+}
+
+/// Whether INSERTs other than a CompactionRun's produce messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherInserts {
+    /// *built:* a new label or new metadata produces no message.
+    Drop,
+    /// A new label or new metadata is routed like a MODIFY.
+    Forward,
+}
+
+/// The "run completed" message builder (a CompactionRun MODIFY to COMPLETED).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunCompletedMessage {
+    Works,
+    /// *built:* it always fails and sends nothing.
+    Fails,
+}
+
+/// How the FIFO message group of a label or metadata message is keyed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageGroupKey {
+    /// `{entity}:{receipt number}:{collection}`, as the code keys it (both profiles): shared by
+    /// receipt 1 of every image.
+    Receipt,
+    /// `{entity}:{image}:{receipt}:{collection}`, one group per receipt.
+    ImageReceipt,
+    /// One group per collection: total order, no parallelism.
+    Collection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamProcessorConfig {
+    pub reserved_concurrency: u32,
+    pub timeout: Duration,
+    pub other_inserts: OtherInserts,
+    pub run_completed_message: RunCompletedMessage,
+    pub message_group: MessageGroupKey,
+    /// Time to route one record.
+    pub record_handling: DurationDist,
+    /// Messages per SendMessageBatch call.
+    pub send_batch_size: u32,
+    pub send_batch: DurationDist,
+    pub cold_start_share: f64,
+    pub cold_start: DurationDist,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    Fifo,
+    Standard,
+}
+
+/// How a compaction invocation reports failed messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReporting {
+    /// Failed message ids are reported; the others are deleted.
+    PerItem,
+    /// *built:* receipt handles are reported instead of ids, so the whole batch counts as failed.
+    WholeBatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueuesConfig {
+    pub kind: QueueKind,
+    pub visibility_timeout: Duration,
+    pub retention: Duration,
+    /// After this many receives a message moves to the dead-letter queue.
+    pub receive_limit: u32,
+    pub batch_size: u32,
+    /// The compaction mappings wait this long for a batch to fill (0: take what is there).
+    pub batching_window: Duration,
+    /// Standard queues: probability that a send is delivered twice.
+    pub duplicate_share: f64,
+    pub deduplication_window: Duration,
+    /// The compaction mapping polls each queue this often when it is empty.
+    pub poll_interval: Duration,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointerPromotion {
+    /// Conditional write on the etag read before the heavy work.
+    Cas,
+    /// Unconditional overwrite: the last writer wins.
+    Blind,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpsertMode {
+    /// The Python-era store: an upsert replaces the whole metadata of an existing id.
+    Replace,
+    /// The 1.x server: an upsert merges keys into the existing metadata.
+    Merge,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingId {
+    /// "embedding not found": the message counts as done and is deleted.
+    Drop,
+    /// The message fails and comes back after the visibility timeout.
+    Retry,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InBatchOrdering {
+    /// Merges, then metadata, then labels, each in arrival order.
+    Arrival,
+    /// As `Arrival`, but label removals before the other label messages.
+    RemovalsFirst,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Shared by both queue mappings.
+    pub reserved_concurrency: u32,
+    pub timeout: Duration,
+    pub lock_lease: Duration,
+    pub heartbeat_enabled: bool,
+    pub heartbeat_interval: Duration,
+    /// Waits before each further try to take the lock at publish (two tries after 0.1 s and 0.2 s).
+    pub publish_lock_retry_delays: Vec<Duration>,
+    pub pointer_promotion: PointerPromotion,
+    /// Version ids are `floor(now / resolution)`: two publishes in one tick reuse an id.
+    pub version_id_resolution: Duration,
+    pub upsert: UpsertMode,
+    pub missing_id: MissingId,
+    pub failure_reporting: FailureReporting,
+    /// *described:* runs are marked PROCESSING and COMPLETED. *built:* never.
+    pub mark_runs: bool,
+    pub in_batch_ordering: InBatchOrdering,
+    /// Apply at most one message per (entity, key) in a batch, the latest.
+    pub deduplicate: bool,
+    pub cache_versions: u32,
+    pub lock_operation: DurationDist,
+    pub copy: DurationDist,
+    /// Unlocked in-memory work for one collection of one batch (merges, metadata, labels).
+    pub apply: DurationDist,
+    /// Extra in-memory work per id touched.
+    pub apply_per_id: Duration,
+    pub delta_download: DurationDist,
+    pub write_back: DurationDist,
+    /// This share of invocations on a reused container starts cold (a new container always does).
+    pub cold_start_share: f64,
+    pub cold_start: DurationDist,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitConfig {
+    /// Old flow: poll the CompactionRun this often ...
+    pub poll_period: Duration,
+    /// ... for at most this long, then go on regardless.
+    pub cap: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Snapshot versions kept under `snapshot/timestamped/`.
+    pub keep_versions: u32,
+    /// Bytes one id (embedding plus metadata) adds to a snapshot.
+    pub bytes_per_entry: u64,
+    pub download_fixed: DurationDist,
+    pub download_bytes_per_s: f64,
+    pub upload_fixed: DurationDist,
+    pub upload_bytes_per_s: f64,
+    pub copy_bytes_per_s: f64,
+    pub pointer_operation: DurationDist,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChromaConfig {
+    /// The delta carries the label fields DynamoDB holds when the embeddings are computed.
+    pub labels_known_at_embed: bool,
+}
+
+fn duration_dist(text: &str) -> DurationDist {
+    DurationDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
+}
+
+fn number_dist(text: &str) -> NumberDist {
+    NumberDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            seed: 1,
+            flow: Flow::Old,
+            horizon: Duration::from_secs(7 * 86_400),
+            workload: WorkloadConfig::default(),
+            upload: UploadConfig::default(),
+            stream: StreamConfig::default(),
+            stream_processor: StreamProcessorConfig::default(),
+            queues: QueuesConfig::default(),
+            compaction: CompactionConfig::default(),
+            wait: WaitConfig::default(),
+            store: StoreConfig::default(),
+            chroma: ChromaConfig::default(),
+        }
+    }
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            source: WorkloadSource::Generate,
+            receipts: 100,
+            arrival: ArrivalProcess::Poisson,
+            rate_per_hour: 60.0,
+            bursts: Vec::new(),
+            trace: Vec::new(),
+            receipts_per_image: number_dist("empirical(1, 1, 1, 2)"),
+            lines_per_receipt: number_dist("uniform(20, 40)"),
+            words_per_line: number_dist("uniform(1, 4)"),
+            noise_word_share: number_dist("uniform(0.05, 0.15)"),
+            labels_per_word: number_dist("empirical(0, 1)"),
+            changed_label_share: number_dist("uniform(0.1, 0.3)"),
+            merchant_correction_share: number_dist("0.1"),
+        }
+    }
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            concurrency: 100,
+            batch_size: 10,
+            timeout: Duration::from_secs(600),
+            queue_visibility_timeout: Duration::from_secs(900),
+            ocr: duration_dist("uniform(15s, 30s)"),
+            merchant_resolution: duration_dist("uniform(0.5s, 2s)"),
+            embedding: duration_dist("uniform(15s, 30s)"),
+            delta_upload: duration_dist("uniform(100ms, 500ms)"),
+            delta_upload_error_share: 0.0,
+            delta_upload_error: DeltaUploadError::Retry,
+            delta_upload_tries_max: 3,
+            langgraph: duration_dist("mixture(0.99 * uniform(20s, 30s), 0.01 * 42.3s)"),
+            table_operation: duration_dist("uniform(5ms, 20ms)"),
+            queue_receive_limit: 3,
+            cold_start_share: 0.01,
+            cold_start: duration_dist("uniform(100ms, 1.5s)"),
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            shards: 4,
+            ocr_records: false,
+            poll_interval: Duration::from_millis(250),
+            batch_size: 10,
+            batching_window: Duration::from_secs(1),
+            parallelization_factor: 1,
+            retry_limit: 3,
+            bisect_on_error: true,
+            record_age_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for StreamProcessorConfig {
+    fn default() -> Self {
+        StreamProcessorConfig {
+            reserved_concurrency: 1,
+            timeout: Duration::from_secs(120),
+            other_inserts: OtherInserts::Forward,
+            run_completed_message: RunCompletedMessage::Works,
+            message_group: MessageGroupKey::Receipt,
+            record_handling: duration_dist("uniform(1ms, 5ms)"),
+            send_batch_size: 10,
+            send_batch: duration_dist("uniform(10ms, 30ms)"),
+            cold_start_share: 0.01,
+            cold_start: duration_dist("uniform(100ms, 1.5s)"),
+        }
+    }
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        QueuesConfig {
+            kind: QueueKind::Fifo,
+            visibility_timeout: Duration::from_secs(1200),
+            retention: Duration::from_secs(4 * 86_400),
+            receive_limit: 3,
+            batch_size: 10,
+            batching_window: Duration::ZERO,
+            duplicate_share: 0.0,
+            deduplication_window: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            reserved_concurrency: 10,
+            timeout: Duration::from_secs(300),
+            lock_lease: Duration::from_secs(180),
+            heartbeat_enabled: true,
+            heartbeat_interval: Duration::from_secs(30),
+            publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)],
+            pointer_promotion: PointerPromotion::Blind,
+            version_id_resolution: Duration::from_secs(1),
+            upsert: UpsertMode::Merge,
+            missing_id: MissingId::Drop,
+            failure_reporting: FailureReporting::PerItem,
+            mark_runs: true,
+            in_batch_ordering: InBatchOrdering::Arrival,
+            deduplicate: false,
+            cache_versions: 3,
+            lock_operation: duration_dist("uniform(50ms, 150ms)"),
+            copy: duration_dist("uniform(1s, 3s)"),
+            apply: duration_dist("uniform(3s, 4s)"),
+            apply_per_id: Duration::from_micros(20),
+            delta_download: duration_dist("uniform(100ms, 300ms)"),
+            write_back: duration_dist("uniform(1s, 2s)"),
+            cold_start_share: 0.01,
+            cold_start: duration_dist("uniform(100ms, 1.5s)"),
+        }
+    }
+}
+
+impl Default for WaitConfig {
+    fn default() -> Self {
+        WaitConfig {
+            poll_period: Duration::from_secs(2),
+            cap: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            keep_versions: 4,
+            // About 674 MB for about 96 000 ids: a 1536-dimension embedding plus metadata.
+            bytes_per_entry: 7_000,
+            download_fixed: duration_dist("uniform(50ms, 150ms)"),
+            download_bytes_per_s: 135e6,
+            upload_fixed: duration_dist("uniform(2s, 3s)"),
+            upload_bytes_per_s: 56e6,
+            copy_bytes_per_s: 700e6,
+            pointer_operation: duration_dist("uniform(10ms, 40ms)"),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The described profile (the same as `Default`).
+    pub fn described() -> PipelineConfig {
+        PipelineConfig::default()
+    }
+
+    /// The built profile: the described one with every item PIPELINE.md marks *built:*.
+    pub fn built() -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        config.upload.delta_upload_error = DeltaUploadError::Ignore;
+        config.stream_processor.other_inserts = OtherInserts::Drop;
+        config.stream_processor.run_completed_message = RunCompletedMessage::Fails;
+        config.compaction.failure_reporting = FailureReporting::WholeBatch;
+        config.compaction.mark_runs = false;
+        config
+    }
+
+    /// Rejects values no real deployment could have.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.horizon > Duration::ZERO, "horizon", "must be positive")?;
+        self.workload.validate()?;
+        self.upload.validate()?;
+        self.stream.validate()?;
+        self.stream_processor.validate()?;
+        self.queues.validate()?;
+        self.compaction.validate(&self.queues)?;
+        check(
+            self.wait.poll_period > Duration::ZERO,
+            "wait.poll_period",
+            "must be positive",
+        )?;
+        self.store.validate()?;
+        Ok(())
+    }
+}
+
+fn check(condition: bool, field: &str, message: &str) -> Result<(), ConfigError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            field: field.to_string(),
+            message: message.to_string(),
+        })
+    }
+}
+
+fn check_share(value: f64, field: &str) -> Result<(), ConfigError> {
+    check(
+        value.is_finite() && (0.0..=1.0).contains(&value),
+        field,
+        "must be a share in [0, 1]",
+    )
+}
+
+fn check_number_bounds(
+    dist: &NumberDist,
+    low: f64,
+    high: f64,
+    field: &str,
+) -> Result<(), ConfigError> {
+    let (min, max) = dist.bounds();
+    check(
+        min >= low && max <= high,
+        field,
+        &format!("values must lie in [{low}, {high}], `{dist}` reaches [{min}, {max}]"),
+    )
+}
+
+impl WorkloadConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.receipts <= RECEIPTS_MAX,
+            "workload.receipts",
+            "too many receipts for one trial",
+        )?;
+        match self.arrival {
+            ArrivalProcess::Poisson => check(
+                self.rate_per_hour.is_finite() && self.rate_per_hour > 0.0,
+                "workload.rate_per_hour",
+                "must be a positive rate",
+            )?,
+            ArrivalProcess::Bursts => check(
+                self.bursts.iter().map(|burst| burst.receipts).sum::<u64>() >= self.receipts,
+                "workload.bursts",
+                "the bursts must hold at least `workload.receipts` receipts",
+            )?,
+            ArrivalProcess::Trace => check(
+                self.trace.windows(2).all(|pair| pair[0] <= pair[1]),
+                "workload.trace",
+                "arrival times must not decrease",
+            )?,
+        }
+        check_number_bounds(
+            &self.receipts_per_image,
+            0.0,
+            1000.0,
+            "workload.receipts_per_image",
+        )?;
+        check_number_bounds(
+            &self.lines_per_receipt,
+            0.0,
+            4095.0,
+            "workload.lines_per_receipt",
+        )?;
+        check_number_bounds(
+            &self.words_per_line,
+            0.0,
+            WORDS_PER_LINE_GENERATED_MAX,
+            "workload.words_per_line",
+        )?;
+        check_number_bounds(
+            &self.noise_word_share,
+            0.0,
+            1.0,
+            "workload.noise_word_share",
+        )?;
+        check_number_bounds(&self.labels_per_word, 0.0, 16.0, "workload.labels_per_word")?;
+        check_number_bounds(
+            &self.changed_label_share,
+            0.0,
+            1.0,
+            "workload.changed_label_share",
+        )?;
+        check_number_bounds(
+            &self.merchant_correction_share,
+            0.0,
+            1.0,
+            "workload.merchant_correction_share",
+        )
+    }
+}
+
+impl UploadConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.concurrency > 0,
+            "upload.concurrency",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=FIFO_BATCH_SIZE_MAX).contains(&self.batch_size),
+            "upload.batch_size",
+            "must lie in 1..=10",
+        )?;
+        check(
+            self.timeout > Duration::ZERO && self.timeout <= LAMBDA_TIMEOUT_MAX,
+            "upload.timeout",
+            "must lie in (0, 15m]",
+        )?;
+        check(
+            self.queue_visibility_timeout >= self.timeout,
+            "upload.queue_visibility_timeout",
+            "must be at least the function timeout",
+        )?;
+        check_share(
+            self.delta_upload_error_share,
+            "upload.delta_upload_error_share",
+        )?;
+        check(
+            self.delta_upload_tries_max > 0,
+            "upload.delta_upload_tries_max",
+            "must be at least 1",
+        )
+    }
+}
+
+impl StreamConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=1024).contains(&self.shards),
+            "stream.shards",
+            "must lie in 1..=1024",
+        )?;
+        check(
+            self.poll_interval > Duration::ZERO,
+            "stream.poll_interval",
+            "must be positive",
+        )?;
+        check(
+            (1..=STREAM_BATCH_SIZE_MAX).contains(&self.batch_size),
+            "stream.batch_size",
+            "must lie in 1..=10000",
+        )?;
+        check(
+            self.batching_window <= Duration::from_secs(300),
+            "stream.batching_window",
+            "must be at most 300s",
+        )?;
+        check(
+            (1..=10).contains(&self.parallelization_factor),
+            "stream.parallelization_factor",
+            "must lie in 1..=10",
+        )?;
+        check(
+            self.retry_limit <= 10_000,
+            "stream.retry_limit",
+            "must be at most 10000",
+        )?;
+        check(
+            self.record_age_max > Duration::ZERO,
+            "stream.record_age_max",
+            "must be positive",
+        )
+    }
+}
+
+impl StreamProcessorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.reserved_concurrency > 0,
+            "stream_processor.reserved_concurrency",
+            "must be at least 1",
+        )?;
+        check(
+            self.timeout > Duration::ZERO && self.timeout <= LAMBDA_TIMEOUT_MAX,
+            "stream_processor.timeout",
+            "must lie in (0, 15m]",
+        )?;
+        check_share(self.cold_start_share, "stream_processor.cold_start_share")?;
+        check(
+            (1..=10).contains(&self.send_batch_size),
+            "stream_processor.send_batch_size",
+            "must lie in 1..=10 (SendMessageBatch)",
+        )
+    }
+}
+
+impl QueuesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.visibility_timeout <= VISIBILITY_TIMEOUT_MAX,
+            "queues.visibility_timeout",
+            "must be at most 12h",
+        )?;
+        check(
+            self.receive_limit > 0,
+            "queues.receive_limit",
+            "must be at least 1",
+        )?;
+        check(
+            self.receive_limit <= 1000,
+            "queues.receive_limit",
+            "must be at most 1000",
+        )?;
+        let batch_size_max = match self.kind {
+            QueueKind::Fifo => FIFO_BATCH_SIZE_MAX,
+            QueueKind::Standard => STANDARD_BATCH_SIZE_MAX,
+        };
+        check(
+            (1..=batch_size_max).contains(&self.batch_size),
+            "queues.batch_size",
+            &format!("must lie in 1..={batch_size_max} for this queue kind"),
+        )?;
+        check(
+            self.batch_size <= 10 || self.batching_window > Duration::ZERO,
+            "queues.batching_window",
+            "a batch over 10 messages needs a batching window",
+        )?;
+        check_share(self.duplicate_share, "queues.duplicate_share")?;
+        check(
+            self.kind == QueueKind::Standard || self.duplicate_share == 0.0,
+            "queues.duplicate_share",
+            "FIFO queues do not duplicate",
+        )?;
+        check(
+            self.retention > Duration::ZERO,
+            "queues.retention",
+            "must be positive",
+        )?;
+        check(
+            self.poll_interval > Duration::ZERO,
+            "queues.poll_interval",
+            "must be positive",
+        )
+    }
+}
+
+impl CompactionConfig {
+    fn validate(&self, queues: &QueuesConfig) -> Result<(), ConfigError> {
+        check(
+            self.reserved_concurrency > 0,
+            "compaction.reserved_concurrency",
+            "must be at least 1",
+        )?;
+        check(
+            self.timeout > Duration::ZERO && self.timeout <= LAMBDA_TIMEOUT_MAX,
+            "compaction.timeout",
+            "must lie in (0, 15m]",
+        )?;
+        check(
+            self.lock_lease > Duration::ZERO,
+            "compaction.lock_lease",
+            "must be positive",
+        )?;
+        check(
+            !self.heartbeat_enabled || self.heartbeat_interval > Duration::ZERO,
+            "compaction.heartbeat_interval",
+            "must be positive when heartbeats are on",
+        )?;
+        check(
+            self.publish_lock_retry_delays.len() <= 16,
+            "compaction.publish_lock_retry_delays",
+            "at most 16 retries",
+        )?;
+        check(
+            self.version_id_resolution > Duration::ZERO,
+            "compaction.version_id_resolution",
+            "must be positive",
+        )?;
+        check(
+            self.cache_versions > 0,
+            "compaction.cache_versions",
+            "must be at least 1",
+        )?;
+        check_share(self.cold_start_share, "compaction.cold_start_share")?;
+        check(
+            queues.visibility_timeout > Duration::ZERO,
+            "queues.visibility_timeout",
+            "must be positive",
+        )
+    }
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.keep_versions > 0,
+            "store.keep_versions",
+            "must be at least 1",
+        )?;
+        for (value, field) in [
+            (self.download_bytes_per_s, "store.download_bytes_per_s"),
+            (self.upload_bytes_per_s, "store.upload_bytes_per_s"),
+            (self.copy_bytes_per_s, "store.copy_bytes_per_s"),
+        ] {
+            check(
+                value.is_finite() && value > 0.0,
+                field,
+                "must be a positive bandwidth",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Time to move `entries` ids at `bytes_per_s`, beyond the fixed part.
+    pub fn transfer(&self, entries: u64, bytes_per_s: f64) -> Duration {
+        Duration::from_secs_f64(entries as f64 * self.bytes_per_entry as f64 / bytes_per_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_profiles_are_valid_and_differ_in_the_built_items() {
+        let described = PipelineConfig::default();
+        let built = PipelineConfig::built();
+        assert_eq!(described.validate(), Ok(()));
+        assert_eq!(built.validate(), Ok(()));
+        assert!(described.compaction.mark_runs);
+        assert!(!built.compaction.mark_runs);
+        assert_eq!(built.stream_processor.other_inserts, OtherInserts::Drop);
+        assert_eq!(
+            built.compaction.failure_reporting,
+            FailureReporting::WholeBatch
+        );
+        assert_ne!(described, built);
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        type Change = fn(&mut PipelineConfig);
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                |c| c.compaction.reserved_concurrency = 0,
+                "compaction.reserved_concurrency",
+            ),
+            (|c| c.queues.receive_limit = 0, "queues.receive_limit"),
+            (|c| c.queues.batch_size = 0, "queues.batch_size"),
+            (|c| c.queues.batch_size = 11, "queues.batch_size"),
+            (|c| c.workload.rate_per_hour = 0.0, "workload.rate_per_hour"),
+            (
+                |c| c.workload.rate_per_hour = -3.0,
+                "workload.rate_per_hour",
+            ),
+            (
+                |c| c.stream.parallelization_factor = 11,
+                "stream.parallelization_factor",
+            ),
+            (
+                |c| c.stream_processor.reserved_concurrency = 0,
+                "stream_processor.reserved_concurrency",
+            ),
+            (|c| c.upload.concurrency = 0, "upload.concurrency"),
+            (|c| c.horizon = Duration::ZERO, "horizon"),
+        ];
+        for (change, field) in cases {
+            let mut config = PipelineConfig::default();
+            change(&mut config);
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field, "{error}");
+        }
+        let mut standard = PipelineConfig::default();
+        standard.queues.kind = QueueKind::Standard;
+        standard.queues.batch_size = 1000;
+        standard.queues.batching_window = Duration::from_secs(5);
+        assert_eq!(standard.validate(), Ok(()));
+    }
+
+    #[test]
+    fn toml_names_only_what_changes_and_rejects_unknown_fields() {
+        let config: PipelineConfig = toml::from_str(
+            "seed = 7\nflow = \"new\"\nhorizon = \"1d\"\n[workload]\nsource = { file = \"r.jsonl\" }\n\
+             [compaction]\npointer_promotion = \"cas\"\nlock_operation = \"uniform(10ms, 20ms)\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.flow, Flow::New);
+        assert_eq!(
+            config.workload.source,
+            WorkloadSource::File("r.jsonl".into())
+        );
+        assert_eq!(config.compaction.pointer_promotion, PointerPromotion::Cas);
+        assert_eq!(config.queues, QueuesConfig::default());
+        let error =
+            toml::from_str::<PipelineConfig>("[queues]\nvisibility = \"1s\"\n").unwrap_err();
+        assert!(error.to_string().contains("unknown field"), "{error}");
+        let generate: PipelineConfig =
+            toml::from_str("[workload]\nsource = \"generate\"\n").unwrap();
+        assert_eq!(generate.workload.source, WorkloadSource::Generate);
+    }
+}

@@ -1,0 +1,297 @@
+//! The vocabulary between the pipeline's state machines and whatever performs their operations:
+//! messages, object keys, the `Effect` a component asks for and the `Response` it is handed back.
+//!
+//! Every data-plane operation (object get and put, pointer read and promotion, lock operations,
+//! table reads and writes, collection get/update/upsert, message sends) is an `Effect`, so a live
+//! driver can perform the same operations against a real object store and Chroma server. Effects
+//! name receipts, words and collections by the compact ids of `entities`; the performer owns the
+//! data (the table, the working copy). Depends on `entities`, `time`, `random` and `workload`.
+
+use crate::entities::{Collection, LabelFields, ReceiptIndex};
+use crate::random::mix64;
+use crate::time::{Duration, Instant};
+use crate::workload::WordRef;
+
+/// A snapshot version id: `floor(publish time / resolution)`, shown as `YYYYmmdd_HHMMSS`.
+pub type VersionId = u64;
+
+/// A lock owner id, handed out by the lock on every successful acquisition.
+pub type LockOwner = u64;
+
+pub use crate::services::table::{EventName, RunState};
+
+/// What a queue message asks the compaction to do.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A CompactionRun INSERT: merge the receipt's delta into this collection.
+    RunDelta,
+    /// A CompactionRun marked COMPLETED (the "run completed" message): nothing to apply.
+    RunCompleted,
+    /// A label item (the word's label `label`) changed (INSERT forwarded, MODIFY) or went (REMOVE).
+    Label {
+        word: WordRef,
+        label: u8,
+        event: EventName,
+    },
+    /// ReceiptMetadata changed: set the merchant of the receipt's ids (`None` deletes it).
+    Metadata {
+        merchant: Option<u32>,
+        event: EventName,
+    },
+}
+
+/// One queue message, as the stream processor builds it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub kind: MessageKind,
+    pub receipt: ReceiptIndex,
+    pub collection: Collection,
+    /// The stream record the message came from.
+    pub record_sequence: u64,
+    /// The send time (part of the body, so a re-send is never deduplicated).
+    pub sent_at: Instant,
+    /// FIFO message group key digest.
+    pub group: u64,
+}
+
+impl Message {
+    /// The content-based deduplication digest of the body.
+    pub fn content_digest(&self) -> u64 {
+        let kind = match self.kind {
+            MessageKind::RunDelta => 1,
+            MessageKind::RunCompleted => 2,
+            MessageKind::Label { word, label, event } => {
+                3 ^ u64::from(word.line) << 8
+                    ^ u64::from(word.word) << 24
+                    ^ (event as u64) << 40
+                    ^ u64::from(label) << 48
+            }
+            MessageKind::Metadata { merchant, event } => {
+                4 ^ u64::from(merchant.unwrap_or(0)) << 8 ^ (event as u64) << 40
+            }
+        };
+        mix64(
+            kind ^ mix64(u64::from(self.receipt))
+                ^ mix64(self.record_sequence ^ (self.collection as u64) << 62)
+                ^ self.sent_at.as_nanos().rotate_left(17),
+        )
+    }
+    /// Whether the message is a label REMOVE (ordered first under `removals_first`).
+    pub fn is_label_removal(&self) -> bool {
+        matches!(
+            self.kind,
+            MessageKind::Label {
+                event: EventName::Remove,
+                ..
+            }
+        )
+    }
+    /// Rank in a compaction batch: merges, then metadata, then labels.
+    pub fn apply_rank(&self) -> u8 {
+        match self.kind {
+            MessageKind::RunDelta => 0,
+            MessageKind::RunCompleted => 0,
+            MessageKind::Metadata { .. } => 1,
+            MessageKind::Label { .. } => 2,
+        }
+    }
+}
+
+/// Objects in the bucket.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ObjectKey {
+    /// `{collection}/delta/{run_id}/delta.tar.gz`.
+    Delta {
+        collection: Collection,
+        receipt: ReceiptIndex,
+    },
+    /// `{collection}/snapshot/timestamped/{version}/`.
+    Snapshot {
+        collection: Collection,
+        version: VersionId,
+    },
+}
+
+/// Off-box work whose duration the performer decides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    Ocr,
+    MerchantResolution,
+    Embedding,
+    Langgraph,
+    /// Routing one stream record batch of this many records.
+    RouteRecords(u32),
+    /// The unlocked in-memory work of one batch that touched this many ids.
+    Apply {
+        ids: u64,
+    },
+}
+
+/// DynamoDB reads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TableRead {
+    /// The receipt's CompactionRun states.
+    RunState { receipt: ReceiptIndex },
+    /// The label fields derived from all current label items of the word.
+    WordLabels {
+        receipt: ReceiptIndex,
+        word: WordRef,
+    },
+}
+
+/// DynamoDB writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TableWrite {
+    /// The OCR'd lines and words of the receipt.
+    OcrResult { receipt: ReceiptIndex },
+    /// ReceiptMetadata with the resolved merchant (an INSERT).
+    Metadata { receipt: ReceiptIndex },
+    /// The CompactionRun with both states PENDING (an INSERT).
+    RunInsert { receipt: ReceiptIndex },
+    /// A run state update by the compaction.
+    RunState {
+        receipt: ReceiptIndex,
+        collection: Collection,
+        state: RunState,
+    },
+    /// LangGraph's new labels: unconditional puts, PENDING.
+    ProposedLabels { receipt: ReceiptIndex },
+    /// LangGraph's changed labels: conditional puts on the existing items.
+    ChangedLabels { receipt: ReceiptIndex },
+    /// LangGraph's merchant correction: a ReceiptMetadata MODIFY.
+    MerchantCorrection { receipt: ReceiptIndex },
+}
+
+impl TableWrite {
+    /// The receipt the write is about.
+    pub fn receipt(&self) -> ReceiptIndex {
+        match *self {
+            TableWrite::OcrResult { receipt }
+            | TableWrite::Metadata { receipt }
+            | TableWrite::RunInsert { receipt }
+            | TableWrite::RunState { receipt, .. }
+            | TableWrite::ProposedLabels { receipt }
+            | TableWrite::ChangedLabels { receipt }
+            | TableWrite::MerchantCorrection { receipt } => receipt,
+        }
+    }
+}
+
+/// Operations on the invocation's working copy (a local Chroma collection).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CollectionOp {
+    /// Upsert the records of the receipt's delta (downloaded by `GetObject` just before).
+    UpsertDelta { receipt: ReceiptIndex },
+    /// Whether the word's id is present.
+    GetWord {
+        receipt: ReceiptIndex,
+        word: WordRef,
+    },
+    /// Overwrite the word's label fields (an update: a missing id is ignored).
+    UpdateLabels {
+        receipt: ReceiptIndex,
+        word: WordRef,
+        fields: LabelFields,
+    },
+    /// Delete every label field of the word.
+    DeleteLabels {
+        receipt: ReceiptIndex,
+        word: WordRef,
+    },
+    /// Set the merchant of the receipt's ids that are present (ids from the table's current
+    /// words or lines of the receipt); `None` deletes the field.
+    UpdateReceiptMerchant {
+        receipt: ReceiptIndex,
+        merchant: Option<u32>,
+    },
+}
+
+/// What a component asks to be done. Exactly one effect is outstanding per component at a time;
+/// the answer comes back through the component's `handle_response`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Work(Work),
+    /// Wake me after this long.
+    Sleep(Duration),
+    /// Download (and unpack) an object: `Done`, or `Failed` if it is missing or unreadable.
+    GetObject(ObjectKey),
+    /// Upload an object; for a snapshot, the invocation's working copy under the version id of
+    /// the upload time (answered by `Response::Published`; the key's version is ignored).
+    PutObject(ObjectKey),
+    ReadPointer(Collection),
+    /// Promote the pointer to `version`; with `expected_etag` a compare-and-swap, else blind.
+    WritePointer {
+        collection: Collection,
+        version: VersionId,
+        expected_etag: Option<u64>,
+    },
+    /// Take the collection's lease lock (a conditional put); answered by `Response::Lock`.
+    LockAcquire {
+        collection: Collection,
+        lease: Duration,
+    },
+    LockRelease {
+        collection: Collection,
+        owner: LockOwner,
+    },
+    /// Start (or stop, with `interval` zero) heartbeating a held lock in the background.
+    LockHeartbeat {
+        collection: Collection,
+        owner: LockOwner,
+        interval: Duration,
+    },
+    TableRead(TableRead),
+    TableWrite(TableWrite),
+    Collection(CollectionOp),
+    /// Copy the cached snapshot of the version (`None`: the empty snapshot) into a fresh working
+    /// copy; a version no longer cached is downloaded again.
+    OpenWorkingCopy {
+        collection: Collection,
+        version: Option<VersionId>,
+    },
+    /// Look the version up in the file cache, downloading it if absent.
+    CacheLoad {
+        collection: Collection,
+        version: Option<VersionId>,
+    },
+    /// Put the published working copy into the file cache under its version id.
+    CacheStore {
+        collection: Collection,
+        version: VersionId,
+    },
+    SendMessages {
+        collection: Collection,
+        messages: Vec<Message>,
+    },
+}
+
+/// The answer to an effect.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Done,
+    /// The operation failed (an object error, a failed conditional write).
+    Failed,
+    /// The pointer: its version id (`None` before the first publish) and etag.
+    Pointer {
+        version: Option<VersionId>,
+        etag: u64,
+    },
+    /// A lock answer: the new owner id, or `None` when the lock is busy.
+    Lock {
+        owner: Option<LockOwner>,
+    },
+    RunState {
+        lines: RunState,
+        words: RunState,
+    },
+    WordLabels(LabelFields),
+    /// Whether an id was present / how many ids an update touched.
+    Present(bool),
+    Touched(u64),
+    /// Size of a snapshot in ids (for a cache load or working copy), or ids a delta upserted.
+    Entries(u64),
+    /// A snapshot upload landed under this version id.
+    Published {
+        version: VersionId,
+    },
+}

@@ -1,0 +1,342 @@
+//! What a trial leaves behind for the oracle and for people: the optional event history (records
+//! kept only when the `HistoryFilter` asks, so the hot path allocates nothing when it is off) and
+//! the always-kept compact publish log per collection.
+//!
+//! Depends on `entities`, `time`, `effect` and `serde`.
+
+use super::effect::VersionId;
+use crate::entities::{ChromaId, Collection, ReceiptIndex};
+use crate::time::Instant;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeSet;
+
+/// Which history records a trial keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HistoryFilter {
+    #[default]
+    Off,
+    All,
+    /// Only records about these receipts (and records about no receipt, such as publishes).
+    Receipts(BTreeSet<ReceiptIndex>),
+}
+
+impl HistoryFilter {
+    pub fn is_off(&self) -> bool {
+        *self == HistoryFilter::Off
+    }
+    /// Whether a record about `receipt` is kept.
+    pub fn wants(&self, receipt: Option<ReceiptIndex>) -> bool {
+        match (self, receipt) {
+            (HistoryFilter::Off, _) => false,
+            (HistoryFilter::All, _) => true,
+            (HistoryFilter::Receipts(_), None) => true,
+            (HistoryFilter::Receipts(receipts), Some(receipt)) => receipts.contains(&receipt),
+        }
+    }
+}
+
+/// Who did something.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Actor {
+    Workload,
+    Upload {
+        invocation: u64,
+    },
+    StreamProcessor {
+        invocation: u64,
+    },
+    Compaction {
+        invocation: u64,
+        collection: Collection,
+    },
+    Queue {
+        collection: Collection,
+    },
+}
+
+impl Serialize for Actor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = match self {
+            Actor::Workload => "workload".to_string(),
+            Actor::Upload { invocation } => format!("upload#{invocation}"),
+            Actor::StreamProcessor { invocation } => format!("stream_processor#{invocation}"),
+            Actor::Compaction {
+                invocation,
+                collection,
+            } => format!("compaction#{invocation}/{}", collection.name()),
+            Actor::Queue { collection } => format!("queue/{}", collection.name()),
+        };
+        serializer.serialize_str(&text)
+    }
+}
+
+/// What happened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryEvent {
+    Arrival,
+    UploadStarted,
+    TableWrite,
+    DeltaUploaded,
+    DeltaLost,
+    WaitCapped,
+    LabelsSaved,
+    UploadFinished,
+    UploadKilled,
+    MessagesSent,
+    BatchReceived,
+    DeltaMerged,
+    LabelsUpdated,
+    LabelsDeleted,
+    MerchantUpdated,
+    EmbeddingNotFound,
+    BusyAtQuickCheck,
+    BusyAtPublish,
+    PointerMoved,
+    Published,
+    PointerPromoted,
+    PointerConflict,
+    MessagesDeleted,
+    MessagesFailed,
+    DeadLettered,
+    CompactionKilled,
+    LabelsVisible,
+}
+
+fn serialize_instant<S: Serializer>(at: &Instant, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(at.as_secs_f64())
+}
+
+fn serialize_optional_instant<S: Serializer>(
+    at: &Option<Instant>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serializer.serialize_some(&at.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// One history record (written as one JSON line by the CLI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryRecord {
+    /// Seconds since the start of the trial.
+    #[serde(rename = "at_s", serialize_with = "serialize_instant")]
+    pub at: Instant,
+    pub actor: Actor,
+    pub event: HistoryEvent,
+    pub receipt: Option<ReceiptIndex>,
+    pub ids: Vec<ChromaId>,
+    pub detail: String,
+}
+
+/// How a publish's pointer write ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointerOutcome {
+    /// Uploaded; the pointer write has not happened (yet, or the invocation was killed).
+    NotWritten,
+    Promoted,
+    /// The compare-and-swap failed.
+    Conflict,
+}
+
+/// One publish of one collection: always recorded, for the oracle's lost-update and pointer checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PublishRecord {
+    pub collection: Collection,
+    pub publish: u64,
+    pub base: u64,
+    pub version: VersionId,
+    #[serde(rename = "at_s", serialize_with = "serialize_instant")]
+    pub at: Instant,
+    pub invocation: u64,
+    /// The ids the publish's delta wrote, sorted.
+    pub ids: CompactIds,
+    pub pointer: PointerOutcome,
+    /// When the pointer write that promoted this publish happened.
+    #[serde(
+        rename = "promoted_at_s",
+        serialize_with = "serialize_optional_instant"
+    )]
+    pub promoted_at: Option<Instant>,
+}
+
+/// A sorted set of ids stored as LEB128 varints of the gaps between them (ids of one receipt lie
+/// close together, so most take one or two bytes instead of eight). Serialised as a list of ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactIds {
+    bytes: Box<[u8]>,
+    len: u32,
+}
+
+impl CompactIds {
+    /// From ids in strictly ascending order.
+    pub fn from_sorted(ids: &[ChromaId]) -> CompactIds {
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ids must be sorted and distinct"
+        );
+        let mut bytes = Vec::with_capacity(ids.len() * 2);
+        let mut previous = 0u64;
+        for id in ids {
+            let mut gap = id.0 - previous;
+            previous = id.0;
+            loop {
+                let byte = (gap & 0x7f) as u8;
+                gap >>= 7;
+                if gap == 0 {
+                    bytes.push(byte);
+                    break;
+                }
+                bytes.push(byte | 0x80);
+            }
+        }
+        CompactIds {
+            bytes: bytes.into_boxed_slice(),
+            len: ids.len() as u32,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The ids in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = ChromaId> + '_ {
+        let mut position = 0usize;
+        let mut previous = 0u64;
+        (0..self.len).map(move |_| {
+            let mut gap = 0u64;
+            let mut shift = 0;
+            loop {
+                let byte = self.bytes[position];
+                position += 1;
+                gap |= u64::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            previous += gap;
+            ChromaId(previous)
+        })
+    }
+    pub fn to_vec(&self) -> Vec<ChromaId> {
+        self.iter().collect()
+    }
+    pub fn contains(&self, id: ChromaId) -> bool {
+        self.iter()
+            .take_while(|candidate| *candidate <= id)
+            .any(|candidate| candidate == id)
+    }
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Serialize for CompactIds {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+/// The history of one trial.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub filter: HistoryFilter,
+    pub records: Vec<HistoryRecord>,
+    /// Publishes of `lines` and `words`, in publish order.
+    pub publishes: [Vec<PublishRecord>; 2],
+}
+
+impl History {
+    pub fn new(filter: HistoryFilter) -> History {
+        History {
+            filter,
+            records: Vec::new(),
+            publishes: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Keeps a record if the filter wants it. `detail` is only called then.
+    pub fn record(
+        &mut self,
+        at: Instant,
+        actor: Actor,
+        event: HistoryEvent,
+        receipt: Option<ReceiptIndex>,
+        ids: &[ChromaId],
+        detail: impl FnOnce() -> String,
+    ) {
+        if !self.filter.wants(receipt) {
+            return;
+        }
+        self.records.push(HistoryRecord {
+            at,
+            actor,
+            event,
+            receipt,
+            ids: ids.to_vec(),
+            detail: detail(),
+        });
+    }
+
+    pub fn publishes(&self, collection: Collection) -> &[PublishRecord] {
+        &self.publishes[collection.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_ids_round_trip() {
+        let ids: Vec<ChromaId> = vec![
+            ChromaId::line(0, 1),
+            ChromaId::word(0, 1, 1),
+            ChromaId::word(0, 1, 2),
+            ChromaId::word(7, 3, 9),
+            ChromaId::word(1_000_000, 4095, 4095),
+        ];
+        let compact = CompactIds::from_sorted(&ids);
+        assert_eq!(compact.iter().collect::<Vec<_>>(), ids);
+        assert_eq!(compact.len(), 5);
+        assert!(compact.contains(ChromaId::word(7, 3, 9)));
+        assert!(!compact.contains(ChromaId::word(7, 3, 8)));
+        assert!(compact.heap_bytes() < 5 * 8);
+    }
+
+    #[test]
+    fn filter_keeps_what_it_names() {
+        let mut history = History::new(HistoryFilter::Receipts([3].into_iter().collect()));
+        let mut called = 0;
+        for receipt in [Some(1), Some(3), None] {
+            history.record(
+                Instant::ZERO,
+                Actor::Workload,
+                HistoryEvent::Arrival,
+                receipt,
+                &[],
+                || {
+                    called += 1;
+                    String::new()
+                },
+            );
+        }
+        assert_eq!(history.records.len(), 2);
+        assert_eq!(called, 2);
+        let mut off = History::new(HistoryFilter::Off);
+        off.record(
+            Instant::ZERO,
+            Actor::Workload,
+            HistoryEvent::Arrival,
+            Some(1),
+            &[],
+            || unreachable!(),
+        );
+        assert!(off.records.is_empty());
+    }
+}

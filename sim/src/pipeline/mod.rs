@@ -1,0 +1,389 @@
+//! The pipeline model: the upload Lambda, the stream processor and the compaction Lambda as sans-IO
+//! state machines (`upload`, `stream_processor`, `compaction`, speaking `effect`), the simulated
+//! driver that runs them on the service models (`driver`), "labels visible" tracking
+//! (`visibility`), the history (`history`), the configuration (`config`), and the entry points
+//! `run_trial` and `generate_receipts`.
+//!
+//! Architecture invariant: the state machines know no engine, no service model and no clock; only
+//! the driver does. Depends on `engine`, `services`, `metrics`, `workload`, `entities`.
+
+pub mod compaction;
+pub mod config;
+pub mod driver;
+pub mod effect;
+pub mod history;
+pub mod stream_processor;
+pub mod upload;
+pub mod visibility;
+
+use crate::engine::{Engine, Stop, TieBreak};
+use crate::entities::{Collection, ReceiptIndex};
+use crate::metrics::{LatencySummary, QueueSample};
+use crate::services::object_store::SnapshotStore;
+use crate::services::table::Table;
+use crate::time::{Duration, Instant};
+use crate::workload::{Receipt, check_receipts, generate};
+pub use config::{ConfigError, Flow, PipelineConfig};
+use driver::Simulation;
+pub use history::{History, HistoryFilter, HistoryRecord, PublishRecord};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How to run one trial.
+#[derive(Clone, Debug)]
+pub struct TrialOptions {
+    pub tie_break: TieBreak,
+    pub history: HistoryFilter,
+    /// The trial stops after this many events (a model that never ends is reported, not hung).
+    pub event_limit: u64,
+}
+
+impl Default for TrialOptions {
+    fn default() -> Self {
+        TrialOptions {
+            tie_break: TieBreak::Fifo,
+            history: HistoryFilter::Off,
+            event_limit: u64::MAX,
+        }
+    }
+}
+
+/// Counters the driver keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrialCounters {
+    pub busy_at_quick_check: u64,
+    pub busy_at_publish: u64,
+    pub pointer_moved_at_quick_check: u64,
+    pub pointer_moved_at_publish: u64,
+    pub pointer_conflicts: u64,
+    /// Publishes promoted, per collection (lines, words).
+    pub publishes: [u64; 2],
+    pub embedding_not_found: u64,
+    pub metadata_dropped: u64,
+    pub deltas_lost: u64,
+    pub deltas_unreadable: u64,
+    pub snapshot_missing: u64,
+    pub dropped_inserts: u64,
+    pub run_completed_failures: u64,
+    pub waits_capped: u64,
+    pub messages_failed: u64,
+    pub stale_deletes: u64,
+    /// Invocations killed at their timeout (upload, stream processor, compaction).
+    pub kills: [u64; 3],
+}
+
+/// One receipt's latencies for paired comparisons.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReceiptLatency {
+    pub receipt: ReceiptIndex,
+    pub labels_saved: Option<Duration>,
+    pub labels_visible: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LatencyReport {
+    pub labels_saved: LatencySummary,
+    pub labels_visible: LatencySummary,
+    pub stages: BTreeMap<String, LatencySummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerFunction<T> {
+    pub upload: T,
+    pub stream_processor: T,
+    pub compaction: T,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerQueue<T> {
+    pub upload: T,
+    pub lines: T,
+    pub words: T,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LockFailures {
+    pub busy_at_quick_check: u64,
+    pub busy_at_publish: u64,
+    pub expired_under_running_holder: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueueReport {
+    pub depth_max: u64,
+    pub oldest_age_s_max: f64,
+    pub samples: Vec<QueueSample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Backlog {
+    pub upload_queue: u64,
+    pub stream_records: u64,
+    pub lines_queue: u64,
+    pub words_queue: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InFlight {
+    /// Receipts that arrived and whose upload work has not finished.
+    pub receipts: u64,
+    pub upload: u64,
+    pub stream_processor: u64,
+    pub compaction: u64,
+}
+
+/// The summary of one trial (serialised by the CLI).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrialReport {
+    pub fingerprint: String,
+    pub seed: u64,
+    pub flow: Flow,
+    pub events: u64,
+    pub events_by_kind: BTreeMap<String, u64>,
+    pub receipts: u64,
+    pub stop: &'static str,
+    pub ended_at_s: f64,
+    pub latency_ms: LatencyReport,
+    /// Finished receipts whose snapshot disagrees with DynamoDB at the end of the trial.
+    pub never_visible: u64,
+    /// Receipts whose labels were never saved (still in flight, or dead-lettered).
+    pub never_saved: u64,
+    pub dead_lettered: PerQueue<u64>,
+    pub lock_failures: LockFailures,
+    pub publishes: BTreeMap<String, u64>,
+    pub pointer_conflicts: u64,
+    pub pointer_moved: BTreeMap<String, u64>,
+    pub throttles: PerFunction<u64>,
+    pub kills: PerFunction<u64>,
+    pub utilisation: PerFunction<f64>,
+    /// The most invocations of each function that ran at once.
+    pub concurrency_max: PerFunction<u32>,
+    pub queues: PerQueue<QueueReport>,
+    pub backlog: Backlog,
+    pub in_flight: InFlight,
+    pub stream_records_dropped: u64,
+    pub counters: TrialCounters,
+}
+
+/// Everything one trial leaves: the report, per-receipt latencies, the final stores and history.
+pub struct Trial {
+    pub report: TrialReport,
+    pub latencies: Vec<ReceiptLatency>,
+    table: Table,
+    stores: [SnapshotStore; 2],
+    pub history: History,
+}
+
+impl Trial {
+    /// The final DynamoDB table (read-only).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+    /// The final object store of a collection (read-only).
+    pub fn store(&self, collection: Collection) -> &SnapshotStore {
+        &self.stores[collection.index()]
+    }
+}
+
+/// The receipts a configuration generates (ignores `workload.source`).
+pub fn generate_receipts(config: &PipelineConfig) -> Vec<Receipt> {
+    generate(config.seed, &config.workload)
+}
+
+/// Runs one trial. `receipts`: the receipts to replay, or `None` to generate them from the
+/// configuration. Panics if the configuration does not validate or the receipts are inconsistent
+/// (the caller validates first and reports errors).
+pub fn run_trial(
+    config: &PipelineConfig,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+) -> Trial {
+    if let Err(error) = config.validate() {
+        panic!("invalid configuration: {error}");
+    }
+    let generated;
+    let receipts = match receipts {
+        Some(receipts) => {
+            if let Err(error) = check_receipts(receipts) {
+                panic!("inconsistent receipts: {error}");
+            }
+            receipts
+        }
+        None => {
+            generated = generate_receipts(config);
+            &generated[..]
+        }
+    };
+    let horizon = Instant::ZERO.add(config.horizon);
+    let engine = Engine::new()
+        .with_horizon(horizon)
+        .with_event_limit(options.event_limit)
+        .with_tie_break(options.tie_break.clone());
+    let mut simulation = Simulation::new(
+        config,
+        receipts,
+        engine,
+        History::new(options.history.clone()),
+    );
+    simulation.run();
+    finish(simulation)
+}
+
+fn stop_name(stop: Option<Stop>) -> &'static str {
+    match stop {
+        Some(Stop::Empty) | None => "empty",
+        Some(Stop::Horizon) => "horizon",
+        Some(Stop::EventLimit) => "event_limit",
+    }
+}
+
+fn queue_report(series: &crate::metrics::Series) -> QueueReport {
+    QueueReport {
+        depth_max: series.depth_max(),
+        oldest_age_s_max: series.oldest_age_s_max(),
+        samples: series.samples().to_vec(),
+    }
+}
+
+fn finish(mut simulation: Simulation<'_>) -> Trial {
+    let now = simulation.engine.now();
+    let mut saved = crate::metrics::Latency::new();
+    let mut visible = crate::metrics::Latency::new();
+    let mut latencies = Vec::with_capacity(simulation.receipts.len());
+    let mut never_visible = 0;
+    let mut never_saved = 0;
+    let mut in_flight_receipts = 0;
+    for receipt in simulation.receipts {
+        let progress = simulation.progress[receipt.index as usize];
+        let arrival = receipt.arrival_instant();
+        let labels_saved = progress.saved_at.map(|at| at.since(arrival));
+        let labels_visible = simulation
+            .visibility
+            .visible_since(receipt.index)
+            .map(|at| at.saturating_since(arrival));
+        if let Some(latency) = labels_visible {
+            visible.record(latency);
+        } else if progress.finished {
+            never_visible += 1;
+        }
+        if let Some(latency) = labels_saved {
+            saved.record(latency);
+        }
+        never_saved += u64::from(labels_saved.is_none());
+        in_flight_receipts += u64::from(progress.arrived && !progress.finished);
+        latencies.push(ReceiptLatency {
+            receipt: receipt.index,
+            labels_saved,
+            labels_visible,
+        });
+    }
+    let (upload_running, processor_running, compaction_running) = simulation.running();
+    let config = simulation.config;
+    let lock_counters = |collection: Collection| *simulation.locks[collection.index()].counters();
+    let counters = simulation.counters.clone();
+    let report = TrialReport {
+        fingerprint: format!("{:016x}", simulation.engine.fingerprint()),
+        seed: config.seed,
+        flow: config.flow,
+        events: simulation.engine.events(),
+        events_by_kind: driver::EVENT_KINDS
+            .iter()
+            .zip(simulation.events_by_kind)
+            .map(|(name, count)| (name.to_string(), count))
+            .collect(),
+        receipts: simulation.receipts.len() as u64,
+        stop: stop_name(simulation.engine.stop()),
+        ended_at_s: now.as_secs_f64(),
+        latency_ms: LatencyReport {
+            labels_saved: saved.summary(),
+            labels_visible: visible.summary(),
+            stages: simulation.stages.summaries(),
+        },
+        never_visible,
+        never_saved,
+        dead_lettered: PerQueue {
+            upload: simulation.upload_queue.counters().dead_lettered,
+            lines: simulation.queues[0].counters().dead_lettered,
+            words: simulation.queues[1].counters().dead_lettered,
+        },
+        lock_failures: LockFailures {
+            busy_at_quick_check: counters.busy_at_quick_check,
+            busy_at_publish: counters.busy_at_publish,
+            expired_under_running_holder: lock_counters(Collection::Lines)
+                .expired_under_running_holder
+                + lock_counters(Collection::Words).expired_under_running_holder,
+        },
+        publishes: Collection::ALL
+            .iter()
+            .map(|collection| {
+                (
+                    collection.name().to_string(),
+                    counters.publishes[collection.index()],
+                )
+            })
+            .collect(),
+        pointer_conflicts: counters.pointer_conflicts,
+        pointer_moved: [
+            (
+                "quick_check".to_string(),
+                counters.pointer_moved_at_quick_check,
+            ),
+            ("publish".to_string(), counters.pointer_moved_at_publish),
+        ]
+        .into_iter()
+        .collect(),
+        throttles: PerFunction {
+            upload: simulation.upload_lambda.counters().throttles,
+            stream_processor: simulation.processor_lambda.counters().throttles,
+            compaction: simulation.compaction_lambda.counters().throttles,
+        },
+        kills: PerFunction {
+            upload: counters.kills[0],
+            stream_processor: counters.kills[1],
+            compaction: counters.kills[2],
+        },
+        utilisation: PerFunction {
+            upload: simulation.upload_lambda.utilisation(now),
+            stream_processor: simulation.processor_lambda.utilisation(now),
+            compaction: simulation.compaction_lambda.utilisation(now),
+        },
+        concurrency_max: PerFunction {
+            upload: simulation.upload_lambda.counters().in_flight_max,
+            stream_processor: simulation.processor_lambda.counters().in_flight_max,
+            compaction: simulation.compaction_lambda.counters().in_flight_max,
+        },
+        queues: PerQueue {
+            upload: queue_report(&simulation.series[0]),
+            lines: queue_report(&simulation.series[1]),
+            words: queue_report(&simulation.series[2]),
+        },
+        backlog: Backlog {
+            upload_queue: simulation.upload_queue.depth() as u64,
+            stream_records: simulation.stream.backlog_len() as u64,
+            lines_queue: simulation.queues[0].depth() as u64,
+            words_queue: simulation.queues[1].depth() as u64,
+        },
+        in_flight: InFlight {
+            receipts: in_flight_receipts,
+            upload: upload_running as u64,
+            stream_processor: processor_running as u64,
+            compaction: compaction_running as u64,
+        },
+        stream_records_dropped: simulation.stream.counters().records_dropped_by_age
+            + simulation.stream.counters().records_dropped_by_retries,
+        counters,
+    };
+    let Simulation {
+        table,
+        stores,
+        history,
+        ..
+    } = simulation;
+    Trial {
+        report,
+        latencies,
+        table,
+        stores,
+        history,
+    }
+}

@@ -1,0 +1,564 @@
+//! The stream processor: a Lambda behind the DynamoDB stream's event source mapping that routes
+//! each record of its batch to the `lines` and `words` queues.
+//!
+//! Routing: a CompactionRun INSERT gives one message per collection; any other INSERT is dropped
+//! (*built*) or forwarded; a MODIFY gives a message only if a watched field changed, a REMOVE always;
+//! label messages go to `words`, metadata messages to both queues; a run marked COMPLETED gives a
+//! "run completed" message unless that builder fails (*built*). Messages carry a FIFO message group
+//! key per the configured scheme and are sent in batches.
+//!
+//! A sans-IO state machine like the upload Lambda's. Depends on `effect`, `config`, `entities`.
+
+use super::config::{MessageGroupKey, OtherInserts, RunCompletedMessage};
+use super::effect::{Effect, EventName, Message, MessageKind, Response, RunState, Work};
+use crate::entities::{Collection, LabelItem, ReceiptIndex};
+use crate::random::mix64;
+use crate::time::Instant;
+use crate::workload::WordRef;
+
+/// The item a stream record is about, with its old and new images (compact).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ItemChange {
+    Label {
+        word: WordRef,
+        label: u8,
+        old: Option<LabelItem>,
+        new: Option<LabelItem>,
+    },
+    /// The merchant value of ReceiptMetadata (`None`: no item, or no merchant).
+    Metadata { old: Option<u32>, new: Option<u32> },
+    /// The run's (lines, words) states.
+    Run {
+        old: Option<(RunState, RunState)>,
+        new: Option<(RunState, RunState)>,
+    },
+    /// OCR'd lines and words: never routed.
+    Ocr,
+}
+
+/// One stream record as the stream processor sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RecordView {
+    pub sequence: u64,
+    pub event: EventName,
+    pub receipt: ReceiptIndex,
+    pub image: u32,
+    pub receipt_id: u32,
+    pub change: ItemChange,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RoutingSettings {
+    pub other_inserts: OtherInserts,
+    pub run_completed_message: RunCompletedMessage,
+    pub message_group: MessageGroupKey,
+    pub send_batch_size: u32,
+}
+
+/// Entity type tags for group keys.
+const ENTITY_RUN: u64 = 1;
+const ENTITY_LABEL: u64 = 2;
+const ENTITY_METADATA: u64 = 3;
+
+/// The FIFO message group: `{entity}:{run_id, else receipt_id, else image_id}:{collection}`.
+pub fn message_group(
+    scheme: MessageGroupKey,
+    entity: u64,
+    record: &RecordView,
+    collection: Collection,
+) -> u64 {
+    let collection_tag = collection as u64 + 1;
+    match scheme {
+        MessageGroupKey::Collection => mix64(collection_tag),
+        // A run's group is its run id (one per receipt here) under both other schemes.
+        _ if entity == ENTITY_RUN => {
+            mix64(entity << 60 ^ u64::from(record.receipt) << 2 ^ collection_tag)
+        }
+        MessageGroupKey::Receipt => {
+            mix64(entity << 60 ^ u64::from(record.receipt_id) << 2 ^ collection_tag ^ 1 << 59)
+        }
+        MessageGroupKey::ImageReceipt => mix64(
+            entity << 60
+                ^ u64::from(record.image) << 24
+                ^ u64::from(record.receipt_id) << 2
+                ^ collection_tag
+                ^ 1 << 58,
+        ),
+    }
+}
+
+/// What routing a batch noticed, for the metrics.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutingCounts {
+    pub dropped_inserts: u64,
+    pub unwatched_modifies: u64,
+    pub run_completed_failures: u64,
+}
+
+/// Routes one record into `out` (one or two messages, or none). `sent_at` is filled in at send.
+pub fn route(
+    settings: &RoutingSettings,
+    record: &RecordView,
+    out: &mut Vec<Message>,
+    counts: &mut RoutingCounts,
+) {
+    let mut push = |kind: MessageKind, entity: u64, collection: Collection| {
+        out.push(Message {
+            kind,
+            receipt: record.receipt,
+            collection,
+            record_sequence: record.sequence,
+            sent_at: Instant::ZERO,
+            group: message_group(settings.message_group, entity, record, collection),
+        });
+    };
+    let forward_insert = settings.other_inserts == OtherInserts::Forward;
+    match (record.change, record.event) {
+        (ItemChange::Ocr, _) => {}
+        (ItemChange::Run { .. }, EventName::Insert) => {
+            for collection in Collection::ALL {
+                push(MessageKind::RunDelta, ENTITY_RUN, collection);
+            }
+        }
+        (ItemChange::Run { old, new }, _) => {
+            let (old, new) = (
+                old.unwrap_or((RunState::Pending, RunState::Pending)),
+                new.unwrap_or(old.unwrap_or((RunState::Pending, RunState::Pending))),
+            );
+            for (collection, was, is) in [
+                (Collection::Lines, old.0, new.0),
+                (Collection::Words, old.1, new.1),
+            ] {
+                if is == RunState::Completed && was != RunState::Completed {
+                    match settings.run_completed_message {
+                        RunCompletedMessage::Works => {
+                            push(MessageKind::RunCompleted, ENTITY_RUN, collection)
+                        }
+                        RunCompletedMessage::Fails => counts.run_completed_failures += 1,
+                    }
+                }
+            }
+        }
+        (
+            ItemChange::Label {
+                word,
+                label,
+                old,
+                new,
+            },
+            event,
+        ) => {
+            let routed = match event {
+                EventName::Insert => forward_insert,
+                EventName::Modify => old != new,
+                EventName::Remove => true,
+            };
+            if routed {
+                push(
+                    MessageKind::Label { word, label, event },
+                    ENTITY_LABEL,
+                    Collection::Words,
+                );
+            } else if event == EventName::Insert {
+                counts.dropped_inserts += 1;
+            } else {
+                counts.unwatched_modifies += 1;
+            }
+        }
+        (ItemChange::Metadata { old, new }, event) => {
+            let routed = match event {
+                EventName::Insert => forward_insert,
+                EventName::Modify => old != new,
+                EventName::Remove => true,
+            };
+            if routed {
+                let merchant = if event == EventName::Remove {
+                    None
+                } else {
+                    new
+                };
+                for collection in Collection::ALL {
+                    push(
+                        MessageKind::Metadata { merchant, event },
+                        ENTITY_METADATA,
+                        collection,
+                    );
+                }
+            } else if event == EventName::Insert {
+                counts.dropped_inserts += 1;
+            } else {
+                counts.unwatched_modifies += 1;
+            }
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Step {
+    Route,
+    Send {
+        collection: Collection,
+        start: usize,
+    },
+    Done,
+}
+
+/// One invocation of the stream processor over one batch of records.
+#[derive(Clone, Debug)]
+pub struct StreamProcessorInvocation {
+    send_batch_size: usize,
+    record_count: u32,
+    /// Messages per collection, in record order.
+    messages: [Vec<Message>; 2],
+    step: Step,
+    outstanding: bool,
+    now: Instant,
+    pub counts: RoutingCounts,
+}
+
+impl StreamProcessorInvocation {
+    pub fn new(
+        now: Instant,
+        settings: &RoutingSettings,
+        records: &[RecordView],
+    ) -> StreamProcessorInvocation {
+        assert!(!records.is_empty());
+        assert!(settings.send_batch_size > 0);
+        let mut routed = Vec::with_capacity(records.len() * 2);
+        let mut counts = RoutingCounts::default();
+        for record in records {
+            route(settings, record, &mut routed, &mut counts);
+        }
+        let (lines, words): (Vec<Message>, Vec<Message>) = routed
+            .into_iter()
+            .partition(|message| message.collection == Collection::Lines);
+        StreamProcessorInvocation {
+            send_batch_size: settings.send_batch_size as usize,
+            record_count: records.len() as u32,
+            messages: [lines, words],
+            step: Step::Route,
+            outstanding: false,
+            now,
+            counts,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step == Step::Done
+    }
+
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        if self.outstanding || self.step == Step::Done {
+            return None;
+        }
+        self.outstanding = true;
+        match self.step {
+            Step::Route => Some(Effect::Work(Work::RouteRecords(self.record_count))),
+            Step::Send { collection, start } => {
+                let all = &mut self.messages[collection.index()];
+                let end = (start + self.send_batch_size).min(all.len());
+                for message in &mut all[start..end] {
+                    message.sent_at = self.now;
+                }
+                Some(Effect::SendMessages {
+                    collection,
+                    messages: all[start..end].to_vec(),
+                })
+            }
+            Step::Done => unreachable!(),
+        }
+    }
+
+    pub fn handle_response(&mut self, now: Instant, response: Response) {
+        assert!(self.outstanding, "a response without an outstanding effect");
+        assert_eq!(
+            response,
+            Response::Done,
+            "routing and sends do not fail here"
+        );
+        self.outstanding = false;
+        self.now = now;
+        let next = match self.step {
+            Step::Route => self.next_send(Collection::Lines, 0),
+            Step::Send { collection, start } => {
+                self.next_send(collection, start + self.send_batch_size)
+            }
+            Step::Done => unreachable!(),
+        };
+        self.step = next;
+    }
+
+    fn next_send(&self, collection: Collection, start: usize) -> Step {
+        if start < self.messages[collection.index()].len() {
+            return Step::Send { collection, start };
+        }
+        match collection {
+            Collection::Lines => self.next_send(Collection::Words, 0),
+            Collection::Words => Step::Done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::ValidationStatus;
+
+    fn settings(other_inserts: OtherInserts, message_group: MessageGroupKey) -> RoutingSettings {
+        RoutingSettings {
+            other_inserts,
+            run_completed_message: RunCompletedMessage::Fails,
+            message_group,
+            send_batch_size: 10,
+        }
+    }
+
+    fn label(status: ValidationStatus) -> LabelItem {
+        LabelItem {
+            label: 1,
+            validation_status: status,
+            reasoning: 5,
+            proposed_by: 1,
+            consolidated_from: 0,
+        }
+    }
+
+    fn record(receipt: u32, image: u32, event: EventName, change: ItemChange) -> RecordView {
+        RecordView {
+            sequence: u64::from(receipt),
+            event,
+            receipt,
+            image,
+            receipt_id: 1,
+            change,
+        }
+    }
+
+    #[test]
+    fn routes_as_the_spec_says() {
+        let word = WordRef { line: 1, word: 2 };
+        let cases = [
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Insert,
+                    ItemChange::Run {
+                        old: None,
+                        new: Some((RunState::Pending, RunState::Pending)),
+                    },
+                ),
+                OtherInserts::Drop,
+                2,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Insert,
+                    ItemChange::Label {
+                        word,
+                        label: 1,
+                        old: None,
+                        new: Some(label(ValidationStatus::Pending)),
+                    },
+                ),
+                OtherInserts::Drop,
+                0,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Insert,
+                    ItemChange::Label {
+                        word,
+                        label: 1,
+                        old: None,
+                        new: Some(label(ValidationStatus::Pending)),
+                    },
+                ),
+                OtherInserts::Forward,
+                1,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Modify,
+                    ItemChange::Label {
+                        word,
+                        label: 1,
+                        old: Some(label(ValidationStatus::Pending)),
+                        new: Some(label(ValidationStatus::Valid)),
+                    },
+                ),
+                OtherInserts::Drop,
+                1,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Modify,
+                    ItemChange::Label {
+                        word,
+                        label: 1,
+                        old: Some(label(ValidationStatus::Valid)),
+                        new: Some(label(ValidationStatus::Valid)),
+                    },
+                ),
+                OtherInserts::Drop,
+                0,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Remove,
+                    ItemChange::Label {
+                        word,
+                        label: 1,
+                        old: Some(label(ValidationStatus::Valid)),
+                        new: None,
+                    },
+                ),
+                OtherInserts::Drop,
+                1,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Modify,
+                    ItemChange::Metadata {
+                        old: Some(3),
+                        new: Some(4),
+                    },
+                ),
+                OtherInserts::Drop,
+                2,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Insert,
+                    ItemChange::Metadata {
+                        old: None,
+                        new: Some(4),
+                    },
+                ),
+                OtherInserts::Drop,
+                0,
+            ),
+            (
+                record(
+                    0,
+                    0,
+                    EventName::Modify,
+                    ItemChange::Run {
+                        old: Some((RunState::Processing, RunState::Pending)),
+                        new: Some((RunState::Completed, RunState::Pending)),
+                    },
+                ),
+                OtherInserts::Forward,
+                0,
+            ),
+            (
+                record(0, 0, EventName::Insert, ItemChange::Ocr),
+                OtherInserts::Forward,
+                0,
+            ),
+        ];
+        for (record, other_inserts, expected) in cases {
+            let mut out = Vec::new();
+            let mut counts = RoutingCounts::default();
+            route(
+                &settings(other_inserts, MessageGroupKey::Receipt),
+                &record,
+                &mut out,
+                &mut counts,
+            );
+            assert_eq!(out.len(), expected, "{record:?}");
+        }
+    }
+
+    #[test]
+    fn group_keys_follow_the_scheme() {
+        let word = WordRef { line: 1, word: 1 };
+        let change = ItemChange::Label {
+            word,
+            label: 1,
+            old: None,
+            new: Some(label(ValidationStatus::Pending)),
+        };
+        let a = record(0, 10, EventName::Remove, change);
+        let b = record(1, 11, EventName::Remove, change);
+        let group = |scheme, record: &RecordView| {
+            message_group(scheme, ENTITY_LABEL, record, Collection::Words)
+        };
+        // Receipt 1 of two images shares one group under the built scheme only.
+        assert_eq!(
+            group(MessageGroupKey::Receipt, &a),
+            group(MessageGroupKey::Receipt, &b)
+        );
+        assert_ne!(
+            group(MessageGroupKey::ImageReceipt, &a),
+            group(MessageGroupKey::ImageReceipt, &b)
+        );
+        assert_eq!(
+            group(MessageGroupKey::Collection, &a),
+            group(MessageGroupKey::Collection, &b)
+        );
+        let run = |receipt| {
+            message_group(
+                MessageGroupKey::Receipt,
+                ENTITY_RUN,
+                &record(receipt, receipt, EventName::Insert, ItemChange::Ocr),
+                Collection::Lines,
+            )
+        };
+        assert_ne!(run(0), run(1));
+    }
+
+    #[test]
+    fn sends_in_batches_keeping_record_order() {
+        let records: Vec<RecordView> = (0..25)
+            .map(|i| {
+                record(
+                    i,
+                    i,
+                    EventName::Insert,
+                    ItemChange::Run {
+                        old: None,
+                        new: Some((RunState::Pending, RunState::Pending)),
+                    },
+                )
+            })
+            .collect();
+        let mut invocation = StreamProcessorInvocation::new(
+            Instant::ZERO,
+            &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
+            &records,
+        );
+        let mut sent: Vec<Message> = Vec::new();
+        let mut now = Instant::ZERO;
+        while let Some(effect) = invocation.poll_effect() {
+            if let Effect::SendMessages { messages, .. } = effect {
+                assert!(messages.len() <= 10);
+                sent.extend(messages);
+            }
+            now = now.add(crate::time::Duration::from_millis(1));
+            invocation.handle_response(now, Response::Done);
+        }
+        assert!(invocation.is_done());
+        assert_eq!(sent.len(), 50);
+        let words: Vec<u64> = sent
+            .iter()
+            .filter(|m| m.collection == Collection::Words)
+            .map(|m| m.record_sequence)
+            .collect();
+        assert_eq!(words, (0..25).collect::<Vec<u64>>());
+    }
+}

@@ -1,0 +1,406 @@
+//! `run` and `compare` for pipeline scenarios: one trial (or the same receipts and random draws
+//! through both flows), judged by the oracle, printed for people and exported for machines.
+//!
+//! Depends on `pipeline_scenario`, `output`, `sim::explore` and `sim::stats`.
+
+use crate::failure::Failure;
+use crate::load::Loaded;
+use crate::output::Output;
+use crate::pipeline_scenario::{self, PipelineScenario};
+use serde_json::{Value, json};
+use sim::explore::{self, Judged};
+use sim::metrics::LatencySummary;
+use sim::oracle;
+use sim::pipeline::{Flow, HistoryFilter, TrialOptions};
+use std::fmt::Write as _;
+
+/// The most anomalies printed for people (the JSON export lists them all).
+const ANOMALIES_PRINTED_MAX: usize = 8;
+
+/// Flags shared by `run` and `compare`.
+pub struct TrialFlags<'a> {
+    pub export: Option<&'a Output>,
+    pub history: Option<&'a Output>,
+    /// Exit with code 1 when the oracle finds an anomaly.
+    pub check: bool,
+    pub scenario_name: &'a str,
+}
+
+fn options(history: bool) -> TrialOptions {
+    TrialOptions {
+        history: if history {
+            HistoryFilter::All
+        } else {
+            HistoryFilter::Off
+        },
+        ..TrialOptions::default()
+    }
+}
+
+pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
+    let scenario = pipeline_scenario::load(loaded)?;
+    let judged = explore::judge(
+        &scenario.config,
+        scenario.receipts(),
+        &options(flags.history.is_some()),
+    );
+    let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
+    let mut text = String::new();
+    describe_trial(&mut text, &scenario, &judged, flags.scenario_name);
+    crate::cli::say(json_on_stdout, &text);
+    if let Some(history) = flags.history {
+        history.write(&history_lines(&judged, None))?;
+    }
+    if let Some(export) = flags.export {
+        let mut value = trial_json(&judged);
+        value["scenario"] = crate::mmc_command::toml_to_json(&loaded.table);
+        export.write_json(&value)?;
+    }
+    check_outcome(flags.check, &[&judged])
+}
+
+pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
+    let scenario = pipeline_scenario::load(loaded)?;
+    // The same receipts for both flows; every draw is per receipt, so the flows share them too.
+    let generated;
+    let receipts = match scenario.receipts() {
+        Some(receipts) => receipts,
+        None => {
+            generated = sim::pipeline::generate_receipts(&scenario.config);
+            &generated[..]
+        }
+    };
+    let flows = [Flow::Old, Flow::New];
+    let history = flags.history.is_some();
+    let judged: Vec<Judged> = crate::parallel::map(2, "flows", |index| {
+        let mut config = scenario.config.clone();
+        config.flow = flows[index];
+        explore::judge(&config, Some(receipts), &options(history))
+    });
+    let (old, new) = (&judged[0], &judged[1]);
+    let paired = paired_json(old, new);
+    let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
+    let mut text = String::new();
+    describe_comparison(&mut text, &scenario, old, new, &paired, flags.scenario_name);
+    crate::cli::say(json_on_stdout, &text);
+    if let Some(output) = flags.history {
+        let mut bytes = history_lines(old, Some("old"));
+        bytes.extend(history_lines(new, Some("new")));
+        output.write(&bytes)?;
+    }
+    if let Some(export) = flags.export {
+        let value = json!({
+            "scenario": crate::mmc_command::toml_to_json(&loaded.table),
+            "seed": scenario.config.seed,
+            "receipts": receipts.len(),
+            "old": trial_json(old),
+            "new": trial_json(new),
+            "paired": paired,
+        });
+        export.write_json(&value)?;
+    }
+    check_outcome(flags.check, &[old, new])
+}
+
+fn check_outcome(check: bool, judged: &[&Judged]) -> Result<(), Failure> {
+    let anomalies: usize = judged.iter().map(|j| j.oracle.anomalies.len()).sum();
+    if check && anomalies > 0 {
+        return Err(Failure::race_found(format!(
+            "the oracle found {anomalies} anomalies (--check)"
+        )));
+    }
+    Ok(())
+}
+
+/// The trial's report with the oracle's findings under `anomalies`.
+pub fn trial_json(judged: &Judged) -> Value {
+    let mut value = serde_json::to_value(&judged.trial.report).unwrap_or(Value::Null);
+    value["anomalies"] = anomalies_json(&judged.oracle);
+    value
+}
+
+pub fn anomalies_json(report: &oracle::Report) -> Value {
+    let by_class: serde_json::Map<String, Value> = report
+        .by_class
+        .iter()
+        .map(|(class, count)| (class.name().to_string(), json!(count)))
+        .collect();
+    let receipts_by_class: serde_json::Map<String, Value> = report
+        .receipts_affected_by_class
+        .iter()
+        .map(|(class, count)| (class.name().to_string(), json!(count)))
+        .collect();
+    json!({
+        "by_class": by_class,
+        "receipts_affected": report.receipts_affected,
+        "receipts_affected_by_class": receipts_by_class,
+        "receipts_checked": report.receipts_checked,
+        "list": report.anomalies,
+    })
+}
+
+/// The history as JSON Lines, each record tagged with its flow when comparing.
+fn history_lines(judged: &Judged, flow: Option<&str>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for record in &judged.trial.history.records {
+        let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+        if let Some(flow) = flow {
+            value["flow"] = json!(flow);
+        }
+        bytes.extend(serde_json::to_vec(&value).unwrap_or_default());
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// Per-receipt differences new minus old, in milliseconds, over receipts measured in both flows.
+fn paired_json(old: &Judged, new: &Judged) -> Value {
+    let pick = |judged: &Judged, visible: bool| -> Vec<Option<f64>> {
+        judged
+            .trial
+            .latencies
+            .iter()
+            .map(|l| {
+                if visible {
+                    l.labels_visible
+                } else {
+                    l.labels_saved
+                }
+                .map(|d| d.as_millis_f64())
+            })
+            .collect()
+    };
+    let mut out = serde_json::Map::new();
+    for (name, visible) in [("labels_saved", false), ("labels_visible", true)] {
+        let (a, b) = (pick(old, visible), pick(new, visible));
+        let mut differences: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .filter_map(|(a, b)| Some((*b)? - (*a)?))
+            .collect();
+        let only_old = a
+            .iter()
+            .zip(&b)
+            .filter(|(a, b)| a.is_some() && b.is_none())
+            .count();
+        let only_new = a
+            .iter()
+            .zip(&b)
+            .filter(|(a, b)| a.is_none() && b.is_some())
+            .count();
+        let mut entry =
+            json!({ "count": differences.len(), "only_old": only_old, "only_new": only_new });
+        if differences.len() >= 2 {
+            let (mean, ci) = sim::stats::mean_ci95(&differences);
+            differences.sort_by(f64::total_cmp);
+            let quantile =
+                |q: f64| differences[((differences.len() - 1) as f64 * q).round() as usize];
+            entry["mean"] = json!(mean);
+            entry["mean_ci95"] = json!(ci);
+            entry["p10"] = json!(quantile(0.10));
+            entry["p50"] = json!(quantile(0.50));
+            entry["p90"] = json!(quantile(0.90));
+            entry["new_faster_share"] = json!(
+                differences.iter().filter(|d| **d < 0.0).count() as f64 / differences.len() as f64
+            );
+        }
+        out.insert(name.to_string(), entry);
+    }
+    Value::Object(out)
+}
+
+fn seconds(ms: f64) -> String {
+    format!("{:.1}", ms / 1000.0)
+}
+
+fn latency_row(text: &mut String, name: &str, summary: &LatencySummary) {
+    let _ = writeln!(
+        text,
+        "  {name:<22} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        seconds(summary.p50),
+        seconds(summary.p90),
+        seconds(summary.p99),
+        seconds(summary.max),
+        summary.count
+    );
+}
+
+fn describe_trial(text: &mut String, scenario: &PipelineScenario, judged: &Judged, name: &str) {
+    let report = &judged.trial.report;
+    let flow = match report.flow {
+        Flow::Old => "old",
+        Flow::New => "new",
+    };
+    let _ = writeln!(
+        text,
+        "pipeline trial of {name}: flow {flow}, seed {}, {} receipts",
+        report.seed, report.receipts
+    );
+    let _ = writeln!(
+        text,
+        "  stopped: {} at {:.1} s simulated; {} events; fingerprint {}",
+        report.stop, report.ended_at_s, report.events, report.fingerprint
+    );
+    let _ = writeln!(
+        text,
+        "  {:<22} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "latency (s)", "p50", "p90", "p99", "max", "count"
+    );
+    latency_row(text, "labels saved", &report.latency_ms.labels_saved);
+    latency_row(text, "labels visible", &report.latency_ms.labels_visible);
+    for (stage, summary) in &report.latency_ms.stages {
+        if summary.count > 0 {
+            latency_row(text, &format!("  {stage}"), summary);
+        }
+    }
+    let _ = writeln!(
+        text,
+        "  never visible {}  never saved {}  dead-lettered lines {} words {}  stream records dropped {}",
+        report.never_visible,
+        report.never_saved,
+        report.dead_lettered.lines,
+        report.dead_lettered.words,
+        report.stream_records_dropped
+    );
+    let _ = writeln!(
+        text,
+        "  lock busy at quick check {} at publish {}; lease expired under holder {}; publishes lines {} words {}; pointer conflicts {}",
+        report.lock_failures.busy_at_quick_check,
+        report.lock_failures.busy_at_publish,
+        report.lock_failures.expired_under_running_holder,
+        report.publishes.get("lines").copied().unwrap_or(0),
+        report.publishes.get("words").copied().unwrap_or(0),
+        report.pointer_conflicts
+    );
+    let _ = writeln!(
+        text,
+        "  utilisation upload {:.2} stream processor {:.2} compaction {:.2}; backlog words queue {}; in flight {}",
+        report.utilisation.upload,
+        report.utilisation.stream_processor,
+        report.utilisation.compaction,
+        report.backlog.words_queue,
+        report.in_flight.receipts
+    );
+    describe_anomalies(text, &judged.oracle);
+    let _ = scenario;
+}
+
+pub fn describe_anomalies(text: &mut String, report: &oracle::Report) {
+    let counts: Vec<String> = report
+        .by_class
+        .iter()
+        .map(|(class, count)| {
+            let receipts = report
+                .receipts_affected_by_class
+                .get(class)
+                .copied()
+                .unwrap_or(0);
+            format!("{} {count} ({receipts} receipts)", class.name())
+        })
+        .collect();
+    let _ = writeln!(
+        text,
+        "  oracle: {}; {} of {} receipts affected",
+        counts.join("  "),
+        report.receipts_affected,
+        report.receipts_checked
+    );
+    for anomaly in report.anomalies.iter().take(ANOMALIES_PRINTED_MAX) {
+        let receipt = anomaly.receipt.map_or("-".to_string(), |r| r.to_string());
+        let collection = anomaly.collection.map_or("-", |c| c.name());
+        let _ = writeln!(
+            text,
+            "    {} {:<27} receipt {receipt} {collection}: {} ids; expected {}, found {}",
+            anomaly.class.name(),
+            anomaly.cause.name(),
+            anomaly.id_count,
+            anomaly.expected,
+            anomaly.found
+        );
+    }
+    if report.anomalies.len() > ANOMALIES_PRINTED_MAX {
+        let _ = writeln!(
+            text,
+            "    … {} more in the JSON export",
+            report.anomalies.len() - ANOMALIES_PRINTED_MAX
+        );
+    }
+}
+
+fn describe_comparison(
+    text: &mut String,
+    scenario: &PipelineScenario,
+    old: &Judged,
+    new: &Judged,
+    paired: &Value,
+    name: &str,
+) {
+    let _ = writeln!(
+        text,
+        "compare old and new flow on {name}: seed {}, {} receipts, same receipts and draws",
+        scenario.config.seed, old.trial.report.receipts
+    );
+    let _ = writeln!(
+        text,
+        "  {:<16} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "seconds",
+        "old p50",
+        "old p90",
+        "old p99",
+        "old max",
+        "new p50",
+        "new p90",
+        "new p99",
+        "new max"
+    );
+    for (label, pick) in [
+        (
+            "labels saved",
+            (|r: &sim::pipeline::TrialReport| r.latency_ms.labels_saved.clone()) as fn(&_) -> _,
+        ),
+        ("labels visible", |r: &sim::pipeline::TrialReport| {
+            r.latency_ms.labels_visible.clone()
+        }),
+    ] {
+        let (a, b) = (pick(&old.trial.report), pick(&new.trial.report));
+        let _ = writeln!(
+            text,
+            "  {label:<16} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+            seconds(a.p50),
+            seconds(a.p90),
+            seconds(a.p99),
+            seconds(a.max),
+            seconds(b.p50),
+            seconds(b.p90),
+            seconds(b.p99),
+            seconds(b.max)
+        );
+    }
+    for name in ["labels_saved", "labels_visible"] {
+        let entry = &paired[name];
+        if let (Some(mean), Some(p50)) = (entry["mean"].as_f64(), entry["p50"].as_f64()) {
+            let ci = &entry["mean_ci95"];
+            let _ = writeln!(
+                text,
+                "  paired new - old {name}: mean {} s (95% CI {} .. {}), median {} s over {} receipts",
+                seconds(mean),
+                seconds(ci[0].as_f64().unwrap_or(f64::NAN)),
+                seconds(ci[1].as_f64().unwrap_or(f64::NAN)),
+                seconds(p50),
+                entry["count"]
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "  never visible: old {} new {}; fingerprints old {} new {}",
+        old.trial.report.never_visible,
+        new.trial.report.never_visible,
+        old.trial.report.fingerprint,
+        new.trial.report.fingerprint
+    );
+    let _ = writeln!(text, "old flow");
+    describe_anomalies(text, &old.oracle);
+    let _ = writeln!(text, "new flow");
+    describe_anomalies(text, &new.oracle);
+}
