@@ -188,7 +188,24 @@ fn history_output(args: &TrialArgs) -> Result<Option<Output>, Failure> {
         .transpose()
 }
 
+/// Which flows a trial command runs.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Flows {
+    /// `run`: the scenario's flow (or the M/M/c model).
+    Scenario,
+    /// `compare`: the old and the new flow on the same receipts.
+    Both,
+}
+
 fn run(args: TrialArgs) -> Result<(), Failure> {
+    trial(args, Flows::Scenario)
+}
+
+fn compare(args: TrialArgs) -> Result<(), Failure> {
+    trial(args, Flows::Both)
+}
+
+fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
     let export = export(&args.scenario)?;
     let history = history_output(&args)?;
     let loaded = load::load(
@@ -196,7 +213,7 @@ fn run(args: TrialArgs) -> Result<(), Failure> {
         args.scenario.seed,
         &args.scenario.set,
     )?;
-    if loaded.model()? == "mmc" {
+    if flows == Flows::Scenario && loaded.model()? == "mmc" {
         return crate::mmc_command::run(&loaded, export.as_ref());
     }
     let flags = TrialFlags {
@@ -205,24 +222,10 @@ fn run(args: TrialArgs) -> Result<(), Failure> {
         check: args.check,
         scenario_name: &args.scenario.scenario,
     };
-    crate::trial_command::run(&loaded, &flags)
-}
-
-fn compare(args: TrialArgs) -> Result<(), Failure> {
-    let export = export(&args.scenario)?;
-    let history = history_output(&args)?;
-    let loaded = load::load(
-        &args.scenario.scenario,
-        args.scenario.seed,
-        &args.scenario.set,
-    )?;
-    let flags = TrialFlags {
-        export: export.as_ref(),
-        history: history.as_ref(),
-        check: args.check,
-        scenario_name: &args.scenario.scenario,
-    };
-    crate::trial_command::compare(&loaded, &flags)
+    match flows {
+        Flows::Scenario => crate::trial_command::run(&loaded, &flags),
+        Flows::Both => crate::trial_command::compare(&loaded, &flags),
+    }
 }
 
 fn hunt(args: HuntArgs) -> Result<(), Failure> {

@@ -30,31 +30,9 @@ pub fn progress(length: u64, label: &str) -> ProgressBar {
 
 /// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.
 pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
-    let bar = progress(count as u64, label);
-    let workers = threads().min(count.max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= count {
-                        break;
-                    }
-                    let result = task(index);
-                    results.lock().expect("no worker panicked")[index] = Some(result);
-                    bar.inc(1);
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    let results = results.into_inner().expect("no worker panicked");
+    let results = map_until(count, None, label, task);
+    assert_eq!(results.len(), count, "without a deadline every index runs");
     results
-        .into_iter()
-        .map(|r| r.expect("every index ran"))
-        .collect()
 }
 
 /// Like `map`, but stops handing out new indices once `deadline` has passed (wall clock: how long

@@ -202,122 +202,103 @@ fn shows(config: &PipelineConfig, choices: &Choices, kind: (Class, Cause)) -> Op
     judged.oracle.kinds().contains(&kind).then_some(judged)
 }
 
+/// The smallest failing trial found so far, and the budget left to find a smaller one.
+struct Shrinker {
+    kind: (Class, Cause),
+    config: PipelineConfig,
+    choices: Choices,
+    judged: Judged,
+    trials: usize,
+}
+
+impl Shrinker {
+    /// Keeps the candidate if it is valid and still shows the kind.
+    fn try_candidate(&mut self, config: PipelineConfig, choices: Choices) -> bool {
+        if self.trials >= SHRINK_TRIALS_MAX || config.validate().is_err() {
+            return false;
+        }
+        self.trials += 1;
+        let Some(judged) = shows(&config, &choices, self.kind) else {
+            return false;
+        };
+        self.config = config;
+        self.choices = choices;
+        self.judged = judged;
+        true
+    }
+
+    fn with_receipts(&self, receipts: u64) -> PipelineConfig {
+        let mut config = self.config.clone();
+        config.workload.receipts = receipts;
+        for burst in &mut config.workload.bursts {
+            burst.receipts = burst.receipts.min(receipts);
+        }
+        config
+    }
+}
+
 /// Shrinks a failing trial while it still shows the same class and cause: fewer receipts (the
 /// first receipts of a workload keep their draws when later ones are cut), FIFO order instead of
-/// an explored one, faults switched off, a shorter horizon.
+/// an explored one, faults switched off, a shorter horizon. Runs at most `SHRINK_TRIALS_MAX` trials.
 pub fn shrink(
     config: &PipelineConfig,
     choices: &Choices,
     kind: (Class, Cause),
 ) -> Option<Counterexample> {
-    let mut best_config = config.clone();
-    let mut best_choices = *choices;
-    let mut trials = 1;
-    let mut best = shows(&best_config, &best_choices, kind)?;
-    let mut candidates_tried = 0;
-    let mut try_candidate = |candidate: PipelineConfig,
-                             candidate_choices: Choices,
-                             best_config: &mut PipelineConfig,
-                             best_choices: &mut Choices,
-                             best: &mut Judged|
-     -> bool {
-        if candidates_tried >= SHRINK_TRIALS_MAX || candidate.validate().is_err() {
-            return false;
-        }
-        candidates_tried += 1;
-        match shows(&candidate, &candidate_choices, kind) {
-            Some(judged) => {
-                *best_config = candidate;
-                *best_choices = candidate_choices;
-                *best = judged;
-                true
-            }
-            None => false,
-        }
+    let judged = shows(config, choices, kind)?;
+    let mut shrinker = Shrinker {
+        kind,
+        config: config.clone(),
+        choices: *choices,
+        judged,
+        trials: 1,
     };
     // Fewer receipts: halve while it still fails, then step down by one.
-    let mut receipts = best_config.workload.receipts;
-    while receipts > 1 {
-        let fewer = receipts / 2;
-        let mut candidate = best_config.clone();
-        set_receipts(&mut candidate, fewer);
-        if !try_candidate(
-            candidate,
-            best_choices,
-            &mut best_config,
-            &mut best_choices,
-            &mut best,
-        ) {
+    while shrinker.config.workload.receipts > 1 {
+        let fewer = shrinker.with_receipts(shrinker.config.workload.receipts / 2);
+        if !shrinker.try_candidate(fewer, shrinker.choices) {
             break;
         }
-        receipts = fewer;
     }
-    while receipts > 1 {
-        let mut candidate = best_config.clone();
-        set_receipts(&mut candidate, receipts - 1);
-        if !try_candidate(
-            candidate,
-            best_choices,
-            &mut best_config,
-            &mut best_choices,
-            &mut best,
-        ) {
+    while shrinker.config.workload.receipts > 1 {
+        let fewer = shrinker.with_receipts(shrinker.config.workload.receipts - 1);
+        if !shrinker.try_candidate(fewer, shrinker.choices) {
             break;
         }
-        receipts -= 1;
     }
     // The plainest order.
-    if best_choices.ordering != Ordering::Fifo {
+    if shrinker.choices.ordering != Ordering::Fifo {
         let fifo = Choices {
             ordering: Ordering::Fifo,
-            ..best_choices
+            ..shrinker.choices
         };
-        try_candidate(
-            best_config.clone(),
-            fifo,
-            &mut best_config,
-            &mut best_choices,
-            &mut best,
-        );
+        shrinker.try_candidate(shrinker.config.clone(), fifo);
     }
     // Faults off, one at a time.
-    for switch_off in faults_off(&best_config) {
-        try_candidate(
-            switch_off,
-            best_choices,
-            &mut best_config,
-            &mut best_choices,
-            &mut best,
-        );
+    for candidate in faults_off(&shrinker.config) {
+        shrinker.try_candidate(candidate, shrinker.choices);
     }
     // A horizon just past the end of the trial.
-    let end = Duration::from_secs_f64(best.trial.report.ended_at_s.ceil() + 1.0);
-    if end < best_config.horizon {
-        let mut candidate = best_config.clone();
+    let end = Duration::from_secs_f64(shrinker.judged.trial.report.ended_at_s.ceil() + 1.0);
+    if end < shrinker.config.horizon {
+        let mut candidate = shrinker.config.clone();
         candidate.horizon = end;
-        try_candidate(
-            candidate,
-            best_choices,
-            &mut best_config,
-            &mut best_choices,
-            &mut best,
-        );
+        shrinker.try_candidate(candidate, shrinker.choices);
     }
-    trials += candidates_tried;
+    let Shrinker {
+        config,
+        choices,
+        judged,
+        trials,
+        ..
+    } = shrinker;
     Some(Counterexample {
-        config: best_config,
-        choices: best_choices,
+        config,
+        choices,
         kind,
-        judged: best,
+        judged,
         shrink_trials: trials,
     })
-}
-
-fn set_receipts(config: &mut PipelineConfig, receipts: u64) {
-    config.workload.receipts = receipts;
-    for burst in &mut config.workload.bursts {
-        burst.receipts = burst.receipts.min(receipts);
-    }
 }
 
 /// One configuration per fault that is on, with that fault switched off.

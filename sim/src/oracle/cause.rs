@@ -32,6 +32,12 @@ pub enum Cause {
     VersionIdReused,
     /// The pointer was moved to an older version.
     PointerWentBack,
+    /// A merchant update found none of the receipt's ids in the snapshot (its embeddings were not
+    /// merged yet) and was dropped.
+    MetadataBeforeEmbedding,
+    /// A delta merge (or a re-merge of a redelivered run) wrote the merchant the receipt had at
+    /// embedding time over a newer one.
+    MergeOverwroteMetadata,
     /// A metadata change never reached the snapshot.
     MetadataNotForwarded,
     /// The trial stopped at its horizon with the change still under way.
@@ -52,6 +58,8 @@ impl Cause {
             Cause::StaleBase => "stale_base",
             Cause::VersionIdReused => "version_id_reused",
             Cause::PointerWentBack => "pointer_went_back",
+            Cause::MetadataBeforeEmbedding => "metadata_before_embedding",
+            Cause::MergeOverwroteMetadata => "merge_overwrote_metadata",
             Cause::MetadataNotForwarded => "metadata_not_forwarded",
             Cause::InFlightAtHorizon => "in_flight_at_horizon",
             Cause::Unexplained => "unexplained",
@@ -73,6 +81,10 @@ impl Cause {
             Cause::StaleBase => "a later version was built on a base without this change",
             Cause::VersionIdReused => "an upload reused the pointer's version id",
             Cause::PointerWentBack => "pointer moved to an older version",
+            Cause::MetadataBeforeEmbedding => {
+                "merchant update applied before the receipt's embeddings were merged (dropped)"
+            }
+            Cause::MergeOverwroteMetadata => "delta merge wrote an older merchant over a newer one",
             Cause::MetadataNotForwarded => "metadata change never reached the snapshot",
             Cause::InFlightAtHorizon => "still in flight when the trial reached its horizon",
             Cause::Unexplained => "no rule matched; see the excerpt",
@@ -154,6 +166,26 @@ pub fn explain(
             }
         }
         Class::M => {
+            let records: Vec<&HistoryRecord> = records_of(input, id).collect();
+            let last_update = records
+                .iter()
+                .rposition(|r| r.event == HistoryEvent::MerchantUpdated && r.ids.contains(&id));
+            let last_merge = records
+                .iter()
+                .rposition(|r| r.event == HistoryEvent::DeltaMerged && r.ids.contains(&id));
+            if let (Some(update), Some(merge)) = (last_update, last_merge)
+                && merge > update
+            {
+                return Cause::MergeOverwroteMetadata;
+            }
+            let update_missed = input.history.records.iter().any(|r| {
+                r.event == HistoryEvent::MerchantUpdated
+                    && r.receipt == Some(id.receipt())
+                    && !r.ids.contains(&id)
+            });
+            if last_update.is_none() && update_missed {
+                return Cause::MetadataBeforeEmbedding;
+            }
             if input.quiescent {
                 return Cause::MetadataNotForwarded;
             }
