@@ -3,10 +3,11 @@
 //!
 //! Depends on the oracle's `Input` and `lineage`, and `pipeline::history`.
 
+use super::index::HistoryIndex;
 use super::lineage::Lineage;
 use super::{Class, Input};
 use crate::entities::{ChromaId, Collection};
-use crate::pipeline::history::{HistoryEvent, HistoryRecord};
+use crate::pipeline::history::HistoryEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -92,24 +93,10 @@ impl Cause {
     }
 }
 
-/// The records about `id` (or about its receipt, where a record names no ids), in order.
-fn records_of<'a>(input: &'a Input<'_>, id: ChromaId) -> impl Iterator<Item = &'a HistoryRecord> {
-    input.history.records.iter().filter(move |record| {
-        if record.ids.is_empty() {
-            record.receipt == Some(id.receipt())
-        } else {
-            record.ids.contains(&id)
-        }
-    })
-}
-
-fn any(input: &Input<'_>, id: ChromaId, event: HistoryEvent) -> bool {
-    records_of(input, id).any(|r| r.event == event)
-}
-
 /// Picks the cause of a per-id finding. The rules go from the most specific evidence to the least.
 pub fn explain(
     input: &Input<'_>,
+    index: &HistoryIndex<'_>,
     lineage: &Lineage,
     class: Class,
     collection: Collection,
@@ -118,17 +105,18 @@ pub fn explain(
     if let Some(loss) = lineage.loss(collection, id) {
         return loss.cause;
     }
-    if any(input, id, HistoryEvent::DeadLettered) {
+    let records = index.of_id(id);
+    let any = |event: HistoryEvent| records.iter().any(|r| r.event == event);
+    if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
     }
     match class {
         Class::E => {
-            if any(input, id, HistoryEvent::DeltaLost) {
+            if any(HistoryEvent::DeltaLost) {
                 return Cause::DeltaLost;
             }
         }
         Class::L => {
-            let records: Vec<&HistoryRecord> = records_of(input, id).collect();
             let last_label_apply = records
                 .iter()
                 .rposition(|r| r.event == HistoryEvent::LabelsUpdated && r.ids.contains(&id));
@@ -166,7 +154,6 @@ pub fn explain(
             }
         }
         Class::M => {
-            let records: Vec<&HistoryRecord> = records_of(input, id).collect();
             let last_update = records
                 .iter()
                 .rposition(|r| r.event == HistoryEvent::MerchantUpdated && r.ids.contains(&id));
@@ -178,11 +165,9 @@ pub fn explain(
             {
                 return Cause::MergeOverwroteMetadata;
             }
-            let update_missed = input.history.records.iter().any(|r| {
-                r.event == HistoryEvent::MerchantUpdated
-                    && r.receipt == Some(id.receipt())
-                    && !r.ids.contains(&id)
-            });
+            let update_missed = index
+                .of_receipt(id.receipt())
+                .any(|r| r.event == HistoryEvent::MerchantUpdated && !r.ids.contains(&id));
             if last_update.is_none() && update_missed {
                 return Cause::MetadataBeforeEmbedding;
             }

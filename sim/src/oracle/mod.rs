@@ -17,9 +17,11 @@
 //! Depends on `entities`, `services::{table, object_store}` (read-only) and `pipeline::history`.
 
 mod cause;
+mod index;
 mod lineage;
 
 pub use cause::Cause;
+use index::HistoryIndex;
 
 use crate::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
 use crate::pipeline::history::{History, HistoryRecord};
@@ -149,10 +151,11 @@ pub fn check(input: &Input<'_>) -> Report {
     for receipt in 0..input.receipts {
         compare_receipt(input, receipt, &mut findings);
     }
-    let mut anomalies = group_findings(input, &lineage, findings);
+    let index = HistoryIndex::new(&input.history.records);
+    let mut anomalies = group_findings(input, &index, &lineage, findings);
     anomalies.extend(lineage.anomalies(input.history));
     for anomaly in &mut anomalies {
-        anomaly.excerpt = excerpt(input.history, anomaly);
+        anomaly.excerpt = excerpt(&index, anomaly);
     }
     anomalies.sort_by(|a, b| {
         (a.class, a.cause, a.receipt, a.collection, a.ids.first()).cmp(&(
@@ -252,6 +255,7 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
 /// Groups per-id findings into anomalies by (class, cause, receipt, collection).
 fn group_findings(
     input: &Input<'_>,
+    index: &HistoryIndex<'_>,
     lineage: &lineage::Lineage,
     findings: Vec<Finding>,
 ) -> Vec<Anomaly> {
@@ -260,6 +264,7 @@ fn group_findings(
         let receipt = finding.id.receipt();
         let cause = cause::explain(
             input,
+            index,
             lineage,
             finding.class,
             finding.collection,
@@ -286,15 +291,17 @@ fn group_findings(
     groups.into_values().collect()
 }
 
-/// Every record that touched the anomaly's ids (or, with no ids listed on a record, its receipt),
+/// Every record that touched the anomaly's listed ids (or its receipt, for records naming no id),
 /// in order, bounded.
-fn excerpt(history: &History, anomaly: &Anomaly) -> Vec<HistoryRecord> {
-    let mut records: Vec<HistoryRecord> = history
-        .records
-        .iter()
-        .filter(|record| touches(record, anomaly))
-        .cloned()
-        .collect();
+fn excerpt(index: &HistoryIndex<'_>, anomaly: &Anomaly) -> Vec<HistoryRecord> {
+    let mut records: Vec<HistoryRecord> = match anomaly.receipt {
+        Some(receipt) => index
+            .of_ids(&anomaly.ids, receipt)
+            .into_iter()
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
     if records.len() > EXCERPT_RECORDS_MAX {
         // Keep the beginning and the end, where the cause and its effect stand.
         let tail = records.split_off(records.len() - EXCERPT_RECORDS_MAX / 2);
@@ -302,17 +309,4 @@ fn excerpt(history: &History, anomaly: &Anomaly) -> Vec<HistoryRecord> {
         records.extend(tail);
     }
     records
-}
-
-fn touches(record: &HistoryRecord, anomaly: &Anomaly) -> bool {
-    if !record.ids.is_empty() {
-        return record
-            .ids
-            .iter()
-            .any(|id| anomaly.ids.binary_search(id).is_ok() || anomaly.ids.contains(id));
-    }
-    match (record.receipt, anomaly.receipt) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
 }
