@@ -12,7 +12,7 @@ use crate::random::{Stream, mix64};
 use crate::time::{Duration, Instant};
 use rand::Rng;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// What a model's event must tell the engine.
 pub trait Event {
@@ -41,15 +41,15 @@ pub enum TieBreak {
 #[derive(Clone, Debug)]
 pub struct Pct {
     stream: Stream,
-    /// Priority per actor; `None` until the actor's first event.
-    priorities: Vec<Option<u64>>,
+    /// Priority per actor, from the actor's first event on.
+    priorities: BTreeMap<u32, u64>,
     /// Schedule counts at which a priority change happens, ascending.
     change_points: Vec<u64>,
     next_change: usize,
     lowest: u64,
 }
 
-/// The most actors a PCT tie-breaker tracks; actors beyond share the last slot.
+/// The most actors a PCT tie-breaker tracks; actors beyond share one priority.
 const PCT_ACTORS_MAX: usize = 1 << 16;
 
 impl Pct {
@@ -61,7 +61,7 @@ impl Pct {
         change_points.sort_unstable();
         Pct {
             stream,
-            priorities: Vec::new(),
+            priorities: BTreeMap::new(),
             change_points,
             next_change: 0,
             lowest: u64::MAX / 2,
@@ -69,18 +69,15 @@ impl Pct {
     }
 
     fn key(&mut self, actor: u32, scheduled: u64) -> u64 {
-        let slot = (actor as usize).min(PCT_ACTORS_MAX - 1);
-        if self.priorities.len() <= slot {
-            self.priorities.resize(slot + 1, None);
-        }
-        let priority = match self.priorities[slot] {
-            Some(priority) => priority,
-            None => {
-                // Fresh priorities live in the upper half, demoted ones below it.
-                let priority = u64::MAX / 2 + self.stream.next_u64() / 2;
-                self.priorities[slot] = Some(priority);
-                priority
-            }
+        let fresh = self.priorities.len() < PCT_ACTORS_MAX && !self.priorities.contains_key(&actor);
+        let priority = if fresh {
+            // Fresh priorities live in the upper half, demoted ones below it.
+            let priority = u64::MAX / 2 + self.stream.next_u64() / 2;
+            self.priorities.insert(actor, priority);
+            priority
+        } else {
+            // Actors beyond the bound share the lowest fresh priority.
+            self.priorities.get(&actor).copied().unwrap_or(u64::MAX / 2)
         };
         let mut priority = priority;
         if self.next_change < self.change_points.len()
@@ -89,7 +86,7 @@ impl Pct {
             self.next_change += 1;
             self.lowest -= 1;
             priority = self.lowest;
-            self.priorities[slot] = Some(priority);
+            self.priorities.insert(actor, priority);
         }
         // The heap pops the smallest key first: invert so the highest priority runs first.
         u64::MAX - priority

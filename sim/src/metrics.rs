@@ -70,10 +70,16 @@ impl Stage {
     }
 }
 
-/// A latency histogram in microseconds.
-#[derive(Clone, Debug)]
+/// The most values a `Latency` keeps exactly before it moves them into an HDR histogram.
+pub const EXACT_VALUES_MAX: usize = 1024;
+
+/// A latency histogram in microseconds. A few values are kept exactly (a full HDR histogram costs
+/// a large zeroed allocation, which would dominate small trials); past `EXACT_VALUES_MAX` they move
+/// into an HDR histogram with 3 significant digits.
+#[derive(Clone, Debug, Default)]
 pub struct Latency {
-    histogram: Histogram<u64>,
+    exact: Vec<u64>,
+    histogram: Option<Histogram<u64>>,
 }
 
 /// Percentiles of a latency histogram, in milliseconds.
@@ -87,28 +93,46 @@ pub struct LatencySummary {
     pub count: u64,
 }
 
-impl Default for Latency {
-    fn default() -> Self {
-        Latency::new()
-    }
-}
-
 impl Latency {
     pub fn new() -> Latency {
-        let histogram =
-            Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds");
-        Latency { histogram }
+        Latency::default()
     }
     pub fn record(&mut self, latency: Duration) {
         let micros = (latency.as_nanos() / 1_000).clamp(1, LATENCY_US_MAX);
-        self.histogram.record(micros).expect("value within bounds");
+        match &mut self.histogram {
+            Some(histogram) => histogram.record(micros).expect("value within bounds"),
+            None => {
+                self.exact.push(micros);
+                if self.exact.len() > EXACT_VALUES_MAX {
+                    let mut histogram = Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+                        .expect("valid histogram bounds");
+                    for value in self.exact.drain(..) {
+                        histogram.record(value).expect("value within bounds");
+                    }
+                    self.histogram = Some(histogram);
+                }
+            }
+        }
     }
     pub fn count(&self) -> u64 {
-        self.histogram.len()
+        match &self.histogram {
+            Some(histogram) => histogram.len(),
+            None => self.exact.len() as u64,
+        }
     }
     pub fn summary(&self) -> LatencySummary {
         let ms = |micros: u64| micros as f64 / 1_000.0;
-        if self.histogram.is_empty() {
+        if let Some(histogram) = &self.histogram {
+            return LatencySummary {
+                p50: ms(histogram.value_at_quantile(0.50)),
+                p90: ms(histogram.value_at_quantile(0.90)),
+                p99: ms(histogram.value_at_quantile(0.99)),
+                max: ms(histogram.max()),
+                mean: histogram.mean() / 1_000.0,
+                count: histogram.len(),
+            };
+        }
+        if self.exact.is_empty() {
             return LatencySummary {
                 p50: 0.0,
                 p90: 0.0,
@@ -118,13 +142,21 @@ impl Latency {
                 count: 0,
             };
         }
+        let mut sorted = self.exact.clone();
+        sorted.sort_unstable();
+        // The value at rank ceil(q * n), as an HDR histogram reports it (without its rounding).
+        let quantile = |q: f64| {
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[rank - 1]
+        };
+        let sum: u128 = sorted.iter().map(|v| u128::from(*v)).sum();
         LatencySummary {
-            p50: ms(self.histogram.value_at_quantile(0.50)),
-            p90: ms(self.histogram.value_at_quantile(0.90)),
-            p99: ms(self.histogram.value_at_quantile(0.99)),
-            max: ms(self.histogram.max()),
-            mean: self.histogram.mean() / 1_000.0,
-            count: self.histogram.len(),
+            p50: ms(quantile(0.50)),
+            p90: ms(quantile(0.90)),
+            p99: ms(quantile(0.99)),
+            max: ms(*sorted.last().expect("not empty")),
+            mean: sum as f64 / sorted.len() as f64 / 1_000.0,
+            count: sorted.len() as u64,
         }
     }
 }
@@ -255,5 +287,45 @@ mod tests {
                 .windows(2)
                 .all(|pair| pair[0].at_s < pair[1].at_s)
         );
+    }
+
+    #[test]
+    fn exact_and_hdr_summaries_agree_to_three_digits() {
+        let values: Vec<Duration> = (1..=EXACT_VALUES_MAX as u64)
+            .map(|i| Duration::from_micros(1 + (i * 7919) % 5_000_000))
+            .collect();
+        let mut exact = Latency::new();
+        let mut reference = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).unwrap();
+        for value in &values {
+            exact.record(*value);
+            reference.record(value.as_nanos() / 1_000).unwrap();
+        }
+        assert!(exact.histogram.is_none());
+        let hdr = Latency {
+            exact: Vec::new(),
+            histogram: Some(reference),
+        };
+        let (a, b) = (exact.summary(), hdr.summary());
+        assert_eq!(a.count, b.count);
+        for (x, y) in [
+            (a.p50, b.p50),
+            (a.p90, b.p90),
+            (a.p99, b.p99),
+            (a.max, b.max),
+            (a.mean, b.mean),
+        ] {
+            assert!((x - y).abs() <= y * 1e-3 + 1e-3, "exact {x} vs hdr {y}");
+        }
+    }
+
+    #[test]
+    fn switches_to_hdr_past_the_exact_bound() {
+        let mut latency = Latency::new();
+        for i in 0..(EXACT_VALUES_MAX as u64 + 10) {
+            latency.record(Duration::from_millis(i + 1));
+        }
+        assert!(latency.histogram.is_some());
+        assert!(latency.exact.is_empty());
+        assert_eq!(latency.count(), EXACT_VALUES_MAX as u64 + 10);
     }
 }

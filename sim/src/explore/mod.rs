@@ -154,9 +154,18 @@ pub struct Explored {
     pub affected: Vec<((Class, Cause), u64)>,
 }
 
+/// Trials of at most this many receipts record their whole history from the start: cheaper than
+/// running again to explain what the oracle finds.
+pub const HISTORY_UPFRONT_RECEIPTS_MAX: u64 = 16;
+
 /// Runs and judges one trial of a hunt.
 pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
-    let (config, options) = apply(config, choices, HistoryFilter::Off);
+    let history = if config.workload.receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
+        HistoryFilter::Evidence
+    } else {
+        HistoryFilter::Off
+    };
+    let (config, options) = apply(config, choices, history);
     let judged = judge(&config, None, &options);
     Explored {
         choices: *choices,

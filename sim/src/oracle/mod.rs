@@ -140,8 +140,34 @@ struct Finding {
     class: Class,
     collection: Collection,
     id: ChromaId,
-    expected: String,
-    found: String,
+    mismatch: Mismatch,
+}
+
+/// What the source of truth says and what the snapshot holds, formatted only for the first id of
+/// each anomaly.
+#[derive(Copy, Clone)]
+enum Mismatch {
+    Absent,
+    Merchant {
+        expected: u32,
+        found: u32,
+    },
+    Labels {
+        expected: LabelFields,
+        found: LabelFields,
+    },
+}
+
+impl Mismatch {
+    fn describe(self) -> (String, String) {
+        match self {
+            Mismatch::Absent => ("present".to_string(), "absent".to_string()),
+            Mismatch::Merchant { expected, found } => {
+                (format!("merchant {expected}"), format!("merchant {found}"))
+            }
+            Mismatch::Labels { expected, found } => (expected.to_string(), found.to_string()),
+        }
+    }
 }
 
 /// Judges one finished trial.
@@ -222,8 +248,7 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                     class: Class::E,
                     collection,
                     id,
-                    expected: "present".to_string(),
-                    found: "absent".to_string(),
+                    mismatch: Mismatch::Absent,
                 });
                 continue;
             };
@@ -232,8 +257,10 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                     class: Class::M,
                     collection,
                     id,
-                    expected: format!("merchant {merchant_expected}"),
-                    found: format!("merchant {}", entry.merchant),
+                    mismatch: Mismatch::Merchant {
+                        expected: merchant_expected,
+                        found: entry.merchant,
+                    },
                 });
             }
             if collection == Collection::Words {
@@ -243,8 +270,10 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                         class: Class::L,
                         collection,
                         id,
-                        expected: expected.to_string(),
-                        found: entry.labels.to_string(),
+                        mismatch: Mismatch::Labels {
+                            expected,
+                            found: entry.labels,
+                        },
                     });
                 }
             }
@@ -279,10 +308,13 @@ fn group_findings(
                 receipt: Some(receipt),
                 id_count: 0,
                 ids: Vec::new(),
-                expected: finding.expected.clone(),
-                found: finding.found.clone(),
+                expected: String::new(),
+                found: String::new(),
                 excerpt: Vec::new(),
             });
+        if anomaly.id_count == 0 {
+            (anomaly.expected, anomaly.found) = finding.mismatch.describe();
+        }
         anomaly.id_count += 1;
         if anomaly.ids.len() < ANOMALY_IDS_MAX {
             anomaly.ids.push(finding.id);

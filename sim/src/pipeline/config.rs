@@ -600,11 +600,13 @@ fn check_number_bounds(
     field: &str,
 ) -> Result<(), ConfigError> {
     let (min, max) = dist.bounds();
-    check(
-        min >= low && max <= high,
-        field,
-        &format!("values must lie in [{low}, {high}], `{dist}` reaches [{min}, {max}]"),
-    )
+    if min >= low && max <= high {
+        return Ok(());
+    }
+    Err(ConfigError {
+        field: field.to_string(),
+        message: format!("values must lie in [{low}, {high}], `{dist}` reaches [{min}, {max}]"),
+    })
 }
 
 impl WorkloadConfig {

@@ -46,7 +46,7 @@ const SYNCHRONOUS_EFFECTS_MAX: u32 = 100_000;
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Names of the event kinds counted in `Simulation::events_by_kind`.
-pub const EVENT_KINDS: [&str; 10] = [
+pub const EVENT_KINDS: [&str; 9] = [
     "arrival",
     "upload_poll",
     "stream_poll",
@@ -56,7 +56,6 @@ pub const EVENT_KINDS: [&str; 10] = [
     "compaction_step",
     "kill",
     "heartbeat",
-    "sample",
 ];
 
 /// The three functions.
@@ -91,7 +90,6 @@ pub enum Event {
         slot: u32,
         generation: u32,
     },
-    Sample,
 }
 
 impl EngineEvent for Event {
@@ -123,7 +121,6 @@ impl EngineEvent for Event {
             Event::Heartbeat { slot, generation } => {
                 mix64(7 ^ u64::from(slot) << 16 ^ u64::from(generation) << 40)
             }
-            Event::Sample => 8,
         }
     }
     fn actor(&self) -> u32 {
@@ -135,7 +132,6 @@ impl EngineEvent for Event {
                 16 + (function as u32) * 65_536 + slot.min(65_535)
             }
             Event::Heartbeat { slot, .. } => 16 + 2 * 65_536 + slot.min(65_535),
-            Event::Sample => 4,
         }
     }
 }
@@ -265,7 +261,7 @@ pub struct Simulation<'a> {
     pub history: History,
     pub counters: TrialCounters,
     /// Events handled by kind, in the order of `EVENT_KINDS`.
-    pub events_by_kind: [u64; 10],
+    pub events_by_kind: [u64; 9],
     processor_stream: Stream,
     compaction_stream: Stream,
     upload_settings: UploadSettings,
@@ -403,7 +399,7 @@ impl<'a> Simulation<'a> {
             ],
             history,
             counters: TrialCounters::default(),
-            events_by_kind: [0; 10],
+            events_by_kind: [0; 9],
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
             upload_settings: UploadSettings {
@@ -444,7 +440,6 @@ impl<'a> Simulation<'a> {
             self.engine
                 .schedule_at(first.arrival_instant(), Event::Arrival(first.index));
         }
-        self.engine.schedule_at(Instant::ZERO, Event::Sample);
         while let Some((now, event)) = self.engine.next() {
             self.handle(now, event);
         }
@@ -460,9 +455,12 @@ impl<'a> Simulation<'a> {
             Event::Step { function, .. } => 4 + function as usize,
             Event::Kill { .. } => 7,
             Event::Heartbeat { .. } => 8,
-            Event::Sample => 9,
         };
         self.events_by_kind[kind] += 1;
+        // Queues are sampled at the first event due, so sampling adds no events of its own.
+        if self.series[0].due(now) {
+            self.sample(now);
+        }
         match event {
             Event::Arrival(receipt) => self.arrive(now, receipt),
             Event::UploadPoll => {
@@ -495,7 +493,6 @@ impl<'a> Simulation<'a> {
                 generation,
             } => self.kill(now, function, slot, generation),
             Event::Heartbeat { slot, generation } => self.heartbeat(now, slot, generation),
-            Event::Sample => self.sample(now),
         }
     }
 
@@ -534,11 +531,6 @@ impl<'a> Simulation<'a> {
         ];
         for (series, (depth, age)) in self.series.iter_mut().zip(depths) {
             series.record(now, depth as u64, age);
-        }
-        // Keep sampling only while something else is pending, so an idle trial ends "empty".
-        if self.engine.pending() > 0 {
-            let next = self.series[0].next_at();
-            self.engine.schedule_at(next, Event::Sample);
         }
     }
 

@@ -16,6 +16,9 @@ pub enum HistoryFilter {
     #[default]
     Off,
     All,
+    /// Every record, without the `detail` text: what the oracle needs to explain anomalies,
+    /// at a fraction of the cost (exploration of small trials).
+    Evidence,
     /// Only records about these receipts (and records about no receipt, such as publishes).
     Receipts(BTreeSet<ReceiptIndex>),
 }
@@ -28,7 +31,7 @@ impl HistoryFilter {
     pub fn wants(&self, receipt: Option<ReceiptIndex>) -> bool {
         match (self, receipt) {
             (HistoryFilter::Off, _) => false,
-            (HistoryFilter::All, _) => true,
+            (HistoryFilter::All | HistoryFilter::Evidence, _) => true,
             (HistoryFilter::Receipts(_), None) => true,
             (HistoryFilter::Receipts(receipts), Some(receipt)) => receipts.contains(&receipt),
         }
@@ -273,13 +276,18 @@ impl History {
         if !self.filter.wants(receipt) {
             return;
         }
+        let detail = if self.filter == HistoryFilter::Evidence {
+            String::new()
+        } else {
+            detail()
+        };
         self.records.push(HistoryRecord {
             at,
             actor,
             event,
             receipt,
             ids: ids.to_vec(),
-            detail: detail(),
+            detail,
         });
     }
 
