@@ -376,9 +376,12 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
     let Simulation {
         table,
         stores,
-        history,
+        mut history,
         ..
     } = simulation;
+    // Some records are written when an action is decided and stamped with the time it takes
+    // effect; a stable sort puts the history in time order, ties in the order they were written.
+    history.records.sort_by_key(|record| record.at);
     Trial {
         report,
         latencies,
