@@ -1,6 +1,7 @@
 //! Pipeline throughput: explored trials per second on the hunting scenario (three tiny receipts,
-//! judged by the oracle), and events per second of a 1 000-receipt trial of the built profile.
-//! Both configurations are the embedded scenario files, parsed as the binary parses them.
+//! judged by the oracle), and events per second of a 1 000-receipt trial of the built profile (the
+//! `scale` scenario, shortened). Both configurations are the scenario files, merged along their
+//! `extends` chain as the binary merges them.
 //!
 //! Depends on `sim`, `toml` and `criterion` only.
 
@@ -35,7 +36,9 @@ fn scenario(name: &str) -> PipelineConfig {
 
 fn exploration(c: &mut Criterion) {
     let config = scenario("hunt.toml");
-    let events = run_trial(&config, None, &TrialOptions::default()).report.events;
+    let events = run_trial(&config, None, &TrialOptions::default())
+        .report
+        .events;
     let mut group = c.benchmark_group("explore");
     group.throughput(Throughput::Elements(EXPLORED_TRIALS));
     group.sample_size(20);
@@ -53,16 +56,22 @@ fn exploration(c: &mut Criterion) {
 }
 
 fn built_trial(c: &mut Criterion) {
-    let mut config = scenario("built.toml");
+    let mut config = scenario("scale.toml");
     config.workload.receipts = 1_000;
-    config.workload.rate_per_hour = 360.0;
-    config.store.bytes_per_entry = 10;
-    let events = run_trial(&config, None, &TrialOptions::default()).report.events;
+    let events = run_trial(&config, None, &TrialOptions::default())
+        .report
+        .events;
     let mut group = c.benchmark_group("trial");
     group.throughput(Throughput::Elements(events));
     group.sample_size(10);
     group.bench_function("built_1000_receipts", |b| {
-        b.iter(|| black_box(run_trial(&config, None, &TrialOptions::default()).report.events))
+        b.iter(|| {
+            black_box(
+                run_trial(&config, None, &TrialOptions::default())
+                    .report
+                    .events,
+            )
+        })
     });
     group.finish();
 }

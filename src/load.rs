@@ -40,6 +40,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "fixes/cas_pointer.toml",
         include_str!("../scenarios/fixes/cas_pointer.toml"),
     ),
+    (
+        "fixes/sync_on_merge.toml",
+        include_str!("../scenarios/fixes/sync_on_merge.toml"),
+    ),
 ];
 
 /// The most files an `extends` chain may have.
@@ -49,6 +53,8 @@ const EXTENDS_DEPTH_MAX: usize = 8;
 struct Source {
     name: String,
     text: String,
+    /// The folder of a file read from disk (not of an embedded scenario).
+    dir: Option<PathBuf>,
 }
 
 /// A merged, overridden scenario table and where its parts came from.
@@ -159,6 +165,10 @@ pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loade
             )));
         }
         let (name, text, origin) = read_source(&spec, &origin)?;
+        let dir = match &origin {
+            Origin::Disk(dir) => Some(dir.clone()),
+            Origin::CommandLine | Origin::Embedded(_) => None,
+        };
         let table = parse_table(&name, &text)?;
         match table.get("extends") {
             None => {}
@@ -170,7 +180,7 @@ pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loade
                 )));
             }
         }
-        chain.push((Source { name, text }, table));
+        chain.push((Source { name, text, dir }, table));
     }
     let mut merged = Table::new();
     let mut sources = Vec::new();
@@ -222,6 +232,32 @@ impl Loaded {
                 .unwrap_or_default(),
         };
         Failure::bad_input(format!("{location}: {error}"))
+    }
+
+    /// Resolves a path written as the value of `field`: relative to the folder of the scenario file
+    /// that wrote it, or to the working directory when it came from the command line.
+    pub fn resolve_path(&self, field: &str, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        let overridden = self
+            .overrides
+            .iter()
+            .any(|(set, _)| field == set || field.starts_with(&format!("{set}.")));
+        if overridden {
+            return path.to_path_buf();
+        }
+        let parts: Vec<&str> = field.split('.').collect();
+        let writer = self.sources.iter().find(|source| {
+            (1..=parts.len())
+                .rev()
+                .any(|depth| find_key(&source.text, &parts[..depth]).is_some())
+        });
+        match writer.and_then(|source| source.dir.as_ref()) {
+            Some(dir) => dir.join(path),
+            None => path.to_path_buf(),
+        }
     }
 
     /// `file:line` where `field` (a dotted path) is written, or the override that set it.

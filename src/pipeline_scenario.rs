@@ -40,20 +40,23 @@ pub fn load(loaded: &Loaded) -> Result<PipelineScenario, Failure> {
         .map_err(|error| loaded.failure(ScenarioError::at(error.field, error.message)))?;
     let receipts = match &config.workload.source {
         WorkloadSource::Generate => None,
-        WorkloadSource::File(path) => Some(read_receipts(path).map_err(|message| {
-            Failure::bad_input(format!(
-                "{}: workload.source: {message}",
-                loaded.locate("workload.source")
-            ))
-        })?),
+        WorkloadSource::File(path) => Some(
+            read_receipts(&loaded.resolve_path("workload.source", path)).map_err(|message| {
+                Failure::bad_input(format!(
+                    "{}: workload.source: {message}",
+                    loaded.locate("workload.source")
+                ))
+            })?,
+        ),
     };
     Ok(PipelineScenario { config, receipts })
 }
 
 /// Reads receipts written by `receipt-sim receipts` (one JSON object per line).
-pub fn read_receipts(path: &str) -> Result<Vec<Receipt>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|error| format!("{path}: cannot read: {error}"))?;
+pub fn read_receipts(path: &std::path::Path) -> Result<Vec<Receipt>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+    let path = path.display();
     let mut receipts = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -32,6 +32,8 @@ use std::collections::BTreeMap;
 
 /// The most ids an anomaly lists (the count is always exact).
 pub const ANOMALY_IDS_MAX: usize = 16;
+/// The most anomalies of one class and cause a report lists (all are counted).
+pub const ANOMALIES_LISTED_PER_KIND_MAX: usize = 1000;
 /// The most history records an excerpt holds.
 pub const EXCERPT_RECORDS_MAX: usize = 400;
 
@@ -111,11 +113,14 @@ pub struct Report {
     /// Distinct receipts with any anomaly.
     pub receipts_affected: u64,
     pub receipts_checked: u64,
+    /// Anomalies counted but not listed: past `ANOMALIES_LISTED_PER_KIND_MAX` of one class and
+    /// cause, only the lowest receipts are listed.
+    pub anomalies_unlisted: u64,
 }
 
 impl Report {
     pub fn is_clean(&self) -> bool {
-        self.anomalies.is_empty()
+        self.by_class.values().all(|count| *count == 0)
     }
     /// Receipts with at least one anomaly, ascending.
     pub fn affected_receipts(&self) -> Vec<ReceiptIndex> {
@@ -170,20 +175,28 @@ impl Mismatch {
     }
 }
 
-/// Judges one finished trial.
+/// Judges one finished trial. Receipts are compared one at a time, so memory holds the listed
+/// anomalies and per-receipt class bits, never every finding of a large trial at once.
 pub fn check(input: &Input<'_>) -> Report {
     let lineage = lineage::replay(input.history);
+    let index = HistoryIndex::new(&input.history.records);
+    let mut tally = Tally::new(input.receipts);
     let mut findings: Vec<Finding> = Vec::new();
     for receipt in 0..input.receipts {
+        findings.clear();
         compare_receipt(input, receipt, &mut findings);
+        for anomaly in group_findings(input, &index, &lineage, findings.drain(..)) {
+            tally.add(anomaly);
+        }
     }
-    let index = HistoryIndex::new(&input.history.records);
-    let mut anomalies = group_findings(input, &index, &lineage, findings);
-    anomalies.extend(lineage.anomalies(input.history));
-    for anomaly in &mut anomalies {
+    for anomaly in lineage.anomalies(input.history) {
+        tally.add(anomaly);
+    }
+    let mut report = tally.finish(u64::from(input.receipts));
+    for anomaly in &mut report.anomalies {
         anomaly.excerpt = excerpt(&index, anomaly);
     }
-    anomalies.sort_by(|a, b| {
+    report.anomalies.sort_by(|a, b| {
         (a.class, a.cause, a.receipt, a.collection, a.ids.first()).cmp(&(
             b.class,
             b.cause,
@@ -192,39 +205,77 @@ pub fn check(input: &Input<'_>) -> Report {
             b.ids.first(),
         ))
     });
-    summarise(anomalies, u64::from(input.receipts))
+    report
 }
 
-fn summarise(anomalies: Vec<Anomaly>, receipts_checked: u64) -> Report {
-    let mut by_class: BTreeMap<Class, u64> = Class::ALL.iter().map(|c| (*c, 0)).collect();
-    let mut receipts_by_class: BTreeMap<Class, Vec<ReceiptIndex>> = BTreeMap::new();
-    for anomaly in &anomalies {
-        *by_class.entry(anomaly.class).or_default() += 1;
-        if let Some(receipt) = anomaly.receipt {
-            receipts_by_class
-                .entry(anomaly.class)
-                .or_default()
-                .push(receipt);
+/// Counts every anomaly and lists a bounded number of each kind.
+struct Tally {
+    listed: Vec<Anomaly>,
+    listed_per_kind: BTreeMap<(Class, Cause), usize>,
+    unlisted: u64,
+    by_class: BTreeMap<Class, u64>,
+    /// Bit `class as u8` set: the receipt has an anomaly of that class.
+    classes_by_receipt: Vec<u8>,
+}
+
+impl Tally {
+    fn new(receipts: u32) -> Tally {
+        Tally {
+            listed: Vec::new(),
+            listed_per_kind: BTreeMap::new(),
+            unlisted: 0,
+            by_class: Class::ALL.iter().map(|c| (*c, 0)).collect(),
+            classes_by_receipt: vec![0; receipts as usize],
         }
     }
-    let receipts_affected_by_class = Class::ALL
-        .iter()
-        .map(|class| {
-            let mut receipts = receipts_by_class.remove(class).unwrap_or_default();
-            receipts.sort_unstable();
-            receipts.dedup();
-            (*class, receipts.len() as u64)
-        })
-        .collect();
-    let mut report = Report {
-        anomalies,
-        by_class,
-        receipts_affected_by_class,
-        receipts_affected: 0,
-        receipts_checked,
-    };
-    report.receipts_affected = report.affected_receipts().len() as u64;
-    report
+
+    fn add(&mut self, anomaly: Anomaly) {
+        *self.by_class.entry(anomaly.class).or_default() += 1;
+        if let Some(bits) = anomaly
+            .receipt
+            .and_then(|r| self.classes_by_receipt.get_mut(r as usize))
+        {
+            *bits |= 1 << anomaly.class as u8;
+        }
+        let listed = self
+            .listed_per_kind
+            .entry((anomaly.class, anomaly.cause))
+            .or_default();
+        if *listed < ANOMALIES_LISTED_PER_KIND_MAX {
+            *listed += 1;
+            self.listed.push(anomaly);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    fn finish(self, receipts_checked: u64) -> Report {
+        let receipts_affected_by_class = Class::ALL
+            .iter()
+            .map(|class| {
+                let bit = 1u8 << *class as u8;
+                (
+                    *class,
+                    self.classes_by_receipt
+                        .iter()
+                        .filter(|bits| **bits & bit != 0)
+                        .count() as u64,
+                )
+            })
+            .collect();
+        Report {
+            anomalies: self.listed,
+            by_class: self.by_class,
+            receipts_affected_by_class,
+            receipts_affected: self
+                .classes_by_receipt
+                .iter()
+                .filter(|bits| **bits != 0)
+                .count() as u64,
+            receipts_checked,
+            anomalies_unlisted: self.unlisted,
+        }
+    }
 }
 
 /// Compares one receipt's ids in both collections with the table.
@@ -286,7 +337,7 @@ fn group_findings(
     input: &Input<'_>,
     index: &HistoryIndex<'_>,
     lineage: &lineage::Lineage,
-    findings: Vec<Finding>,
+    findings: impl Iterator<Item = Finding>,
 ) -> Vec<Anomaly> {
     let mut groups: BTreeMap<(Class, Cause, ReceiptIndex, Collection), Anomaly> = BTreeMap::new();
     for finding in findings {

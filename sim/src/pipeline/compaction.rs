@@ -4,15 +4,16 @@
 //! Steps (PIPELINE.md section 5): read the pointer without the lock and make sure that version is in
 //! the file cache; quick check under the lock (busy: every message fails at once; pointer moved:
 //! likewise); copy the cached snapshot and apply merges, then metadata, then labels without the
-//! lock; publish under the lock (tries with delays, heartbeat while held, re-read the pointer, upload
-//! the new version, promote the pointer by compare-and-swap or blind overwrite); mark runs; write the
-//! new version back to the cache.
+//! lock; publish under the lock (tries with delays, heartbeat while held, re-read the pointer,
+//! upload the new version, promote the pointer by compare-and-swap or blind overwrite); mark runs;
+//! write the new version back to the cache. With `sync_from_table_on_merge`, each merge is followed
+//! by a read of the receipt's label items and metadata from the table, written onto the merged ids.
 //!
 //! A sans-IO state machine: one outstanding effect at a time, `poll_note` for the metrics, and
 //! `outcomes` per message at the end. The driver reports them to the queue (per item or whole
 //! batch). Depends on `effect`, `config`, `entities` and `metrics`.
 
-use super::config::{InBatchOrdering, MissingId, PointerPromotion};
+use super::config::{InBatchOrdering, MissingId, PointerPromotion, StallPoint};
 use super::effect::{
     CollectionOp, Effect, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
     TableRead, TableWrite, VersionId, Work,
@@ -36,6 +37,8 @@ pub struct CompactionSettings {
     pub mark_runs: bool,
     pub in_batch_ordering: InBatchOrdering,
     pub deduplicate: bool,
+    /// After a delta merge, read the receipt's state from the table and write it onto the merged ids.
+    pub sync_from_table_on_merge: bool,
 }
 
 /// How one message of the batch ended.
@@ -208,6 +211,15 @@ impl CompactionInvocation {
     pub fn owner(&self) -> Option<LockOwner> {
         self.owner
     }
+    /// Whether the effect the invocation asks for next is the one an injected stall delays:
+    /// the first try to take the publish lock (`BeforePublish`), or the pointer re-read under the
+    /// lock (`HoldingLock`).
+    pub fn at_stall_point(&self, point: StallPoint) -> bool {
+        match point {
+            StallPoint::BeforePublish => self.step == Step::PublishLock { tries: 0 },
+            StallPoint::HoldingLock => self.step == Step::PublishReread,
+        }
+    }
     pub fn poll_note(&mut self) -> Option<CompactionNote> {
         self.notes.pop_front()
     }
@@ -294,7 +306,11 @@ impl CompactionInvocation {
                 collection: self.collection,
                 receipt,
             }),
-            (MessageKind::RunDelta, _) => Effect::Collection(CollectionOp::UpsertDelta { receipt }),
+            (MessageKind::RunDelta, 2) => Effect::Collection(CollectionOp::UpsertDelta { receipt }),
+            (MessageKind::RunDelta, 3) => Effect::TableRead(TableRead::ReceiptState { receipt }),
+            (MessageKind::RunDelta, _) => {
+                Effect::Collection(CollectionOp::WriteTableState { receipt })
+            }
             (MessageKind::Metadata { merchant, .. }, _) => {
                 Effect::Collection(CollectionOp::UpdateReceiptMerchant { receipt, merchant })
             }
@@ -536,11 +552,30 @@ impl CompactionInvocation {
                 }
                 other => panic!("a delta download answered {other:?}"),
             },
-            (MessageKind::RunDelta, _) => {
+            (MessageKind::RunDelta, 2) => {
                 let Response::Entries(ids) = response else {
                     panic!("a delta upsert answered {response:?}")
                 };
                 self.ids_touched += ids;
+                if self.settings.sync_from_table_on_merge {
+                    self.enter(now, Step::Apply { position, phase: 3 });
+                } else {
+                    self.next_apply(now, position + 1);
+                }
+            }
+            (MessageKind::RunDelta, 3) => {
+                assert_eq!(
+                    response,
+                    Response::Done,
+                    "a receipt state read answers Done"
+                );
+                self.enter(now, Step::Apply { position, phase: 4 });
+            }
+            (MessageKind::RunDelta, _) => {
+                assert!(
+                    matches!(response, Response::Touched(_)),
+                    "a table state write answered {response:?}"
+                );
                 self.next_apply(now, position + 1);
             }
             (MessageKind::Metadata { .. }, _) => {
@@ -665,6 +700,7 @@ mod tests {
             mark_runs: true,
             in_batch_ordering: InBatchOrdering::Arrival,
             deduplicate: false,
+            sync_from_table_on_merge: false,
         }
     }
 
@@ -721,7 +757,9 @@ mod tests {
             Effect::CacheLoad { .. } | Effect::OpenWorkingCopy { .. } => Response::Entries(100),
             Effect::Collection(CollectionOp::UpsertDelta { .. }) => Response::Entries(3),
             Effect::Collection(CollectionOp::GetWord { .. }) => Response::Present(true),
-            Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. }) => Response::Touched(3),
+            Effect::Collection(
+                CollectionOp::UpdateReceiptMerchant { .. } | CollectionOp::WriteTableState { .. },
+            ) => Response::Touched(3),
             Effect::TableRead(TableRead::WordLabels { .. }) => {
                 Response::WordLabels(LabelFields::default())
             }
@@ -933,6 +971,85 @@ mod tests {
             apply_order(&messages, InBatchOrdering::Arrival, true),
             vec![2, 3]
         );
+    }
+
+    #[test]
+    fn a_merge_synced_from_the_table_reads_the_receipt_then_writes_it_before_other_messages() {
+        let settings = CompactionSettings {
+            sync_from_table_on_merge: true,
+            ..settings()
+        };
+        let messages = vec![
+            label(1, EventName::Modify),
+            message(1, MessageKind::RunDelta),
+        ];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+        let effects = drive(&mut invocation, |effect, _| idle(effect));
+        let upsert = effects
+            .iter()
+            .position(|effect| {
+                *effect == Effect::Collection(CollectionOp::UpsertDelta { receipt: 1 })
+            })
+            .expect("the delta is merged");
+        assert_eq!(
+            effects[upsert + 1],
+            Effect::TableRead(TableRead::ReceiptState { receipt: 1 })
+        );
+        assert_eq!(
+            effects[upsert + 2],
+            Effect::Collection(CollectionOp::WriteTableState { receipt: 1 })
+        );
+        assert!(matches!(
+            effects[upsert + 3],
+            Effect::Collection(CollectionOp::GetWord { .. })
+        ));
+        assert_eq!(invocation.outcomes(), &[Outcome::Done, Outcome::Done]);
+        let mut plain =
+            CompactionInvocation::new(Instant::ZERO, self::settings(), Collection::Words, {
+                vec![message(1, MessageKind::RunDelta)]
+            });
+        let effects = drive(&mut plain, |effect, _| idle(effect));
+        assert!(!effects.iter().any(|effect| matches!(
+            effect,
+            Effect::TableRead(TableRead::ReceiptState { .. })
+                | Effect::Collection(CollectionOp::WriteTableState { .. })
+        )));
+    }
+
+    #[test]
+    fn stall_points_are_the_first_publish_lock_try_and_the_reread_under_the_lock() {
+        let mut invocation = CompactionInvocation::new(
+            Instant::ZERO,
+            settings(),
+            Collection::Words,
+            vec![label(1, EventName::Modify)],
+        );
+        let mut seen = Vec::new();
+        let mut now = Instant::ZERO;
+        for _ in 0..100 {
+            let before = invocation.at_stall_point(StallPoint::BeforePublish);
+            let holding = invocation.at_stall_point(StallPoint::HoldingLock);
+            let Some(effect) = invocation.poll_effect() else {
+                break;
+            };
+            if before {
+                seen.push(("before_publish", effect.clone()));
+            }
+            if holding {
+                assert!(invocation.owner().is_some(), "the lock is held");
+                seen.push(("holding_lock", effect.clone()));
+            }
+            now = now.add(Duration::from_millis(10));
+            invocation.handle_response(now, idle(&effect));
+        }
+        assert!(invocation.is_done());
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(matches!(
+            seen[0],
+            ("before_publish", Effect::LockAcquire { .. })
+        ));
+        assert!(matches!(seen[1], ("holding_lock", Effect::ReadPointer(_))));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The configuration of one trial of the pipeline: one struct tree, `PipelineConfig`, whose
 //! `Default` is the **described** profile (the pipeline as the note describes it) and whose
 //! `built()` is the pipeline as its code behaved. Every figure the spec quotes is the default of a
-//! distribution, never a constant; every variant of PIPELINE.md section 7 is a knob.
+//! distribution, never a constant; every variant of PIPELINE.md section 7 is a knob, and so is
+//! every injected fault (`[faults]`, all off by default).
 //!
 //! Serde: every struct denies unknown fields and defaults missing ones, so a scenario file names
 //! only what it changes. Depends on `time`, `distribution` and `serde`.
@@ -65,6 +66,7 @@ pub struct PipelineConfig {
     pub wait: WaitConfig,
     pub store: StoreConfig,
     pub chroma: ChromaConfig,
+    pub faults: FaultsConfig,
 }
 
 /// Where the trial's receipts come from.
@@ -331,6 +333,45 @@ pub struct CompactionConfig {
     /// This share of invocations on a reused container starts cold (a new container always does).
     pub cold_start_share: f64,
     pub cold_start: DurationDist,
+    /// Fix: after merging a delta, read the receipt's label items and ReceiptMetadata from
+    /// DynamoDB and write the derived label fields and the merchant onto every merged id, so a
+    /// change written before the merge is not lost.
+    pub sync_from_table_on_merge: bool,
+}
+
+/// Where an injected compaction stall takes effect.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallPoint {
+    /// After the unlocked work, before the first try to take the publish lock: the batch's
+    /// visibility timeout may run out, so the batch is received again while this one still runs.
+    BeforePublish,
+    /// Under the publish lock, before the pointer re-read: without heartbeats the lease may expire
+    /// and a second holder get in.
+    HoldingLock,
+}
+
+/// Injected faults, all off by default. Each share is drawn from its own named stream, so turning
+/// one fault on shifts no other draw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Share of compaction invocations that stall at `compaction_stall_point` (the function's
+    /// timeout still kills a stalled invocation).
+    pub compaction_stall_share: f64,
+    pub compaction_stall: DurationDist,
+    pub compaction_stall_point: StallPoint,
+    /// Share of pointer writes after which the compaction invocation dies at once: its messages are
+    /// neither deleted nor failed (they come back after the visibility timeout), the lock is not
+    /// released (it stays until its lease expires) and the cache write-back does not happen.
+    pub kill_after_pointer_share: f64,
+    /// Share of stream processor invocations that fail after sending their messages: the mapping
+    /// retries the batch, which re-sends them with a new send time.
+    pub stream_retry_share: f64,
+    /// Share of compaction invocation starts that are throttled: the mapping has received the batch,
+    /// the invocation is refused, the messages become visible again after the visibility timeout
+    /// (the receive counts towards the receive limit) and the mapping backs off one poll interval.
+    pub throttle_share: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -387,6 +428,7 @@ impl Default for PipelineConfig {
             wait: WaitConfig::default(),
             store: StoreConfig::default(),
             chroma: ChromaConfig::default(),
+            faults: FaultsConfig::default(),
         }
     }
 }
@@ -509,6 +551,20 @@ impl Default for CompactionConfig {
             write_back: duration_dist("uniform(1s, 2s)"),
             cold_start_share: 0.01,
             cold_start: duration_dist("uniform(100ms, 1.5s)"),
+            sync_from_table_on_merge: false,
+        }
+    }
+}
+
+impl Default for FaultsConfig {
+    fn default() -> Self {
+        FaultsConfig {
+            compaction_stall_share: 0.0,
+            compaction_stall: duration_dist("uniform(2m, 4m)"),
+            compaction_stall_point: StallPoint::BeforePublish,
+            kill_after_pointer_share: 0.0,
+            stream_retry_share: 0.0,
+            throttle_share: 0.0,
         }
     }
 }
@@ -570,7 +626,7 @@ impl PipelineConfig {
             "must be positive",
         )?;
         self.store.validate()?;
-        Ok(())
+        self.faults.validate()
     }
 }
 
@@ -864,6 +920,18 @@ impl CompactionConfig {
     }
 }
 
+impl FaultsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_share(self.compaction_stall_share, "faults.compaction_stall_share")?;
+        check_share(
+            self.kill_after_pointer_share,
+            "faults.kill_after_pointer_share",
+        )?;
+        check_share(self.stream_retry_share, "faults.stream_retry_share")?;
+        check_share(self.throttle_share, "faults.throttle_share")
+    }
+}
+
 impl StoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check(
@@ -937,6 +1005,19 @@ mod tests {
             ),
             (|c| c.upload.concurrency = 0, "upload.concurrency"),
             (|c| c.horizon = Duration::ZERO, "horizon"),
+            (
+                |c| c.faults.compaction_stall_share = 1.5,
+                "faults.compaction_stall_share",
+            ),
+            (
+                |c| c.faults.kill_after_pointer_share = -0.1,
+                "faults.kill_after_pointer_share",
+            ),
+            (
+                |c| c.faults.stream_retry_share = f64::NAN,
+                "faults.stream_retry_share",
+            ),
+            (|c| c.faults.throttle_share = 2.0, "faults.throttle_share"),
         ];
         for (change, field) in cases {
             let mut config = PipelineConfig::default();
@@ -972,5 +1053,35 @@ mod tests {
         let generate: PipelineConfig =
             toml::from_str("[workload]\nsource = \"generate\"\n").unwrap();
         assert_eq!(generate.workload.source, WorkloadSource::Generate);
+    }
+
+    #[test]
+    fn faults_are_off_by_default_and_named_in_a_section_of_their_own() {
+        let described = PipelineConfig::default();
+        assert_eq!(described.faults.compaction_stall_share, 0.0);
+        assert_eq!(described.faults.kill_after_pointer_share, 0.0);
+        assert_eq!(described.faults.stream_retry_share, 0.0);
+        assert_eq!(described.faults.throttle_share, 0.0);
+        assert!(!described.compaction.sync_from_table_on_merge);
+        let config: PipelineConfig = toml::from_str(
+            "[faults]\ncompaction_stall_share = 0.5\ncompaction_stall = \"3m\"\n\
+             compaction_stall_point = \"holding_lock\"\nthrottle_share = 0.1\n\
+             [compaction]\nsync_from_table_on_merge = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.faults.compaction_stall_share, 0.5);
+        assert_eq!(
+            config.faults.compaction_stall,
+            DurationDist::constant(Duration::from_secs(180))
+        );
+        assert_eq!(
+            config.faults.compaction_stall_point,
+            StallPoint::HoldingLock
+        );
+        assert_eq!(config.faults.throttle_share, 0.1);
+        assert!(config.compaction.sync_from_table_on_merge);
+        assert_eq!(config.validate(), Ok(()));
+        let error = toml::from_str::<PipelineConfig>("[faults]\nstall_share = 0.1\n").unwrap_err();
+        assert!(error.to_string().contains("unknown field"), "{error}");
     }
 }

@@ -2,7 +2,9 @@
 //! engine. It turns every effect into an engine event after a sampled duration, performs the effect
 //! on the service models when that event fires, and hands the answer back. It also starts
 //! invocations (pollers of the upload queue, the stream and the two compaction queues), kills them
-//! at their deadline, keeps lock heartbeats, samples queues, and tracks "labels visible".
+//! at their deadline, keeps lock heartbeats, samples queues, and tracks "labels visible". It injects
+//! the faults of `[faults]` (compaction stalls, deaths right after the pointer write, stream
+//! processor retries, throttled compaction starts), each drawn from its own named stream.
 //!
 //! Durations of a receipt's upload stages come from the receipt's own streams (`ocr`, receipt ...),
 //! so old and new flow see the same draws (common random numbers). Depends on everything else in
@@ -11,7 +13,8 @@
 use super::TrialCounters;
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
-    FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, UpsertMode as ConfigUpsertMode,
+    FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
+    UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
     CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
@@ -31,7 +34,7 @@ use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner};
 use crate::services::object_store::{
     Etag, FileCache, HeadMove, PublishId, SnapshotParams, SnapshotStore, VersionId as StoreVersion,
 };
-use crate::services::queue::{Queue, QueueKind, QueueParams, ReceiptHandle};
+use crate::services::queue::{Queue, QueueKind, QueueParams, ReceiptHandle, Received};
 use crate::services::stream::{BatchId, StreamParams, TableStream};
 use crate::services::table::{
     CompactionRun, ItemImage, ItemKey, ReceiptShape, StreamRecord, Table,
@@ -218,6 +221,21 @@ struct CompactionSlot {
     published: Option<PublishId>,
     publish_record: Option<usize>,
     heartbeat_owner: Option<ServiceOwner>,
+    /// An injected stall not yet taken: it delays the effect at the configured stall point.
+    stall: Option<Duration>,
+}
+
+/// One named stream per injected fault, so that turning one fault on shifts no other draw.
+struct FaultStreams {
+    stall: Stream,
+    kill_after_pointer: Stream,
+    stream_retry: Stream,
+    throttle: Stream,
+}
+
+/// Whether an injected fault with this share strikes (no draw when the fault is off).
+fn strikes(stream: &mut Stream, share: f64) -> bool {
+    share > 0.0 && chance(stream, share)
 }
 
 /// Per-receipt progress.
@@ -264,6 +282,7 @@ pub struct Simulation<'a> {
     pub events_by_kind: [u64; 9],
     processor_stream: Stream,
     compaction_stream: Stream,
+    faults: FaultStreams,
     upload_settings: UploadSettings,
     routing: RoutingSettings,
     compaction_settings: CompactionSettings,
@@ -402,6 +421,12 @@ impl<'a> Simulation<'a> {
             events_by_kind: [0; 9],
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
+            faults: FaultStreams {
+                stall: streams.stream("fault-compaction-stall"),
+                kill_after_pointer: streams.stream("fault-kill-after-pointer"),
+                stream_retry: streams.stream("fault-stream-retry"),
+                throttle: streams.stream("fault-throttle"),
+            },
             upload_settings: UploadSettings {
                 flow: config.flow,
                 wait_poll_period: config.wait.poll_period,
@@ -426,6 +451,7 @@ impl<'a> Simulation<'a> {
                 mark_runs: compaction.mark_runs,
                 in_batch_ordering: compaction.in_batch_ordering,
                 deduplicate: compaction.deduplicate,
+                sync_from_table_on_merge: compaction.sync_from_table_on_merge,
             },
             upload_records: Vec::with_capacity(64),
             views: Vec::with_capacity(64),
@@ -1126,7 +1152,11 @@ impl<'a> Simulation<'a> {
         }
         assert!(state.machine.is_done());
         self.processor_lambda.finish(now, state.invocation.id);
-        self.stream.complete(now, state.batch);
+        if self.stream_retried(now, &state) {
+            self.stream.fail(now, state.batch);
+        } else {
+            self.stream.complete(now, state.batch);
+        }
         self.processors.release(slot);
         self.wake_stream(now);
     }
@@ -1148,13 +1178,8 @@ impl<'a> Simulation<'a> {
             let actor = Actor::StreamProcessor {
                 invocation: state.invocation.id.0,
             };
-            if !self.history.filter.is_off() {
-                let ids: Vec<ChromaId> = messages.iter().filter_map(message_word).collect();
-                self.history
-                    .record(now, actor, HistoryEvent::MessagesSent, None, &ids, || {
-                        describe_messages(collection, &messages)
-                    });
-            }
+            let event = HistoryEvent::MessagesSent;
+            self.record_messages(now, actor, event, collection, &messages, String::new);
             for message in messages {
                 let group = fifo.then_some(message.group);
                 let digest = message.content_digest();
@@ -1179,7 +1204,7 @@ impl Simulation<'_> {
         let queue = &self.queues[collection.index()];
         for index in dead_before..queue.dead_letters().len() {
             let message = queue.dead_letters()[index].body;
-            let ids = message_word(&message);
+            let ids = self.message_ids(&message);
             self.history.record(
                 now,
                 Actor::Queue { collection },
@@ -1230,6 +1255,9 @@ impl Simulation<'_> {
             if received.is_empty() {
                 break;
             }
+            if self.throttled(now, collection, &received) {
+                break;
+            }
             let invocation = self
                 .compaction_lambda
                 .try_start(now)
@@ -1268,6 +1296,11 @@ impl Simulation<'_> {
             );
             // A batch with nothing to apply ends at once, cold start or not.
             let start = if machine.is_done() { now } else { start };
+            let stall = if machine.is_done() {
+                None
+            } else {
+                self.draw_stall()
+            };
             let slot = CompactionSlot {
                 invocation,
                 machine,
@@ -1277,6 +1310,7 @@ impl Simulation<'_> {
                 published: None,
                 publish_record: None,
                 heartbeat_owner: None,
+                stall,
             };
             let (slot, generation) = self.compactions.insert(slot);
             self.advance_compaction(start, slot, generation);
@@ -1297,7 +1331,9 @@ impl Simulation<'_> {
             let Some(effect) = state.machine.poll_effect() else {
                 break;
             };
-            let duration = self.compaction_duration(&state, &effect);
+            let duration = self
+                .compaction_duration(&state, &effect)
+                .saturating_add(self.take_stall(now, &mut state));
             if duration > Duration::ZERO || now > self.engine.now() {
                 state.pending = Some(effect);
                 let at = self.engine.now().max(now).add(duration);
@@ -1313,6 +1349,10 @@ impl Simulation<'_> {
             }
             let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
             state.machine.handle_response(now, response);
+            let Some(survivor) = self.kill_after_pointer(now, slot, &effect, state) else {
+                return;
+            };
+            state = survivor;
         }
         self.drain_compaction_notes(now, &mut state);
         assert!(state.machine.is_done(), "a compaction invocation stalled");
@@ -1357,6 +1397,9 @@ impl Simulation<'_> {
             .expect("a step has an outstanding effect");
         let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
         state.machine.handle_response(now, response);
+        let Some(state) = self.kill_after_pointer(now, slot, &effect, state) else {
+            return;
+        };
         self.compactions.put_back(slot, state);
         self.advance_compaction(now, slot, generation);
     }
@@ -1701,6 +1744,7 @@ impl Simulation<'_> {
                 let id = ChromaId::word(*receipt, u32::from(word.line), u32::from(word.word));
                 Response::WordLabels(self.table.derived_label_fields(id))
             }
+            Effect::TableRead(TableRead::ReceiptState { .. }) => Response::Done,
             Effect::TableWrite(write) => {
                 self.write_table(now, *write);
                 Response::Done
@@ -1848,29 +1892,99 @@ impl Simulation<'_> {
                 let Some(shape) = self.table.shape(receipt) else {
                     return Response::Touched(0);
                 };
-                let mut touched = 0;
+                // The ids actually updated, named by the history record.
+                let mut touched = std::mem::take(&mut self.scratch_ids);
+                touched.clear();
                 let mut update = |id: ChromaId| {
-                    if working_copy.contains(store, id)
-                        && working_copy.set_merchant(store, id, merchant)
-                    {
-                        touched += 1;
+                    if working_copy.set_merchant(store, id, merchant) {
+                        touched.push(id);
                     }
                 };
                 match collection {
                     Collection::Lines => shape.line_ids(receipt).for_each(&mut update),
                     Collection::Words => shape.embedded_word_ids(receipt).for_each(&mut update),
                 }
+                let count = touched.len() as u64;
                 self.history.record(
                     now,
                     actor,
                     HistoryEvent::MerchantUpdated,
                     Some(receipt),
-                    &[],
-                    || format!("{merchant:?} on {touched} ids"),
+                    &touched,
+                    || format!("{merchant:?} on {count} ids"),
                 );
-                Response::Touched(touched)
+                self.scratch_ids = touched;
+                Response::Touched(count)
+            }
+            CollectionOp::WriteTableState { receipt } => {
+                self.write_table_state(now, state, receipt)
             }
         }
+    }
+
+    /// The sync-on-merge fix: writes the receipt's state as the table holds it (each merged word's
+    /// label fields derived from its label items, and the ReceiptMetadata merchant) onto the ids of
+    /// its merged delta. The table is read at the instant of the preceding
+    /// `TableRead::ReceiptState`: a collection operation takes no time, so nothing runs between.
+    fn write_table_state(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        receipt: ReceiptIndex,
+    ) -> Response {
+        let collection = state.machine.collection();
+        let store = &self.stores[collection.index()];
+        let working_copy = state
+            .working_copy
+            .as_mut()
+            .expect("a table state write needs a working copy");
+        let Some(shape) = self.table.shape(receipt) else {
+            return Response::Touched(0);
+        };
+        let merchant = self.table.metadata(receipt);
+        let labelled = match collection {
+            Collection::Lines => Vec::new(),
+            Collection::Words => self.table.labelled_words(receipt),
+        };
+        let mut written = std::mem::take(&mut self.scratch_ids);
+        written.clear();
+        for id in shape.collection_ids(receipt, collection) {
+            let labels = id.is_word().then(|| {
+                labelled
+                    .binary_search_by_key(&id, |(word, _)| *word)
+                    .map_or(LabelFields::default(), |position| labelled[position].1)
+            });
+            if working_copy.update(store, id, EntryPatch { merchant, labels }) {
+                written.push(id);
+            }
+        }
+        let actor = Actor::Compaction {
+            invocation: state.invocation.id.0,
+            collection,
+        };
+        if collection == Collection::Words {
+            self.history.record(
+                now,
+                actor,
+                HistoryEvent::LabelsUpdated,
+                Some(receipt),
+                &written,
+                || "synced from the table on merge".to_string(),
+            );
+        }
+        if merchant.is_some() {
+            self.history.record(
+                now,
+                actor,
+                HistoryEvent::MerchantUpdated,
+                Some(receipt),
+                &written,
+                || format!("{merchant:?} synced from the table on merge"),
+            );
+        }
+        let count = written.len() as u64;
+        self.scratch_ids = written;
+        Response::Touched(count)
     }
 
     fn publish(
@@ -2072,6 +2186,198 @@ impl Simulation<'_> {
             self.processors.live(),
             self.compactions.live(),
         )
+    }
+}
+
+impl Simulation<'_> {
+    // ----- injected faults (`config::FaultsConfig`) and the history records naming ids -----
+
+    /// An injected throttle of the compaction start for a batch the mapping just received: the
+    /// invocation is refused, the messages stay in flight until their visibility timeout (the
+    /// receive counts towards the receive limit), and the mapping backs off one poll interval.
+    fn throttled(
+        &mut self,
+        now: Instant,
+        collection: Collection,
+        received: &[Received<Message>],
+    ) -> bool {
+        let share = self.config.faults.throttle_share;
+        if !strikes(&mut self.faults.throttle, share) {
+            return false;
+        }
+        self.counters.throttles_injected += 1;
+        if !self.history.filter.is_off() {
+            let messages: Vec<Message> = received.iter().map(|message| message.body).collect();
+            let actor = Actor::Queue { collection };
+            let event = HistoryEvent::Throttled;
+            self.record_messages(now, actor, event, collection, &messages, String::new);
+        }
+        let backoff = now.add(self.config.queues.poll_interval);
+        self.wake(2 + collection.index(), backoff);
+        true
+    }
+
+    /// Whether a new compaction invocation will stall, and for how long.
+    fn draw_stall(&mut self) -> Option<Duration> {
+        let faults = &self.config.faults;
+        if !strikes(&mut self.faults.stall, faults.compaction_stall_share) {
+            return None;
+        }
+        Some(faults.compaction_stall.sample(&mut self.faults.stall))
+    }
+
+    /// The stall to add to the effect the invocation just asked for, if it is the stall point.
+    fn take_stall(&mut self, now: Instant, state: &mut CompactionSlot) -> Duration {
+        let point = self.config.faults.compaction_stall_point;
+        if state.stall.is_none() || !state.machine.at_stall_point(point) {
+            return Duration::ZERO;
+        }
+        let stall = state.stall.take().expect("checked above");
+        self.counters.stalls += 1;
+        if !self.history.filter.is_off() {
+            let collection = state.machine.collection();
+            let actor = Actor::Compaction {
+                invocation: state.invocation.id.0,
+                collection,
+            };
+            let name = match point {
+                StallPoint::BeforePublish => "before_publish",
+                StallPoint::HoldingLock => "holding_lock",
+            };
+            let messages = state.machine.messages();
+            self.record_messages(
+                now,
+                actor,
+                HistoryEvent::Stalled,
+                collection,
+                messages,
+                || format!("{name} for {stall}"),
+            );
+        }
+        stall
+    }
+
+    /// After a pointer write, the injected death of the invocation: nothing after the write happens
+    /// (no deletes or failures reported, no lock release, no cache write-back; the execution
+    /// environment comes back with an empty cache). Returns the state back if it survives.
+    fn kill_after_pointer(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        effect: &Effect,
+        mut state: Box<CompactionSlot>,
+    ) -> Option<Box<CompactionSlot>> {
+        let share = self.config.faults.kill_after_pointer_share;
+        if !matches!(effect, Effect::WritePointer { .. })
+            || !strikes(&mut self.faults.kill_after_pointer, share)
+        {
+            return Some(state);
+        }
+        self.drain_compaction_notes(now, &mut state);
+        self.counters.kills_after_pointer += 1;
+        let collection = state.machine.collection();
+        if !self.history.filter.is_off() {
+            let actor = Actor::Compaction {
+                invocation: state.invocation.id.0,
+                collection,
+            };
+            let event = HistoryEvent::KilledAfterPointer;
+            let messages = state.machine.messages();
+            self.record_messages(now, actor, event, collection, messages, String::new);
+        }
+        if let Some(working_copy) = state.working_copy.take() {
+            self.stores[collection.index()].discard(working_copy);
+        }
+        if let Some(mut caches) = self.caches.remove(&state.invocation.container.0) {
+            for (cache, store) in caches.iter_mut().zip(self.stores.iter_mut()) {
+                cache.clear(store);
+            }
+        }
+        self.compaction_lambda.finish(now, state.invocation.id);
+        self.compactions.release(slot);
+        self.wake_queues_after(now, collection);
+        None
+    }
+
+    /// Whether a finished stream processor invocation fails by injection after its sends, so that
+    /// the mapping retries (or bisects) its batch and the messages are sent again.
+    fn stream_retried(&mut self, now: Instant, state: &ProcessorSlot) -> bool {
+        let share = self.config.faults.stream_retry_share;
+        if !strikes(&mut self.faults.stream_retry, share) {
+            return false;
+        }
+        self.counters.stream_retries += 1;
+        let actor = Actor::StreamProcessor {
+            invocation: state.invocation.id.0,
+        };
+        let event = HistoryEvent::StreamRetried;
+        let mut recorded = false;
+        for collection in Collection::ALL {
+            let messages = state.machine.messages(collection);
+            recorded |= !messages.is_empty();
+            self.record_messages(now, actor, event, collection, messages, String::new);
+        }
+        if !recorded {
+            self.history
+                .record(now, actor, event, None, &[], || "no messages".to_string());
+        }
+        true
+    }
+
+    /// One history record per run of consecutive messages about one receipt and of one sort: label
+    /// messages name their words; run and metadata messages name no id (they concern the receipt).
+    /// The detail lists the run's messages, after `prefix` when it is not empty.
+    fn record_messages(
+        &mut self,
+        now: Instant,
+        actor: Actor,
+        event: HistoryEvent,
+        collection: Collection,
+        messages: &[Message],
+        prefix: impl Fn() -> String,
+    ) {
+        if self.history.filter.is_off() {
+            return;
+        }
+        let same_run = |a: &Message, b: &Message| {
+            a.receipt == b.receipt && message_word(a).is_some() == message_word(b).is_some()
+        };
+        for run in messages.chunk_by(same_run) {
+            let receipt = run[0].receipt;
+            if !self.history.filter.wants(Some(receipt)) {
+                continue;
+            }
+            let ids: Vec<ChromaId> = run.iter().filter_map(message_word).collect();
+            self.history
+                .record(now, actor, event, Some(receipt), &ids, || {
+                    let messages = describe_messages(collection, run);
+                    let prefix = prefix();
+                    if prefix.is_empty() {
+                        messages
+                    } else {
+                        format!("{prefix}: {messages}")
+                    }
+                });
+        }
+    }
+
+    /// The ids a message concerns, for the history: a label message its word, a run message the
+    /// receipt's ids in its collection, a metadata message the receipt's ids the snapshot holds.
+    fn message_ids(&self, message: &Message) -> Vec<ChromaId> {
+        let receipt = message.receipt;
+        let collection = message.collection;
+        match message.kind {
+            MessageKind::Label { .. } => message_word(message).into_iter().collect(),
+            MessageKind::RunDelta | MessageKind::RunCompleted => self
+                .table
+                .shape(receipt)
+                .map_or_else(Vec::new, |shape| shape.collection_ids(receipt, collection)),
+            MessageKind::Metadata { .. } => self.stores[collection.index()]
+                .head_receipt_entries(receipt)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        }
     }
 }
 

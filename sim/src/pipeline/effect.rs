@@ -137,6 +137,9 @@ pub enum TableRead {
         receipt: ReceiptIndex,
         word: WordRef,
     },
+    /// One query of the receipt's partition: all its label items and its ReceiptMetadata (kept by
+    /// the performer for the `CollectionOp::WriteTableState` that follows; answered `Done`).
+    ReceiptState { receipt: ReceiptIndex },
 }
 
 /// DynamoDB writes.
@@ -204,6 +207,10 @@ pub enum CollectionOp {
         receipt: ReceiptIndex,
         merchant: Option<u32>,
     },
+    /// Write what `TableRead::ReceiptState` just read onto the ids of the receipt's merged delta:
+    /// each word's label fields derived from its label items, and the merchant on every id
+    /// (answered `Touched`).
+    WriteTableState { receipt: ReceiptIndex },
 }
 
 /// What a component asks to be done. Exactly one effect is outstanding per component at a time;

@@ -104,6 +104,14 @@ pub enum HistoryEvent {
     DeadLettered,
     CompactionKilled,
     LabelsVisible,
+    /// Injected: a compaction invocation stalls (detail: where and for how long).
+    Stalled,
+    /// Injected: a compaction invocation died right after its pointer write.
+    KilledAfterPointer,
+    /// Injected: a stream processor invocation failed after sending; the mapping retries the batch.
+    StreamRetried,
+    /// Injected: a compaction invocation start was throttled after the mapping received the batch.
+    Throttled,
 }
 
 fn serialize_instant<S: Serializer>(at: &Instant, serializer: S) -> Result<S::Ok, S::Error> {

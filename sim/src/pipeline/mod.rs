@@ -70,6 +70,12 @@ pub struct TrialCounters {
     pub stale_deletes: u64,
     /// Invocations killed at their timeout (upload, stream processor, compaction).
     pub kills: [u64; 3],
+    /// Injected faults that took effect (`config::FaultsConfig`).
+    pub stalls: u64,
+    pub kills_after_pointer: u64,
+    pub stream_retries: u64,
+    /// Compaction starts refused by injection (also counted in the report's `throttles`).
+    pub throttles_injected: u64,
 }
 
 /// One receipt's latencies for paired comparisons.
@@ -335,7 +341,8 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         throttles: PerFunction {
             upload: simulation.upload_lambda.counters().throttles,
             stream_processor: simulation.processor_lambda.counters().throttles,
-            compaction: simulation.compaction_lambda.counters().throttles,
+            compaction: simulation.compaction_lambda.counters().throttles
+                + counters.throttles_injected,
         },
         kills: PerFunction {
             upload: counters.kills[0],

@@ -247,6 +247,11 @@ impl StreamProcessorInvocation {
         self.step == Step::Done
     }
 
+    /// The messages routed to one collection, in record order (sent ones carry their send time).
+    pub fn messages(&self, collection: Collection) -> &[Message] {
+        &self.messages[collection.index()]
+    }
+
     pub fn poll_effect(&mut self) -> Option<Effect> {
         if self.outstanding || self.step == Step::Done {
             return None;
