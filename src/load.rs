@@ -37,6 +37,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/fixes/forward_inserts.toml"),
     ),
     (
+        "fixes/all.toml",
+        include_str!("../scenarios/fixes/all.toml"),
+    ),
+    (
         "fixes/cas_pointer.toml",
         include_str!("../scenarios/fixes/cas_pointer.toml"),
     ),

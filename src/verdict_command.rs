@@ -18,14 +18,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The configurations judged: the two profiles and every fix.
-pub const CONFIGURATIONS: [&str; 7] = [
+pub const CONFIGURATIONS: [&str; 9] = [
     "described",
     "built",
     "fixes/forward_inserts",
     "fixes/retry_missing_ids",
     "fixes/group_per_collection",
+    "fixes/sync_on_merge",
     "fixes/honoured_wait",
     "fixes/cas_pointer",
+    "fixes/all",
 ];
 
 /// The loads: a light trickle and a heavy burst.

@@ -312,21 +312,24 @@ pub fn shrink(
 
 /// One configuration per fault that is on, with that fault switched off.
 fn faults_off(config: &PipelineConfig) -> Vec<PipelineConfig> {
+    // Each fault is a share; a candidate sets one of them to zero.
+    let shares: [fn(&mut PipelineConfig) -> &mut f64; 7] = [
+        |c| &mut c.compaction.cold_start_share,
+        |c| &mut c.queues.duplicate_share,
+        |c| &mut c.upload.delta_upload_error_share,
+        |c| &mut c.faults.compaction_stall_share,
+        |c| &mut c.faults.kill_after_pointer_share,
+        |c| &mut c.faults.stream_retry_share,
+        |c| &mut c.faults.throttle_share,
+    ];
     let mut candidates = Vec::new();
-    if config.compaction.cold_start_share > 0.0 {
+    for share in shares {
         let mut candidate = config.clone();
-        candidate.compaction.cold_start_share = 0.0;
-        candidates.push(candidate);
-    }
-    if config.queues.duplicate_share > 0.0 {
-        let mut candidate = config.clone();
-        candidate.queues.duplicate_share = 0.0;
-        candidates.push(candidate);
-    }
-    if config.upload.delta_upload_error_share > 0.0 {
-        let mut candidate = config.clone();
-        candidate.upload.delta_upload_error_share = 0.0;
-        candidates.push(candidate);
+        let value = share(&mut candidate);
+        if *value > 0.0 {
+            *value = 0.0;
+            candidates.push(candidate);
+        }
     }
     candidates
 }

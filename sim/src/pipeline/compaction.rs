@@ -218,6 +218,7 @@ impl CompactionInvocation {
         match point {
             StallPoint::BeforePublish => self.step == Step::PublishLock { tries: 0 },
             StallPoint::HoldingLock => self.step == Step::PublishReread,
+            StallPoint::Uploading => self.step == Step::Upload,
         }
     }
     pub fn poll_note(&mut self) -> Option<CompactionNote> {

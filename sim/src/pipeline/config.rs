@@ -349,6 +349,10 @@ pub enum StallPoint {
     /// Under the publish lock, before the pointer re-read: without heartbeats the lease may expire
     /// and a second holder get in.
     HoldingLock,
+    /// Under the publish lock, after the pointer re-read, during the snapshot upload: a second
+    /// holder let in by an expired lease publishes first, and this holder's pointer write then
+    /// replaces it with a version built on a stale base.
+    Uploading,
 }
 
 /// Injected faults, all off by default. Each share is drawn from its own named stream, so turning

@@ -2243,6 +2243,7 @@ impl Simulation<'_> {
             let name = match point {
                 StallPoint::BeforePublish => "before_publish",
                 StallPoint::HoldingLock => "holding_lock",
+                StallPoint::Uploading => "uploading",
             };
             let messages = state.machine.messages();
             self.record_messages(
