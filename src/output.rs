@@ -74,6 +74,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     };
     let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
     file.write_all(bytes).map_err(fail)?;
+    // A temporary file is private to its owner; the output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(fail)?;
+    }
     file.as_file().sync_all().map_err(fail)?;
     file.persist(path).map_err(|error| fail(error.error))?;
     Ok(())

@@ -213,15 +213,20 @@ fn seconds(ms: f64) -> String {
     format!("{:.1}", ms / 1000.0)
 }
 
+/// p50, p90, p99 and max in seconds, or dashes when nothing was measured.
+fn percentiles(summary: &LatencySummary) -> [String; 4] {
+    if summary.count == 0 {
+        return ["–", "–", "–", "–"].map(str::to_string);
+    }
+    [summary.p50, summary.p90, summary.p99, summary.max].map(seconds)
+}
+
 fn latency_row(text: &mut String, name: &str, summary: &LatencySummary) {
+    let [p50, p90, p99, max] = percentiles(summary);
+    let count = summary.count;
     let _ = writeln!(
         text,
-        "  {name:<22} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        seconds(summary.p50),
-        seconds(summary.p90),
-        seconds(summary.p99),
-        seconds(summary.max),
-        summary.count
+        "  {name:<22} {p50:>8} {p90:>8} {p99:>8} {max:>8} {count:>8}"
     );
 }
 
@@ -362,18 +367,11 @@ fn describe_comparison(
             r.latency_ms.labels_visible.clone()
         }),
     ] {
-        let (a, b) = (pick(&old.trial.report), pick(&new.trial.report));
+        let [a50, a90, a99, amax] = percentiles(&pick(&old.trial.report));
+        let [b50, b90, b99, bmax] = percentiles(&pick(&new.trial.report));
         let _ = writeln!(
             text,
-            "  {label:<16} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
-            seconds(a.p50),
-            seconds(a.p90),
-            seconds(a.p99),
-            seconds(a.max),
-            seconds(b.p50),
-            seconds(b.p90),
-            seconds(b.p99),
-            seconds(b.max)
+            "  {label:<16} {a50:>9} {a90:>9} {a99:>9} {amax:>9} | {b50:>9} {b90:>9} {b99:>9} {bmax:>9}"
         );
     }
     for name in ["labels_saved", "labels_visible"] {

@@ -280,6 +280,14 @@ fn percent(share: &Value) -> String {
     )
 }
 
+/// A "labels visible" percentile in seconds, or a dash when no receipt became visible.
+fn visible_seconds(latency: &Value, key: &str) -> String {
+    if latency["count"].as_u64().unwrap_or(0) == 0 {
+        return "–".to_string();
+    }
+    format!("{:.1}", latency[key].as_f64().unwrap_or(0.0) / 1000.0)
+}
+
 fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "# Verdict on the note's claim\n");
@@ -324,7 +332,7 @@ fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
         let causes: Vec<String> = causes.into_iter().take(3).map(|(_, text)| text).collect();
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row["configuration"].as_str().unwrap_or(""),
             row["load"].as_str().unwrap_or(""),
             row["flow"].as_str().unwrap_or(""),
@@ -335,8 +343,8 @@ fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
             percent(&by_class["U"]),
             percent(&by_class["P"]),
             percent(&row["anomalies"]["any"]),
-            row["labels_visible_ms"]["p50"].as_f64().unwrap_or(0.0) / 1000.0,
-            row["labels_visible_ms"]["p99"].as_f64().unwrap_or(0.0) / 1000.0,
+            visible_seconds(&row["labels_visible_ms"], "p50"),
+            visible_seconds(&row["labels_visible_ms"], "p99"),
             row["never_visible"],
             if causes.is_empty() {
                 "–".to_string()
