@@ -422,6 +422,11 @@ fn the_history_of_a_label_names_its_cause() {
         .0,
         Cause::DeadLettered
     );
+    // Applied, then a later merge replaced the word's metadata without them.
+    assert_eq!(
+        judge(&[HistoryEvent::LabelsUpdated, HistoryEvent::DeltaMerged], true).0,
+        Cause::MergeOverwroteLabels
+    );
 }
 
 #[test]
