@@ -424,7 +424,11 @@ fn the_history_of_a_label_names_its_cause() {
     );
     // Applied, then a later merge replaced the word's metadata without them.
     assert_eq!(
-        judge(&[HistoryEvent::LabelsUpdated, HistoryEvent::DeltaMerged], true).0,
+        judge(
+            &[HistoryEvent::LabelsUpdated, HistoryEvent::DeltaMerged],
+            true
+        )
+        .0,
         Cause::MergeOverwroteLabels
     );
 }
