@@ -103,8 +103,8 @@ impl Receipt {
     pub fn is_noise(&self, word: WordRef) -> bool {
         self.noise_words.binary_search(&word).is_ok()
     }
-    /// Embedded words, in (line, word) order.
-    pub fn embedded_words(&self) -> impl Iterator<Item = WordRef> + '_ {
+    /// Every word, noise included, in (line, word) order.
+    pub fn words(&self) -> impl Iterator<Item = WordRef> + '_ {
         self.words_per_line
             .iter()
             .enumerate()
@@ -114,7 +114,10 @@ impl Receipt {
                     word,
                 })
             })
-            .filter(|word| !self.is_noise(*word))
+    }
+    /// Embedded words, in (line, word) order.
+    pub fn embedded_words(&self) -> impl Iterator<Item = WordRef> + '_ {
+        self.words().filter(|word| !self.is_noise(*word))
     }
     pub fn embedded_word_count(&self) -> u32 {
         let words: u32 = self

@@ -2389,18 +2389,7 @@ fn table_shape(receipt: &Receipt) -> ReceiptShape {
         .iter()
         .map(|words| u16::from(*words))
         .collect();
-    let noise: Vec<bool> = receipt
-        .words_per_line
-        .iter()
-        .enumerate()
-        .flat_map(|(line, words)| {
-            (1..=u16::from(*words)).map(move |word| WordRef {
-                line: line as u16 + 1,
-                word,
-            })
-        })
-        .map(|word| receipt.is_noise(word))
-        .collect();
+    let noise: Vec<bool> = receipt.words().map(|word| receipt.is_noise(word)).collect();
     ReceiptShape::new(&words_per_line, &noise)
 }
 
