@@ -94,7 +94,7 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         crate::parallel::map(kinds.len(), "shrinking", |i| {
             let (kind, tally) = kinds.iter().nth(i).expect("index within kinds");
             let choices = tally.first.expect("a kind has a first trial");
-            write_counterexample(loaded, config, &choices, *kind, flags.out)
+            write_counterexample(config, &choices, *kind, flags.out)
         })
         .into_iter()
         .collect::<Result<Vec<_>, Failure>>()?
@@ -189,7 +189,6 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
 
 /// Shrinks the first trial that showed `kind` and writes its counterexample file.
 fn write_counterexample(
-    loaded: &Loaded,
     config: &PipelineConfig,
     choices: &Choices,
     kind: (Class, Cause),
@@ -206,7 +205,8 @@ fn write_counterexample(
         .iter()
         .find(|a| (a.class, a.cause) == kind)
         .expect("the shrunk trial shows the kind");
-    let scenario = scenario_toml(loaded, &found.config)?;
+    let scenario = toml::to_string(&found.config)
+        .map_err(|error| Failure::bad_input(format!("cannot print the scenario: {error}")))?;
     let file = CounterexampleFile {
         receipt_sim_counterexample: COUNTEREXAMPLE_FORMAT,
         class: kind.0,
@@ -231,13 +231,6 @@ fn write_counterexample(
         path,
         found.judged.trial.report.receipts as usize,
     )))
-}
-
-/// The configuration as a complete scenario file.
-fn scenario_toml(loaded: &Loaded, config: &PipelineConfig) -> Result<String, Failure> {
-    let _ = loaded;
-    toml::to_string(config)
-        .map_err(|error| Failure::bad_input(format!("cannot print the scenario: {error}")))
 }
 
 pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {

@@ -46,7 +46,7 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     );
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
-    describe_trial(&mut text, &scenario, &judged, flags.scenario_name);
+    describe_trial(&mut text, &judged, flags.scenario_name);
     crate::cli::say(json_on_stdout, &text);
     if let Some(history) = flags.history {
         history.write(&history_lines(&judged, None))?;
@@ -230,7 +230,7 @@ fn latency_row(text: &mut String, name: &str, summary: &LatencySummary) {
     );
 }
 
-fn describe_trial(text: &mut String, scenario: &PipelineScenario, judged: &Judged, name: &str) {
+fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
     let report = &judged.trial.report;
     let flow = match report.flow {
         Flow::Old => "old",
@@ -287,7 +287,6 @@ fn describe_trial(text: &mut String, scenario: &PipelineScenario, judged: &Judge
         report.in_flight.receipts
     );
     describe_anomalies(text, &judged.oracle);
-    let _ = scenario;
 }
 
 pub fn describe_anomalies(text: &mut String, report: &oracle::Report) {

@@ -147,8 +147,6 @@ pub fn apply(
 #[derive(Clone, Debug)]
 pub struct Explored {
     pub choices: Choices,
-    pub fingerprint: String,
-    pub events: u64,
     pub receipts: u64,
     /// Receipts affected per (class, cause), over the kinds found.
     pub affected: Vec<((Class, Cause), u64)>,
@@ -169,8 +167,6 @@ pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
     let judged = judge(&config, None, &options);
     Explored {
         choices: *choices,
-        fingerprint: judged.trial.report.fingerprint.clone(),
-        events: judged.trial.report.events,
         receipts: judged.trial.report.receipts,
         affected: affected_by_kind(&judged.oracle),
     }
@@ -200,8 +196,6 @@ pub struct Counterexample {
     pub choices: Choices,
     pub kind: (Class, Cause),
     pub judged: Judged,
-    /// Trials run while shrinking.
-    pub shrink_trials: usize,
 }
 
 /// Whether the configuration and choices still show `kind`; the judged trial if so.
@@ -298,7 +292,6 @@ pub fn shrink(
         config,
         choices,
         judged,
-        trials,
         ..
     } = shrinker;
     Some(Counterexample {
@@ -306,7 +299,6 @@ pub fn shrink(
         choices,
         kind,
         judged,
-        shrink_trials: trials,
     })
 }
 

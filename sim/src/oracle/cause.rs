@@ -106,7 +106,14 @@ pub fn explain(
         return loss.cause;
     }
     let records = index.of_id(id);
+    // Any record of the event about the id, or about its receipt without naming ids.
     let any = |event: HistoryEvent| records.iter().any(|r| r.event == event);
+    // The position of the last record of the event naming the id.
+    let last_naming = |event: HistoryEvent| {
+        records
+            .iter()
+            .rposition(|r| r.event == event && r.ids.contains(&id))
+    };
     if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
     }
@@ -117,15 +124,9 @@ pub fn explain(
             }
         }
         Class::L => {
-            let last_label_apply = records
-                .iter()
-                .rposition(|r| r.event == HistoryEvent::LabelsUpdated && r.ids.contains(&id));
-            let last_merge = records
-                .iter()
-                .rposition(|r| r.event == HistoryEvent::DeltaMerged && r.ids.contains(&id));
-            let last_removal = records
-                .iter()
-                .rposition(|r| r.event == HistoryEvent::LabelsDeleted && r.ids.contains(&id));
+            let last_label_apply = last_naming(HistoryEvent::LabelsUpdated);
+            let last_merge = last_naming(HistoryEvent::DeltaMerged);
+            let last_removal = last_naming(HistoryEvent::LabelsDeleted);
             if let (Some(apply), Some(merge)) = (last_label_apply, last_merge)
                 && merge > apply
             {
@@ -137,29 +138,18 @@ pub fn explain(
             {
                 return Cause::RemoveClearedLabels;
             }
-            if records
-                .iter()
-                .any(|r| r.event == HistoryEvent::EmbeddingNotFound && r.ids.contains(&id))
-            {
+            if last_naming(HistoryEvent::EmbeddingNotFound).is_some() {
                 return Cause::LabelBeforeEmbedding;
             }
-            let label_written = records
-                .iter()
-                .any(|r| r.event == HistoryEvent::TableWrite && r.ids.contains(&id));
-            let label_sent = records
-                .iter()
-                .any(|r| r.event == HistoryEvent::MessagesSent && r.ids.contains(&id));
+            let label_written = last_naming(HistoryEvent::TableWrite).is_some();
+            let label_sent = last_naming(HistoryEvent::MessagesSent).is_some();
             if label_written && !label_sent && input.quiescent {
                 return Cause::LabelInsertNotForwarded;
             }
         }
         Class::M => {
-            let last_update = records
-                .iter()
-                .rposition(|r| r.event == HistoryEvent::MerchantUpdated && r.ids.contains(&id));
-            let last_merge = records
-                .iter()
-                .rposition(|r| r.event == HistoryEvent::DeltaMerged && r.ids.contains(&id));
+            let last_update = last_naming(HistoryEvent::MerchantUpdated);
+            let last_merge = last_naming(HistoryEvent::DeltaMerged);
             if let (Some(update), Some(merge)) = (last_update, last_merge)
                 && merge > update
             {

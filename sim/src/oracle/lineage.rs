@@ -47,7 +47,7 @@ impl Lineage {
     }
 
     /// U anomalies (one per collection, receipt and cause) and P anomalies.
-    pub fn anomalies(&self, history: &History) -> Vec<Anomaly> {
+    pub fn anomalies(&self) -> Vec<Anomaly> {
         let mut anomalies = Vec::new();
         for collection in Collection::ALL {
             let mut groups: BTreeMap<(ReceiptIndex, Cause), Vec<(ChromaId, Loss)>> =
@@ -108,7 +108,6 @@ impl Lineage {
                 });
             }
         }
-        let _ = history;
         anomalies
     }
 }

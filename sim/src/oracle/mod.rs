@@ -189,7 +189,7 @@ pub fn check(input: &Input<'_>) -> Report {
             tally.add(anomaly);
         }
     }
-    for anomaly in lineage.anomalies(input.history) {
+    for anomaly in lineage.anomalies() {
         tally.add(anomaly);
     }
     let mut report = tally.finish(u64::from(input.receipts));
