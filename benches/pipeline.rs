@@ -3,12 +3,16 @@
 //! `scale` scenario, shortened). Both configurations are the scenario files, merged along their
 //! `extends` chain as the binary merges them.
 //!
-//! Depends on `sim`, `toml` and `criterion` only.
+//! Depends on `sim`, `toml`, `mimalloc` and `criterion` only.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::explore;
 use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
 use std::hint::black_box;
+
+/// The allocator the binary uses, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Explored trials per criterion iteration.
 const EXPLORED_TRIALS: u64 = 200;

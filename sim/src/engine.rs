@@ -12,14 +12,16 @@ use crate::random::{Stream, mix64};
 use crate::time::{Duration, Instant};
 use rand::Rng;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 /// What a model's event must tell the engine.
 pub trait Event {
     /// A stable digest of the event's kind and the ids it touches. Mixed into the fingerprint, so it
     /// must not depend on addresses, hash-map order or anything else that varies between runs.
     fn digest(&self) -> u64;
-    /// The actor this event belongs to, used by tie-breakers that order simultaneous events by actor.
+    /// The actor this event belongs to, used by tie-breakers that order simultaneous events by
+    /// actor. Small dense numbers keep the PCT tie-breaker's table short; actors at or beyond
+    /// `PCT_ACTORS_MAX` share one priority.
     fn actor(&self) -> u32 {
         0
     }
@@ -41,8 +43,9 @@ pub enum TieBreak {
 #[derive(Clone, Debug)]
 pub struct Pct {
     stream: Stream,
-    /// Priority per actor, from the actor's first event on.
-    priorities: BTreeMap<u32, u64>,
+    /// Priority per actor, indexed by actor, from the actor's first event on; 0 means none yet.
+    /// Actors are small dense numbers (see `Event::actor`), so this stays short.
+    priorities: Vec<u64>,
     /// Schedule counts at which a priority change happens, ascending.
     change_points: Vec<u64>,
     next_change: usize,
@@ -50,7 +53,7 @@ pub struct Pct {
 }
 
 /// The most actors a PCT tie-breaker tracks; actors beyond share one priority.
-const PCT_ACTORS_MAX: usize = 1 << 16;
+pub const PCT_ACTORS_MAX: usize = 1 << 16;
 
 impl Pct {
     /// `depth` priority changes placed uniformly over the first `expected_events` schedules.
@@ -61,7 +64,7 @@ impl Pct {
         change_points.sort_unstable();
         Pct {
             stream,
-            priorities: BTreeMap::new(),
+            priorities: Vec::new(),
             change_points,
             next_change: 0,
             lowest: u64::MAX / 2,
@@ -69,25 +72,31 @@ impl Pct {
     }
 
     fn key(&mut self, actor: u32, scheduled: u64) -> u64 {
-        let fresh = self.priorities.len() < PCT_ACTORS_MAX && !self.priorities.contains_key(&actor);
-        let priority = if fresh {
-            // Fresh priorities live in the upper half, demoted ones below it.
-            let priority = u64::MAX / 2 + self.stream.next_u64() / 2;
-            self.priorities.insert(actor, priority);
-            priority
+        let index = actor as usize;
+        let mut priority = if index < PCT_ACTORS_MAX {
+            if index >= self.priorities.len() {
+                self.priorities.resize(index + 1, 0);
+            }
+            if self.priorities[index] == 0 {
+                // Fresh priorities live in the upper half, demoted ones below it.
+                self.priorities[index] = u64::MAX / 2 + self.stream.next_u64() / 2;
+            }
+            self.priorities[index]
         } else {
             // Actors beyond the bound share the lowest fresh priority.
-            self.priorities.get(&actor).copied().unwrap_or(u64::MAX / 2)
+            u64::MAX / 2
         };
-        let mut priority = priority;
         if self.next_change < self.change_points.len()
             && self.change_points[self.next_change] <= scheduled
         {
             self.next_change += 1;
             self.lowest -= 1;
             priority = self.lowest;
-            self.priorities.insert(actor, priority);
+            if index < PCT_ACTORS_MAX {
+                self.priorities[index] = priority;
+            }
         }
+        assert!(priority > 0, "priority 0 marks an actor without one");
         // The heap pops the smallest key first: invert so the highest priority runs first.
         u64::MAX - priority
     }
@@ -159,7 +168,7 @@ impl<E: Event> Engine<E> {
             now: Instant::ZERO,
             horizon: Instant::MAX,
             event_limit: u64::MAX,
-            queue: BinaryHeap::new(),
+            queue: BinaryHeap::with_capacity(64),
             tie_break: TieBreak::Fifo,
             scheduled: 0,
             handled: 0,

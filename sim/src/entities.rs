@@ -131,13 +131,12 @@ impl LabelFields {
     }
 
     /// The fields a correct compaction writes for a word whose label items are `items` (any order).
-    pub fn derive(items: &[LabelItem]) -> LabelFields {
-        if items.is_empty() {
-            return LabelFields::default();
-        }
+    pub fn derive<'a>(items: impl IntoIterator<Item = &'a LabelItem>) -> LabelFields {
         let mut fields = LabelFields::default();
         let mut detail: u64 = 0;
+        let mut any = false;
         for item in items {
+            any = true;
             assert!(
                 usize::from(item.label) < LABELS.len(),
                 "label index out of range"
@@ -154,6 +153,9 @@ impl LabelFields {
                 | u64::from(item.proposed_by) << 40
                 | u64::from(item.consolidated_from) << 48;
             detail = detail.wrapping_add(crate::random::mix64(packed));
+        }
+        if !any {
+            return LabelFields::default();
         }
         // Never all-zero for a labelled word.
         fields.detail = (detail >> 32) as u32 | 1;

@@ -83,7 +83,11 @@ impl Duration {
         } else if nanos >= u64::MAX as f64 {
             Duration(u64::MAX)
         } else {
-            Duration(nanos.round() as u64)
+            // `f64::round` without the library call (this is on every sampled duration): the
+            // truncation is exact, and so is the fraction, for every positive value in range.
+            let whole = nanos as u64;
+            let fraction = nanos - whole as f64;
+            Duration(whole + u64::from(fraction >= 0.5))
         }
     }
     pub fn as_nanos(self) -> u64 {
@@ -250,5 +254,31 @@ mod tests {
             assert_eq!(duration.to_string(), text);
             assert_eq!(duration.to_string().parse::<Duration>().unwrap(), duration);
         }
+    }
+
+    #[test]
+    fn from_nanos_rounds_half_away_from_zero_like_f64_round() {
+        let values = [
+            0.5,
+            1.499_999_999_999_999_8,
+            1.5,
+            2.5,
+            1e6 + 0.5,
+            123_456.789,
+            4_503_599_627_370_495.5,
+            9_007_199_254_740_993.0,
+            1.8e19,
+        ];
+        for value in values {
+            assert_eq!(
+                Duration::from_nanos_f64(value).as_nanos(),
+                value.round() as u64,
+                "{value}"
+            );
+        }
+        assert_eq!(Duration::from_nanos_f64(0.49).as_nanos(), 0);
+        assert_eq!(Duration::from_nanos_f64(-3.0).as_nanos(), 0);
+        assert_eq!(Duration::from_nanos_f64(f64::NAN).as_nanos(), 0);
+        assert_eq!(Duration::from_nanos_f64(1e30), Duration::MAX);
     }
 }

@@ -771,3 +771,69 @@ fn the_unrepaired_profile_judged_end_to_end_is_not_clean() {
         }
     }
 }
+
+/// Exploration judges with `check_kinds`: the same anomalies as `check`, id for id, without the
+/// text only people read; and a hunt's per-kind counts are the full judgement's.
+#[test]
+fn judging_for_kinds_finds_what_the_full_judgement_finds() {
+    let mut racing = 0;
+    for seed in 1..=6 {
+        let mut config = converging_config(seed);
+        config.flow = Flow::New;
+        config.compaction.missing_id = MissingId::Drop;
+        config.stream_processor.message_group = MessageGroupKey::Receipt;
+        let options = TrialOptions {
+            history: sim::pipeline::HistoryFilter::Evidence,
+            ..TrialOptions::default()
+        };
+        let trial = sim::pipeline::run_trial(&config, None, &options);
+        let input = oracle::Input {
+            table: trial.table(),
+            stores: [
+                trial.store(Collection::Lines),
+                trial.store(Collection::Words),
+            ],
+            history: &trial.history,
+            receipts: trial.report.receipts as u32,
+            quiescent: trial.report.stop == "empty",
+        };
+        let full = oracle::check(&input);
+        let kinds = oracle::check_kinds(&input);
+        racing += usize::from(!full.is_clean());
+        let summary = |report: &oracle::Report| -> Vec<_> {
+            report
+                .anomalies
+                .iter()
+                .map(|a| {
+                    (
+                        a.class,
+                        a.cause,
+                        a.receipt,
+                        a.collection,
+                        a.id_count,
+                        a.ids.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(summary(&full), summary(&kinds), "seed {seed}");
+        assert_eq!(full.by_class, kinds.by_class);
+        assert_eq!(full.receipts_affected, kinds.receipts_affected);
+        assert!(full.anomalies.iter().all(|a| !a.excerpt.is_empty()));
+        assert!(kinds.anomalies.iter().all(|a| a.excerpt.is_empty()));
+        let choices = explore::Choices {
+            seed,
+            ordering: explore::Ordering::Fifo,
+        };
+        let explored = explore::explore(&config, &choices);
+        assert_eq!(
+            explored.affected,
+            explore::affected_by_kind(&full),
+            "seed {seed}"
+        );
+    }
+    assert!(
+        racing >= 2,
+        "the unrepaired profile races on some seeds: {racing}"
+    );
+}

@@ -363,6 +363,7 @@ fn overload_stops_at_the_horizon_and_reports_backlog() {
         event_limit: 500,
         tie_break: TieBreak::Fifo,
         history: HistoryFilter::Off,
+        report: sim::pipeline::ReportDetail::Full,
     };
     let limited = run_trial(&config, None, &options).report;
     assert_eq!(limited.stop, "event_limit");

@@ -7,7 +7,9 @@
 
 use crate::engine::{Pct, TieBreak};
 use crate::oracle::{self, Cause, Class};
-use crate::pipeline::{HistoryFilter, PipelineConfig, Trial, TrialOptions, run_trial};
+use crate::pipeline::{
+    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialOptions, run_trial,
+};
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
 use crate::workload::Receipt;
@@ -24,8 +26,12 @@ pub struct Judged {
 
 /// Runs the oracle over a finished trial.
 pub fn check(trial: &Trial) -> oracle::Report {
+    oracle::check(&oracle_input(trial))
+}
+
+fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
     use crate::entities::Collection;
-    let input = oracle::Input {
+    oracle::Input {
         table: trial.table(),
         stores: [
             trial.store(Collection::Lines),
@@ -34,8 +40,7 @@ pub fn check(trial: &Trial) -> oracle::Report {
         history: &trial.history,
         receipts: trial.report.receipts as u32,
         quiescent: trial.report.stop == "empty",
-    };
-    oracle::check(&input)
+    }
 }
 
 /// Runs a trial and judges it. When the oracle finds anomalies and the trial kept no history, the
@@ -163,12 +168,23 @@ pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
     } else {
         HistoryFilter::Off
     };
-    let (config, options) = apply(config, choices, history);
-    let judged = judge(&config, None, &options);
+    let (config, mut options) = apply(config, choices, history);
+    options.report = ReportDetail::Brief;
+    if options.history.is_off() {
+        // Causes need the history of the affected receipts: judge runs again to record it.
+        let judged = judge(&config, None, &options);
+        return Explored {
+            choices: *choices,
+            receipts: judged.trial.report.receipts,
+            affected: affected_by_kind(&judged.oracle),
+        };
+    }
+    let trial = run_trial(&config, None, &options);
+    let report = oracle::check_kinds(&oracle_input(&trial));
     Explored {
         choices: *choices,
-        receipts: judged.trial.report.receipts,
-        affected: affected_by_kind(&judged.oracle),
+        receipts: trial.report.receipts,
+        affected: affected_by_kind(&report),
     }
 }
 

@@ -7,7 +7,7 @@ use super::index::HistoryIndex;
 use super::lineage::Lineage;
 use super::{Class, Input};
 use crate::entities::{ChromaId, Collection};
-use crate::pipeline::history::HistoryEvent;
+use crate::pipeline::history::{HistoryEvent, HistoryRecord};
 use serde::{Deserialize, Serialize};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -105,14 +105,16 @@ pub fn explain(
     if let Some(loss) = lineage.loss(collection, id) {
         return loss.cause;
     }
-    let records = index.of_id(id);
+    let records: Vec<(usize, &HistoryRecord)> = index.of_id(id).collect();
     // Any record of the event about the id, or about its receipt without naming ids.
-    let any = |event: HistoryEvent| records.iter().any(|r| r.event == event);
-    // The position of the last record of the event naming the id.
+    let any = |event: HistoryEvent| records.iter().any(|(_, r)| r.event == event);
+    // The position in the history of the last record of the event naming the id.
     let last_naming = |event: HistoryEvent| {
         records
             .iter()
-            .rposition(|r| r.event == event && r.ids.contains(&id))
+            .rev()
+            .find(|(_, r)| r.event == event && r.ids.contains(&id))
+            .map(|(position, _)| *position)
     };
     if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
@@ -134,7 +136,7 @@ pub fn explain(
             }
             if let Some(removal) = last_removal
                 && last_label_apply.is_none_or(|apply| removal > apply)
-                && !input.table.label_items(id).is_empty()
+                && input.table.has_label_items(id)
             {
                 return Cause::RemoveClearedLabels;
             }

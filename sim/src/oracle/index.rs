@@ -5,68 +5,87 @@
 
 use crate::entities::{ChromaId, ReceiptIndex};
 use crate::pipeline::history::HistoryRecord;
-use std::collections::BTreeMap;
 
+/// Each map is one vector of (key, record position) pairs sorted by key, then position: three
+/// allocations however many ids the history names.
 pub struct HistoryIndex<'a> {
     records: &'a [HistoryRecord],
     /// Records naming the id, in order.
-    by_id: BTreeMap<ChromaId, Vec<usize>>,
+    by_id: Vec<(ChromaId, usize)>,
     /// Records about the receipt that name no id, in order.
-    by_receipt_without_ids: BTreeMap<ReceiptIndex, Vec<usize>>,
+    by_receipt_without_ids: Vec<(ReceiptIndex, usize)>,
     /// Every record about the receipt, in order.
-    by_receipt: BTreeMap<ReceiptIndex, Vec<usize>>,
+    by_receipt: Vec<(ReceiptIndex, usize)>,
+}
+
+/// The positions stored under `key`, in order.
+fn positions_of<K: Ord + Copy>(map: &[(K, usize)], key: K) -> &[(K, usize)] {
+    let start = map.partition_point(|(k, _)| *k < key);
+    let end = start + map[start..].partition_point(|(k, _)| *k == key);
+    &map[start..end]
 }
 
 impl<'a> HistoryIndex<'a> {
     pub fn new(records: &'a [HistoryRecord]) -> HistoryIndex<'a> {
-        let mut index = HistoryIndex {
-            records,
-            by_id: BTreeMap::new(),
-            by_receipt_without_ids: BTreeMap::new(),
-            by_receipt: BTreeMap::new(),
-        };
+        let mut by_id = Vec::new();
+        let mut by_receipt_without_ids = Vec::new();
+        let mut by_receipt = Vec::with_capacity(records.len());
         for (position, record) in records.iter().enumerate() {
-            for id in &record.ids {
-                let positions = index.by_id.entry(*id).or_default();
-                // A record naming an id twice is indexed once.
-                if positions.last() != Some(&position) {
-                    positions.push(position);
-                }
-            }
+            by_id.extend(record.ids.iter().map(|id| (*id, position)));
             if let Some(receipt) = record.receipt {
-                index.by_receipt.entry(receipt).or_default().push(position);
+                by_receipt.push((receipt, position));
                 if record.ids.is_empty() {
-                    index
-                        .by_receipt_without_ids
-                        .entry(receipt)
-                        .or_default()
-                        .push(position);
+                    by_receipt_without_ids.push((receipt, position));
                 }
             }
         }
-        index
+        // A record naming an id twice is indexed once.
+        by_id.sort_unstable();
+        by_id.dedup();
+        // Positions are ascending already: a stable sort by key keeps them in order.
+        by_receipt_without_ids.sort_by_key(|(receipt, _)| *receipt);
+        by_receipt.sort_by_key(|(receipt, _)| *receipt);
+        HistoryIndex {
+            records,
+            by_id,
+            by_receipt_without_ids,
+            by_receipt,
+        }
     }
 
-    /// The records that touched `id`: those naming it, and those about its receipt naming no id.
-    pub fn of_id(&self, id: ChromaId) -> Vec<&'a HistoryRecord> {
-        self.of_ids(&[id], id.receipt())
+    /// The records that touched `id`, in order, with their positions: those naming it, and those
+    /// about its receipt naming no id. Allocates nothing (a merge of two sorted runs).
+    pub fn of_id(&self, id: ChromaId) -> impl Iterator<Item = (usize, &'a HistoryRecord)> + '_ {
+        let mut naming = positions_of(&self.by_id, id)
+            .iter()
+            .map(|(_, p)| *p)
+            .peekable();
+        let mut receipt = positions_of(&self.by_receipt_without_ids, id.receipt())
+            .iter()
+            .map(|(_, p)| *p)
+            .peekable();
+        // The two runs are disjoint: one holds records naming ids, the other records naming none.
+        std::iter::from_fn(move || match (naming.peek(), receipt.peek()) {
+            (Some(a), Some(b)) if a < b => naming.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => receipt.next(),
+            (Some(_), None) => naming.next(),
+            (None, None) => None,
+        })
+        .map(|position| (position, &self.records[position]))
     }
 
     /// The records that touched any of `ids`, or `receipt` without naming ids, in order.
     pub fn of_ids(&self, ids: &[ChromaId], receipt: ReceiptIndex) -> Vec<&'a HistoryRecord> {
         let mut positions: Vec<usize> = ids
             .iter()
-            .filter_map(|id| self.by_id.get(id))
-            .flatten()
-            .copied()
+            .flat_map(|id| positions_of(&self.by_id, *id))
+            .map(|(_, position)| *position)
+            .chain(
+                positions_of(&self.by_receipt_without_ids, receipt)
+                    .iter()
+                    .map(|(_, position)| *position),
+            )
             .collect();
-        positions.extend(
-            self.by_receipt_without_ids
-                .get(&receipt)
-                .into_iter()
-                .flatten()
-                .copied(),
-        );
         positions.sort_unstable();
         positions.dedup();
         positions
@@ -80,10 +99,8 @@ impl<'a> HistoryIndex<'a> {
         &self,
         receipt: ReceiptIndex,
     ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
-        self.by_receipt
-            .get(&receipt)
-            .into_iter()
-            .flatten()
-            .map(|position| &self.records[*position])
+        positions_of(&self.by_receipt, receipt)
+            .iter()
+            .map(|(_, position)| &self.records[*position])
     }
 }

@@ -178,6 +178,24 @@ impl Mismatch {
 /// Judges one finished trial. Receipts are compared one at a time, so memory holds the listed
 /// anomalies and per-receipt class bits, never every finding of a large trial at once.
 pub fn check(input: &Input<'_>) -> Report {
+    check_with(input, Detail::Full)
+}
+
+/// Judges one finished trial as `check` does, finding the same anomalies with the same classes,
+/// causes and ids, but leaves out what only people read: no excerpts, and no expected and found
+/// values. Exploration judges every trial this way.
+pub fn check_kinds(input: &Input<'_>) -> Report {
+    check_with(input, Detail::Kinds)
+}
+
+/// How much of each anomaly a report spells out.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Detail {
+    Full,
+    Kinds,
+}
+
+fn check_with(input: &Input<'_>, detail: Detail) -> Report {
     let lineage = lineage::replay(input.history);
     let index = HistoryIndex::new(&input.history.records);
     let mut tally = Tally::new(input.receipts);
@@ -185,7 +203,7 @@ pub fn check(input: &Input<'_>) -> Report {
     for receipt in 0..input.receipts {
         findings.clear();
         compare_receipt(input, receipt, &mut findings);
-        for anomaly in group_findings(input, &index, &lineage, findings.drain(..)) {
+        for anomaly in group_findings(input, &index, &lineage, findings.drain(..), detail) {
             tally.add(anomaly);
         }
     }
@@ -193,8 +211,10 @@ pub fn check(input: &Input<'_>) -> Report {
         tally.add(anomaly);
     }
     let mut report = tally.finish(u64::from(input.receipts));
-    for anomaly in &mut report.anomalies {
-        anomaly.excerpt = excerpt(&index, anomaly);
+    if detail == Detail::Full {
+        for anomaly in &mut report.anomalies {
+            anomaly.excerpt = excerpt(&index, anomaly);
+        }
     }
     report.anomalies.sort_by(|a, b| {
         (a.class, a.cause, a.receipt, a.collection, a.ids.first()).cmp(&(
@@ -291,9 +311,12 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
     for collection in Collection::ALL {
         let store = input.stores[collection.index()];
         let pointer = store.read_pointer();
-        let publish = store.resolve(pointer.version).ok();
+        let reader = store
+            .resolve(pointer.version)
+            .ok()
+            .map(|publish| store.reader(publish));
         for id in shape.collection_ids(receipt, collection) {
-            let entry: Option<EntryFields> = publish.and_then(|publish| store.get(publish, id));
+            let entry: Option<EntryFields> = reader.as_ref().and_then(|reader| reader.get(id));
             let Some(entry) = entry else {
                 findings.push(Finding {
                     class: Class::E,
@@ -315,7 +338,7 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                 });
             }
             if collection == Collection::Words {
-                let expected = LabelFields::derive(&input.table.label_items(id));
+                let expected = input.table.derived_label_fields(id);
                 if entry.labels != expected {
                     findings.push(Finding {
                         class: Class::L,
@@ -338,6 +361,7 @@ fn group_findings(
     index: &HistoryIndex<'_>,
     lineage: &lineage::Lineage,
     findings: impl Iterator<Item = Finding>,
+    detail: Detail,
 ) -> Vec<Anomaly> {
     let mut groups: BTreeMap<(Class, Cause, ReceiptIndex, Collection), Anomaly> = BTreeMap::new();
     for finding in findings {
@@ -363,7 +387,7 @@ fn group_findings(
                 found: String::new(),
                 excerpt: Vec::new(),
             });
-        if anomaly.id_count == 0 {
+        if anomaly.id_count == 0 && detail == Detail::Full {
             (anomaly.expected, anomaly.found) = finding.mismatch.describe();
         }
         anomaly.id_count += 1;

@@ -35,7 +35,7 @@ use crate::services::object_store::{
     Etag, FileCache, HeadMove, PublishId, SnapshotParams, SnapshotStore, VersionId as StoreVersion,
 };
 use crate::services::queue::{Queue, QueueKind, QueueParams, ReceiptHandle, Received};
-use crate::services::stream::{BatchId, StreamParams, TableStream};
+use crate::services::stream::{BatchId, ShardId, StreamParams, TableStream};
 use crate::services::table::{
     CompactionRun, ItemImage, ItemKey, ReceiptShape, StreamRecord, Table,
 };
@@ -131,13 +131,20 @@ impl EngineEvent for Event {
             Event::Arrival(_) | Event::UploadPoll => 0,
             Event::StreamPoll => 1,
             Event::QueuePoll(collection) => 2 + collection as u32,
+            // An invocation is one actor, its heartbeats included; slots are reused, so the
+            // numbers stay small.
             Event::Step { function, slot, .. } | Event::Kill { function, slot, .. } => {
-                16 + (function as u32) * 65_536 + slot.min(65_535)
+                4 + slot.min(ACTOR_SLOTS_MAX) * 3 + function as u32
             }
-            Event::Heartbeat { slot, .. } => 16 + 2 * 65_536 + slot.min(65_535),
+            Event::Heartbeat { slot, .. } => {
+                4 + slot.min(ACTOR_SLOTS_MAX) * 3 + Function::Compaction as u32
+            }
         }
     }
 }
+
+/// Invocation slots beyond this share one actor number.
+const ACTOR_SLOTS_MAX: u32 = 1 << 20;
 
 /// Slots for running invocations, reused; a generation tells stale events apart.
 struct Slots<T> {
@@ -1019,9 +1026,14 @@ impl<'a> Simulation<'a> {
     }
 
     fn poll_stream(&mut self, now: Instant) {
-        let shards = self.stream.live_shards();
         let mut started = 0u32;
-        'shards: for shard in shards {
+        // Shards are only added while polling (splits happen on writes), so a shard id past the
+        // count taken here is picked up at the next poll.
+        let shard_count = self.stream.shard_count() as u32;
+        'shards: for shard in (0..shard_count).map(ShardId) {
+            if !self.stream.is_live(shard) {
+                continue;
+            }
             while self.processor_lambda.has_capacity() {
                 if self.stream.ready_at(shard).is_none_or(|at| at > now) {
                     continue 'shards;

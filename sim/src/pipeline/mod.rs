@@ -36,6 +36,18 @@ pub struct TrialOptions {
     pub history: HistoryFilter,
     /// The trial stops after this many events (a model that never ends is reported, not hung).
     pub event_limit: u64,
+    pub report: ReportDetail,
+}
+
+/// How much of the report a trial computes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum ReportDetail {
+    /// Everything.
+    #[default]
+    Full,
+    /// No per-stage latencies and no queue samples: for trials only the oracle reads, such as
+    /// explored ones. The counters, the fingerprint and the end-to-end latencies are all there.
+    Brief,
 }
 
 impl Default for TrialOptions {
@@ -44,6 +56,7 @@ impl Default for TrialOptions {
             tie_break: TieBreak::Fifo,
             history: HistoryFilter::Off,
             event_limit: u64::MAX,
+            report: ReportDetail::Full,
         }
     }
 }
@@ -232,7 +245,7 @@ pub fn run_trial(
         History::new(options.history.clone()),
     );
     simulation.run();
-    finish(simulation)
+    finish(simulation, options.report)
 }
 
 fn stop_name(stop: Option<Stop>) -> &'static str {
@@ -243,15 +256,18 @@ fn stop_name(stop: Option<Stop>) -> &'static str {
     }
 }
 
-fn queue_report(series: &crate::metrics::Series) -> QueueReport {
+fn queue_report(series: &crate::metrics::Series, detail: ReportDetail) -> QueueReport {
     QueueReport {
         depth_max: series.depth_max(),
         oldest_age_s_max: series.oldest_age_s_max(),
-        samples: series.samples().to_vec(),
+        samples: match detail {
+            ReportDetail::Full => series.samples().to_vec(),
+            ReportDetail::Brief => Vec::new(),
+        },
     }
 }
 
-fn finish(mut simulation: Simulation<'_>) -> Trial {
+fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
     let now = simulation.engine.now();
     let mut saved = crate::metrics::Latency::new();
     let mut visible = crate::metrics::Latency::new();
@@ -303,7 +319,10 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         latency_ms: LatencyReport {
             labels_saved: saved.summary(),
             labels_visible: visible.summary(),
-            stages: simulation.stages.summaries(),
+            stages: match detail {
+                ReportDetail::Full => simulation.stages.summaries(),
+                ReportDetail::Brief => BTreeMap::new(),
+            },
         },
         never_visible,
         never_saved,
@@ -360,9 +379,9 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
             compaction: simulation.compaction_lambda.counters().in_flight_max,
         },
         queues: PerQueue {
-            upload: queue_report(&simulation.series[0]),
-            lines: queue_report(&simulation.series[1]),
-            words: queue_report(&simulation.series[2]),
+            upload: queue_report(&simulation.series[0], detail),
+            lines: queue_report(&simulation.series[1], detail),
+            words: queue_report(&simulation.series[2], detail),
         },
         backlog: Backlog {
             upload_queue: simulation.upload_queue.depth() as u64,

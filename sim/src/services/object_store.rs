@@ -387,6 +387,19 @@ struct ReadPath {
     head_side: Vec<PublishId>,
 }
 
+/// Reads one publish of a store (`SnapshotStore::reader`).
+pub struct SnapshotReader<'a> {
+    store: &'a SnapshotStore,
+    path: ReadPath,
+}
+
+impl SnapshotReader<'_> {
+    /// The fields of `id` in the publish.
+    pub fn get(&self, id: ChromaId) -> Option<EntryFields> {
+        self.store.get_on_path(&self.path, id)
+    }
+}
+
 /// The most publishes a trial may make (ids are 32-bit).
 const PUBLISHES_MAX: usize = u32::MAX as usize;
 
@@ -566,10 +579,15 @@ impl SnapshotStore {
 
     /// The fields of `id` in any readable publish.
     pub fn get(&self, publish: PublishId, id: ChromaId) -> Option<EntryFields> {
+        self.reader(publish).get(id)
+    }
+
+    /// A reader of one readable publish: finds the route to it once for many reads.
+    pub fn reader(&self, publish: PublishId) -> SnapshotReader<'_> {
         let path = self
             .read_path(publish)
             .expect("read of a publish whose deltas were dropped");
-        self.get_on_path(&path, id)
+        SnapshotReader { store: self, path }
     }
 
     /// Holds a reference to `publish` so it stays readable (a working copy holds one).

@@ -285,14 +285,20 @@ impl TableStream {
     }
 
     /// Every shard that still holds or may receive records (the shards a poller must visit).
-    pub fn live_shards(&self) -> Vec<ShardId> {
+    pub fn live_shards(&self) -> impl Iterator<Item = ShardId> + use<'_> {
         (0..self.shards.len() as u32)
             .map(ShardId)
-            .filter(|id| {
-                let shard = &self.shards[id.0 as usize];
-                !shard.closed || !shard.lanes.iter().all(Lane::is_drained)
-            })
-            .collect()
+            .filter(|shard| self.is_live(*shard))
+    }
+
+    /// Whether a shard is open or still holds records.
+    pub fn is_live(&self, shard: ShardId) -> bool {
+        !self.is_drained(shard)
+    }
+
+    /// How many shards exist, closed ones included (shard ids are `0..shard_count`).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     fn is_drained(&self, shard: ShardId) -> bool {
@@ -322,7 +328,6 @@ impl TableStream {
     /// The earliest `ready_at` over all shards, with its shard (lowest shard id on ties).
     pub fn next_ready(&self) -> Option<(Instant, ShardId)> {
         self.live_shards()
-            .into_iter()
             .filter_map(|shard| Some((self.ready_at(shard)?, shard)))
             .min()
     }

@@ -556,23 +556,32 @@ impl Table {
 
     /// Every label item of `word` (a query on the word's key prefix), in label order.
     pub fn label_items(&self, word: ChromaId) -> Vec<LabelItem> {
+        self.label_slots(word)
+            .iter()
+            .map(|slot| slot.item)
+            .collect()
+    }
+
+    /// Whether `word` has any label item.
+    pub fn has_label_items(&self, word: ChromaId) -> bool {
+        !self.label_slots(word).is_empty()
+    }
+
+    fn label_slots(&self, word: ChromaId) -> &[LabelSlot] {
         let Some(record) = self.record(word.receipt()) else {
-            return Vec::new();
+            return &[];
         };
         let local = word_local(word);
         let start = record
             .labels
             .partition_point(|slot| slot.word_local < local);
-        record.labels[start..]
-            .iter()
-            .take_while(|slot| slot.word_local == local)
-            .map(|slot| slot.item)
-            .collect()
+        let end = start + record.labels[start..].partition_point(|slot| slot.word_local == local);
+        &record.labels[start..end]
     }
 
     /// The label fields a correct compaction derives for `word` from its current items.
     pub fn derived_label_fields(&self, word: ChromaId) -> LabelFields {
-        LabelFields::derive(&self.label_items(word))
+        LabelFields::derive(self.label_slots(word).iter().map(|slot| &slot.item))
     }
 
     /// Every word of the receipt that has at least one label item, with its derived fields, ascending.
