@@ -158,7 +158,7 @@ pub struct TrialReport {
     pub seed: u64,
     pub flow: Flow,
     pub events: u64,
-    pub events_by_kind: BTreeMap<String, u64>,
+    pub events_by_kind: BTreeMap<&'static str, u64>,
     pub receipts: u64,
     pub stop: &'static str,
     pub ended_at_s: f64,
@@ -169,9 +169,9 @@ pub struct TrialReport {
     pub never_saved: u64,
     pub dead_lettered: PerQueue<u64>,
     pub lock_failures: LockFailures,
-    pub publishes: BTreeMap<String, u64>,
+    pub publishes: BTreeMap<&'static str, u64>,
     pub pointer_conflicts: u64,
-    pub pointer_moved: BTreeMap<String, u64>,
+    pub pointer_moved: BTreeMap<&'static str, u64>,
     pub throttles: PerFunction<u64>,
     pub kills: PerFunction<u64>,
     pub utilisation: PerFunction<f64>,
@@ -311,7 +311,7 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
         events_by_kind: driver::EVENT_KINDS
             .iter()
             .zip(simulation.events_by_kind)
-            .map(|(name, count)| (name.to_string(), count))
+            .map(|(name, count)| (*name, count))
             .collect(),
         receipts: simulation.receipts.len() as u64,
         stop: stop_name(simulation.engine.stop()),
@@ -340,20 +340,12 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
         },
         publishes: Collection::ALL
             .iter()
-            .map(|collection| {
-                (
-                    collection.name().to_string(),
-                    counters.publishes[collection.index()],
-                )
-            })
+            .map(|collection| (collection.name(), counters.publishes[collection.index()]))
             .collect(),
         pointer_conflicts: counters.pointer_conflicts,
         pointer_moved: [
-            (
-                "quick_check".to_string(),
-                counters.pointer_moved_at_quick_check,
-            ),
-            ("publish".to_string(), counters.pointer_moved_at_publish),
+            ("quick_check", counters.pointer_moved_at_quick_check),
+            ("publish", counters.pointer_moved_at_publish),
         ]
         .into_iter()
         .collect(),

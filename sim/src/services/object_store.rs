@@ -734,20 +734,23 @@ impl SnapshotStore {
         let path = self
             .read_path(target)
             .expect("the head moves only to readable publishes");
-        let mut finals: BTreeMap<ChromaId, Option<EntryFields>> = BTreeMap::new();
+        // Undo the head side, then redo the target side from the common ancestor down: the last
+        // value written for an id is its value in the target.
+        let mut finals: Vec<(ChromaId, Option<EntryFields>)> = Vec::new();
         for publish in &path.head_side {
-            for entry in self.node(*publish).delta.as_deref().expect("path delta") {
-                finals.insert(entry.id, entry.old);
-            }
+            let delta = self.node(*publish).delta.as_deref().expect("path delta");
+            finals.extend(delta.iter().map(|entry| (entry.id, entry.old)));
         }
         for publish in path.target_side.iter().rev() {
-            for entry in self.node(*publish).delta.as_deref().expect("path delta") {
-                finals.insert(entry.id, entry.new);
-            }
+            let delta = self.node(*publish).delta.as_deref().expect("path delta");
+            finals.extend(delta.iter().map(|entry| (entry.id, entry.new)));
         }
+        // Stable: the writes to one id stay in order.
+        finals.sort_by_key(|(id, _)| *id);
         let mut changes = Vec::with_capacity(finals.len());
         let mut writes = Vec::with_capacity(finals.len());
-        for (id, new) in finals {
+        for writes_to_id in finals.chunk_by(|a, b| a.0 == b.0) {
+            let (id, new) = *writes_to_id.last().expect("a chunk is never empty");
             let old = self.materialised.get(id);
             if old != new {
                 changes.push(EntryChange { id, old, new });
