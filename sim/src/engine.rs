@@ -103,6 +103,7 @@ impl Pct {
 }
 
 impl TieBreak {
+    #[inline]
     fn key(&mut self, actor: u32, seq: u64) -> u64 {
         match self {
             TieBreak::Fifo => 0,
@@ -228,7 +229,10 @@ impl<E: Event> Engine<E> {
             self.now
         );
         let seq = self.scheduled;
-        let key = self.tie_break.key(event.actor(), seq);
+        let key = match self.tie_break {
+            TieBreak::Fifo => 0,
+            _ => self.tie_break.key(event.actor(), seq),
+        };
         self.scheduled += 1;
         self.queue.push(Entry {
             at,

@@ -96,6 +96,7 @@ pub enum Event {
 }
 
 impl EngineEvent for Event {
+    #[inline]
     fn digest(&self) -> u64 {
         let function_tag = |function: Function| function as u64;
         match *self {
@@ -126,6 +127,7 @@ impl EngineEvent for Event {
             }
         }
     }
+    #[inline]
     fn actor(&self) -> u32 {
         match *self {
             Event::Arrival(_) | Event::UploadPoll => 0,
