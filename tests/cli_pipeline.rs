@@ -6,16 +6,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn receipt_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{assert_bad_input, receipt_sim, stderr, write};
 
 /// Runs a command that must succeed and print JSON on standard output.
 fn json(args: &[&str]) -> Value {
@@ -35,12 +28,6 @@ fn run_json(extra: &[&str]) -> Value {
     json(&args)
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn number(value: &Value, path: &str) -> f64 {
     let mut current = value;
     for key in path.split('.') {
@@ -49,18 +36,6 @@ fn number(value: &Value, path: &str) -> f64 {
     current
         .as_f64()
         .unwrap_or_else(|| panic!("`{path}` is not a number: {current}"))
-}
-
-/// Exit code 2 and one error line naming every needle, with nothing on standard output.
-fn assert_rejected(output: &Output, needles: &[&str]) {
-    let text = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.starts_with("error: "), "{text}");
-    for needle in needles {
-        assert!(text.contains(needle), "`{needle}` missing from: {text}");
-    }
-    assert!(output.stdout.is_empty(), "no work done before the error");
 }
 
 #[test]
@@ -243,7 +218,7 @@ fn impossible_knob_values_are_rejected_by_field() {
     ] {
         for command in ["run", "compare"] {
             let output = receipt_sim(&[command, "quick", "--set", set, "--json", "-"]);
-            assert_rejected(&output, &[field]);
+            assert_bad_input(&output, &[field]);
         }
     }
 }
@@ -257,7 +232,7 @@ fn an_unknown_field_is_named_with_its_file_and_line() {
         "extends = \"quick\"\nseed = 3\n\n[compaction]\nreserved_concurrency = 4\nlease_secs = 30\n",
     );
     let output = receipt_sim(&["run", &typo]);
-    assert_rejected(
+    assert_bad_input(
         &output,
         &["typo.toml:6", "compaction.lease_secs", "unknown field"],
     );
@@ -273,7 +248,7 @@ fn an_unknown_field_is_named_with_its_file_and_line() {
         "extends = \"base.toml\"\nseed = 4\n",
     );
     let output = receipt_sim(&["compare", &child]);
-    assert_rejected(&output, &["base.toml:4", "queues.visibilty_timeout"]);
+    assert_bad_input(&output, &["base.toml:4", "queues.visibilty_timeout"]);
 }
 
 #[test]

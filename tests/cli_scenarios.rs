@@ -1,37 +1,8 @@
 //! The command line as a user meets it: scenario errors, exit codes, JSON exports, determinism.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn receipt_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// Asserts exit code 2 and a single error line containing every `needle`.
-fn assert_bad_input(output: &Output, needles: &[&str]) {
-    let text = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "stderr: {text}");
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one error line expected, got: {text}");
-    assert!(lines[0].starts_with("error: "), "{text}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "`{needle}` missing from: {text}");
-    }
-    assert!(!text.contains("panicked"), "{text}");
-}
+use common::{assert_bad_input, receipt_sim, stderr, write};
 
 const SMALL_MMC: [&str; 4] = [
     "--set",

@@ -787,16 +787,7 @@ fn judging_for_kinds_finds_what_the_full_judgement_finds() {
             ..TrialOptions::default()
         };
         let trial = sim::pipeline::run_trial(&config, None, &options);
-        let input = oracle::Input {
-            table: trial.table(),
-            stores: [
-                trial.store(Collection::Lines),
-                trial.store(Collection::Words),
-            ],
-            history: &trial.history,
-            receipts: trial.report.receipts as u32,
-            quiescent: trial.report.stop == "empty",
-        };
+        let input = explore::oracle_input(&trial);
         let full = oracle::check(&input);
         let kinds = oracle::check_kinds(&input);
         racing += usize::from(!full.is_clean());

@@ -8,58 +8,31 @@
 
 use sim::entities::{ChromaId, Collection};
 use sim::oracle::{Cause, Class};
-use sim::pipeline::config::{ArrivalProcess, Burst, StallPoint};
+use sim::pipeline::config::StallPoint;
 use sim::pipeline::history::{Actor, HistoryEvent, HistoryRecord};
-use sim::pipeline::{Flow, HistoryFilter, PipelineConfig, Trial, TrialOptions, run_trial};
+use sim::pipeline::{Flow, PipelineConfig, Trial, TrialOptions, run_trial};
 use sim::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
-fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
+mod common;
+
+use common::{events, run_with_history, secs};
 
 /// The described profile, new flow: `receipts` receipts, one every `gap`, one receipt per image.
 fn spaced(receipts: u64, gap: Duration) -> PipelineConfig {
-    let mut config = PipelineConfig {
-        flow: Flow::New,
-        ..PipelineConfig::default()
-    };
-    config.workload.receipts = receipts;
-    config.workload.arrival = ArrivalProcess::Trace;
-    config.workload.trace = (0..receipts).map(|i| Duration(gap.0 * i)).collect();
-    config.workload.receipts_per_image = sim::distribution::NumberDist::constant(1.0);
-    config
+    common::spaced(new_flow(), receipts, gap)
 }
 
 /// The described profile, new flow: `receipts` receipts uploaded at once.
 fn burst(receipts: u64) -> PipelineConfig {
-    let mut config = PipelineConfig {
+    common::burst(new_flow(), receipts)
+}
+
+fn new_flow() -> PipelineConfig {
+    PipelineConfig {
         flow: Flow::New,
         ..PipelineConfig::default()
-    };
-    config.workload.receipts = receipts;
-    config.workload.arrival = ArrivalProcess::Bursts;
-    config.workload.bursts = vec![Burst {
-        at: Duration::ZERO,
-        receipts,
-    }];
-    config
-}
-
-fn run_with_history(config: &PipelineConfig) -> Trial {
-    let options = TrialOptions {
-        history: HistoryFilter::All,
-        ..TrialOptions::default()
-    };
-    run_trial(config, None, &options)
-}
-
-fn events(trial: &Trial, event: HistoryEvent) -> impl Iterator<Item = &HistoryRecord> {
-    trial
-        .history
-        .records
-        .iter()
-        .filter(move |record| record.event == event)
+    }
 }
 
 /// A message of a history detail: (collection, receipt, record sequence, kind).

@@ -4,46 +4,17 @@
 //! common random numbers.
 
 use sim::engine::TieBreak;
-use sim::pipeline::config::{ArrivalProcess, Burst, FailureReporting};
+use sim::pipeline::config::FailureReporting;
 use sim::pipeline::history::{Actor, HistoryEvent, HistoryRecord};
 use sim::pipeline::{Flow, HistoryFilter, PipelineConfig, Trial, TrialOptions, run_trial};
-use sim::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
-fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
+mod common;
 
-/// `receipts` receipts, one every `gap`, one receipt per image.
-fn spaced(mut config: PipelineConfig, receipts: u64, gap: Duration) -> PipelineConfig {
-    config.workload.receipts = receipts;
-    config.workload.arrival = ArrivalProcess::Trace;
-    config.workload.trace = (0..receipts).map(|i| Duration(gap.0 * i)).collect();
-    config.workload.receipts_per_image = sim::distribution::NumberDist::constant(1.0);
-    config
-}
-
-/// `receipts` receipts uploaded at once.
-fn burst(mut config: PipelineConfig, receipts: u64) -> PipelineConfig {
-    config.workload.receipts = receipts;
-    config.workload.arrival = ArrivalProcess::Bursts;
-    config.workload.bursts = vec![Burst {
-        at: Duration::ZERO,
-        receipts,
-    }];
-    config
-}
+use common::{burst, events, run_with_history, secs, spaced};
 
 fn run(config: &PipelineConfig) -> Trial {
     run_trial(config, None, &TrialOptions::default())
-}
-
-fn run_with_history(config: &PipelineConfig) -> Trial {
-    let options = TrialOptions {
-        history: HistoryFilter::All,
-        ..TrialOptions::default()
-    };
-    run_trial(config, None, &options)
 }
 
 /// A message token of a history detail: (receipt, record sequence, group, kind).
@@ -62,14 +33,6 @@ fn tokens(record: &HistoryRecord) -> Vec<(u32, u64, String, String)> {
             )
         })
         .collect()
-}
-
-fn events(trial: &Trial, event: HistoryEvent) -> impl Iterator<Item = &HistoryRecord> {
-    trial
-        .history
-        .records
-        .iter()
-        .filter(move |record| record.event == event)
 }
 
 #[test]

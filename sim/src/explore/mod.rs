@@ -29,7 +29,8 @@ pub fn check(trial: &Trial) -> oracle::Report {
     oracle::check(&oracle_input(trial))
 }
 
-fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
+/// What the oracle reads of a finished trial.
+pub fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
     use crate::entities::Collection;
     oracle::Input {
         table: trial.table(),
