@@ -665,16 +665,9 @@ impl<'a> Simulation<'a> {
             };
             let receipt = state.machine.unfinished()[0].receipt;
             let duration = self.upload_duration(&effect, receipt);
-            if duration > Duration::ZERO || now > self.engine.now() {
+            let deadline = state.invocation.deadline;
+            if self.defer_effect(Function::Upload, slot, generation, now, duration, deadline) {
                 state.pending = Some(effect);
-                let at = self.engine.now().max(now).add(duration);
-                self.schedule_step(
-                    Function::Upload,
-                    slot,
-                    generation,
-                    at,
-                    state.invocation.deadline,
-                );
                 self.uploads.put_back(slot, state);
                 return;
             }
@@ -979,6 +972,25 @@ impl<'a> Simulation<'a> {
     }
 
     // ----- the stream processor -----
+
+    /// Schedules the completion of an effect that takes `duration` from `now`, and says so; an
+    /// effect with no duration, asked for at the engine's present, completes at once instead.
+    fn defer_effect(
+        &mut self,
+        function: Function,
+        slot: u32,
+        generation: u32,
+        now: Instant,
+        duration: Duration,
+        deadline: Instant,
+    ) -> bool {
+        if duration == Duration::ZERO && now <= self.engine.now() {
+            return false;
+        }
+        let at = self.engine.now().max(now).add(duration);
+        self.schedule_step(function, slot, generation, at, deadline);
+        true
+    }
 
     /// Schedules the completion of an invocation's outstanding effect, or, if that lies past the
     /// invocation's deadline, its kill at the deadline (the effect then never completes).
@@ -1348,16 +1360,16 @@ impl Simulation<'_> {
             let duration = self
                 .compaction_duration(&state, &effect)
                 .saturating_add(self.take_stall(now, &mut state));
-            if duration > Duration::ZERO || now > self.engine.now() {
+            let deadline = state.invocation.deadline;
+            if self.defer_effect(
+                Function::Compaction,
+                slot,
+                generation,
+                now,
+                duration,
+                deadline,
+            ) {
                 state.pending = Some(effect);
-                let at = self.engine.now().max(now).add(duration);
-                self.schedule_step(
-                    Function::Compaction,
-                    slot,
-                    generation,
-                    at,
-                    state.invocation.deadline,
-                );
                 self.compactions.put_back(slot, state);
                 return;
             }
