@@ -1040,9 +1040,7 @@ impl<'a> Simulation<'a> {
     }
 
     fn poll_stream(&mut self, now: Instant) {
-        let mut started = 0u32;
-        // Shards are only added while polling (splits happen on writes), so a shard id past the
-        // count taken here is picked up at the next poll.
+        // The shards present when the poll begins; a shard opened later waits for the next poll.
         let shard_count = self.stream.shard_count() as u32;
         'shards: for shard in (0..shard_count).map(ShardId) {
             if !self.stream.is_live(shard) {
@@ -1055,11 +1053,9 @@ impl<'a> Simulation<'a> {
                 let Some(batch) = self.stream.next_batch(now, shard) else {
                     continue 'shards;
                 };
-                started += 1;
                 self.start_processor(now, batch);
             }
         }
-        let _ = started;
         if self.processor_lambda.has_capacity() {
             self.wake_stream(now.add(Duration(1)));
         }
