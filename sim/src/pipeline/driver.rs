@@ -973,56 +973,6 @@ impl<'a> Simulation<'a> {
 
     // ----- the stream processor -----
 
-    /// Schedules the completion of an effect that takes `duration` from `now`, and says so; an
-    /// effect with no duration, asked for at the engine's present, completes at once instead.
-    fn defer_effect(
-        &mut self,
-        function: Function,
-        slot: u32,
-        generation: u32,
-        now: Instant,
-        duration: Duration,
-        deadline: Instant,
-    ) -> bool {
-        if duration == Duration::ZERO && now <= self.engine.now() {
-            return false;
-        }
-        let at = self.engine.now().max(now).add(duration);
-        self.schedule_step(function, slot, generation, at, deadline);
-        true
-    }
-
-    /// Schedules the completion of an invocation's outstanding effect, or, if that lies past the
-    /// invocation's deadline, its kill at the deadline (the effect then never completes).
-    fn schedule_step(
-        &mut self,
-        function: Function,
-        slot: u32,
-        generation: u32,
-        at: Instant,
-        deadline: Instant,
-    ) {
-        if at > deadline {
-            self.engine.schedule_at(
-                deadline,
-                Event::Kill {
-                    function,
-                    slot,
-                    generation,
-                },
-            );
-        } else {
-            self.engine.schedule_at(
-                at,
-                Event::Step {
-                    function,
-                    slot,
-                    generation,
-                },
-            );
-        }
-    }
-
     /// The mapping takes a batch at once when one is ready (a busy poller goes straight on);
     /// otherwise it looks again on its polling cadence.
     fn wake_stream(&mut self, now: Instant) {
@@ -2115,7 +2065,57 @@ impl Simulation<'_> {
         }
     }
 
-    // ----- deadlines and heartbeats -----
+    // ----- steps, deadlines and heartbeats -----
+
+    /// Schedules the completion of an effect that takes `duration` from `now`, and says so; an
+    /// effect with no duration, asked for at the engine's present, completes at once instead.
+    fn defer_effect(
+        &mut self,
+        function: Function,
+        slot: u32,
+        generation: u32,
+        now: Instant,
+        duration: Duration,
+        deadline: Instant,
+    ) -> bool {
+        if duration == Duration::ZERO && now <= self.engine.now() {
+            return false;
+        }
+        let at = self.engine.now().max(now).add(duration);
+        self.schedule_step(function, slot, generation, at, deadline);
+        true
+    }
+
+    /// Schedules the completion of an invocation's outstanding effect, or, if that lies past the
+    /// invocation's deadline, its kill at the deadline (the effect then never completes).
+    fn schedule_step(
+        &mut self,
+        function: Function,
+        slot: u32,
+        generation: u32,
+        at: Instant,
+        deadline: Instant,
+    ) {
+        if at > deadline {
+            self.engine.schedule_at(
+                deadline,
+                Event::Kill {
+                    function,
+                    slot,
+                    generation,
+                },
+            );
+        } else {
+            self.engine.schedule_at(
+                at,
+                Event::Step {
+                    function,
+                    slot,
+                    generation,
+                },
+            );
+        }
+    }
 
     fn heartbeat(&mut self, now: Instant, slot: u32, generation: u32) {
         let Some(state) = self.compactions.get(slot, generation) else {
