@@ -3,16 +3,20 @@
 //! `scale` scenario, shortened). Both configurations are the scenario files, merged along their
 //! `extends` chain as the binary merges them.
 //!
-//! Depends on `sim`, `toml`, `mimalloc` and `criterion` only.
+//! Depends on `sim`, `toml`, `libmimalloc-sys` (through the binary's allocator) and `criterion`
+//! only.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::explore;
 use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
 use std::hint::black_box;
 
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 /// The allocator the binary uses, so that the figures are the binary's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 /// Explored trials per criterion iteration.
 const EXPLORED_TRIALS: u64 = 200;

@@ -4,6 +4,7 @@
 //! `main` is a short pipeline: parse the command line, run the command, print one error line and
 //! exit with a code by class (0 ok, 1 race found, 2 bad input, 3 backend failure).
 
+mod allocator;
 mod cli;
 mod failure;
 mod hunt_command;
@@ -18,7 +19,7 @@ mod verdict_command;
 use std::process::ExitCode;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 fn main() -> ExitCode {
     match cli::main() {

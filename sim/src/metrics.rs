@@ -189,7 +189,7 @@ impl Series {
         Series {
             interval,
             next_at: Instant::ZERO,
-            samples: Vec::with_capacity(SAMPLES_MAX),
+            samples: Vec::new(),
         }
     }
     /// Whether a sample is due at `now`.
@@ -234,6 +234,7 @@ impl Series {
 /// Every stage's histogram.
 #[derive(Clone, Debug, Default)]
 pub struct Stages {
+    /// One per stage, or none when the stages are not recorded.
     histograms: Vec<Latency>,
 }
 
@@ -243,16 +244,23 @@ impl Stages {
             histograms: Stage::ALL.iter().map(|_| Latency::new()).collect(),
         }
     }
+    /// Stages that record nothing: every histogram stays empty.
+    pub fn off() -> Stages {
+        Stages {
+            histograms: Vec::new(),
+        }
+    }
     pub fn record(&mut self, stage: Stage, latency: Duration) {
-        self.histograms[stage as usize].record(latency);
+        if let Some(histogram) = self.histograms.get_mut(stage as usize) {
+            histogram.record(latency);
+        }
     }
-    pub fn get(&self, stage: Stage) -> &Latency {
-        &self.histograms[stage as usize]
-    }
+    /// One summary per stage; none when the stages are off.
     pub fn summaries(&self) -> BTreeMap<String, LatencySummary> {
         Stage::ALL
             .iter()
-            .map(|stage| (stage.name().to_string(), self.get(*stage).summary()))
+            .zip(&self.histograms)
+            .map(|(stage, histogram)| (stage.name().to_string(), histogram.summary()))
             .collect()
     }
 }

@@ -7,7 +7,7 @@ use super::index::HistoryIndex;
 use super::lineage::Lineage;
 use super::{Class, Input};
 use crate::entities::{ChromaId, Collection};
-use crate::pipeline::history::{HistoryEvent, HistoryRecord};
+use crate::pipeline::history::HistoryEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -93,6 +93,46 @@ impl Cause {
     }
 }
 
+/// The most kinds of history event `Evidence` tells apart.
+const EVENTS_MAX: usize = 64;
+
+/// What the history says about one id, gathered in one pass over the records that touched it: for
+/// each event, whether any record of it touched the id (naming it, or its receipt naming no ids),
+/// and the position of the last record of it naming the id.
+struct Evidence {
+    /// Bit `event as u32`: some record of the event touched the id.
+    any: u64,
+    /// Per event, one past the position of the last record of it naming the id; 0 for none.
+    last_naming: [usize; EVENTS_MAX],
+}
+
+impl Evidence {
+    fn gather(index: &HistoryIndex<'_>, id: ChromaId) -> Evidence {
+        let mut evidence = Evidence {
+            any: 0,
+            last_naming: [0; EVENTS_MAX],
+        };
+        for (position, record) in index.of_id(id) {
+            let event = record.event as usize;
+            assert!(event < EVENTS_MAX, "history events fit a 64-bit set");
+            evidence.any |= 1 << event;
+            if record.ids.contains(&id) {
+                evidence.last_naming[event] = position + 1;
+            }
+        }
+        evidence
+    }
+
+    fn any(&self, event: HistoryEvent) -> bool {
+        self.any & (1 << event as u32) != 0
+    }
+
+    /// The position in the history of the last record of the event naming the id.
+    fn last_naming(&self, event: HistoryEvent) -> Option<usize> {
+        self.last_naming[event as usize].checked_sub(1)
+    }
+}
+
 /// Picks the cause of a per-id finding. The rules go from the most specific evidence to the least.
 pub fn explain(
     input: &Input<'_>,
@@ -105,17 +145,9 @@ pub fn explain(
     if let Some(loss) = lineage.loss(collection, id) {
         return loss.cause;
     }
-    let records: Vec<(usize, &HistoryRecord)> = index.of_id(id).collect();
-    // Any record of the event about the id, or about its receipt without naming ids.
-    let any = |event: HistoryEvent| records.iter().any(|(_, r)| r.event == event);
-    // The position in the history of the last record of the event naming the id.
-    let last_naming = |event: HistoryEvent| {
-        records
-            .iter()
-            .rev()
-            .find(|(_, r)| r.event == event && r.ids.contains(&id))
-            .map(|(position, _)| *position)
-    };
+    let evidence = Evidence::gather(index, id);
+    let any = |event: HistoryEvent| evidence.any(event);
+    let last_naming = |event: HistoryEvent| evidence.last_naming(event);
     if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
     }

@@ -10,7 +10,6 @@
 //! so old and new flow see the same draws (common random numbers). Depends on everything else in
 //! the crate; nothing depends on it but `pipeline::run_trial`.
 
-use super::TrialCounters;
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
     FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
@@ -24,6 +23,7 @@ use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, P
 use super::stream_processor::{ItemChange, RecordView, RoutingSettings, StreamProcessorInvocation};
 use super::upload::{ReceiptPlan, UploadInvocation, UploadNote, UploadSettings};
 use super::visibility::Visibility;
+use super::{ReportDetail, TrialCounters};
 use crate::engine::{Engine, Event as EngineEvent};
 use crate::entities::{ChromaId, Collection, LabelFields, LabelItem, ReceiptIndex};
 use crate::metrics::{Series, Stage, Stages};
@@ -284,6 +284,8 @@ pub struct Simulation<'a> {
     pub progress: Vec<Progress>,
     pub visibility: Visibility,
     pub stages: Stages,
+    /// Whether queues are sampled into `series` (not for brief reports).
+    sampling: bool,
     pub series: [Series; 3],
     pub history: History,
     pub counters: TrialCounters,
@@ -337,6 +339,7 @@ impl<'a> Simulation<'a> {
         receipts: &'a [Receipt],
         engine: Engine<Event>,
         history: History,
+        detail: ReportDetail,
     ) -> Self {
         let streams = Streams::new(config.seed);
         let stream_params = StreamParams {
@@ -419,7 +422,11 @@ impl<'a> Simulation<'a> {
             window_started: [None; 2],
             progress: vec![Progress::default(); receipts.len()],
             visibility: Visibility::new(receipts.len()),
-            stages: Stages::new(),
+            stages: match detail {
+                ReportDetail::Full => Stages::new(),
+                ReportDetail::Brief => Stages::off(),
+            },
+            sampling: detail == ReportDetail::Full,
             series: [
                 Series::new(SAMPLE_INTERVAL),
                 Series::new(SAMPLE_INTERVAL),
@@ -493,7 +500,7 @@ impl<'a> Simulation<'a> {
         };
         self.events_by_kind[kind] += 1;
         // Queues are sampled at the first event due, so sampling adds no events of its own.
-        if self.series[0].due(now) {
+        if self.sampling && self.series[0].due(now) {
             self.sample(now);
         }
         match event {

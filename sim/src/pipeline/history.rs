@@ -257,6 +257,7 @@ impl Serialize for CompactIds {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub filter: HistoryFilter,
+    /// In time order; records at the same time in the order they were written.
     pub records: Vec<HistoryRecord>,
     /// Publishes of `lines` and `words`, in publish order.
     pub publishes: [Vec<PublishRecord>; 2],
@@ -289,14 +290,24 @@ impl History {
         } else {
             detail()
         };
-        self.records.push(HistoryRecord {
+        let record = HistoryRecord {
             at,
             actor,
             event,
             receipt,
             ids: ids.to_vec(),
             detail,
-        });
+        };
+        // Some records are written when an action is decided and stamped with the time it takes
+        // effect: such a record goes after every record at or before its time, so the history
+        // stays in time order, ties in the order they were written.
+        match self.records.last() {
+            Some(last) if last.at > at => {
+                let position = self.records.partition_point(|kept| kept.at <= at);
+                self.records.insert(position, record);
+            }
+            _ => self.records.push(record),
+        }
     }
 
     pub fn publishes(&self, collection: Collection) -> &[PublishRecord] {

@@ -45,8 +45,9 @@ pub enum ReportDetail {
     /// Everything.
     #[default]
     Full,
-    /// No per-stage latencies and no queue samples: for trials only the oracle reads, such as
-    /// explored ones. The counters, the fingerprint and the end-to-end latencies are all there.
+    /// No per-stage latencies and no queue samples (so no queue depth or age maxima either): for
+    /// trials only the oracle reads, such as explored ones. The counters, the fingerprint and the
+    /// end-to-end latencies are all there.
     Brief,
 }
 
@@ -243,6 +244,7 @@ pub fn run_trial(
         receipts,
         engine,
         History::new(options.history.clone()),
+        options.report,
     );
     simulation.run();
     finish(simulation, options.report)
@@ -394,12 +396,10 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
     let Simulation {
         table,
         stores,
-        mut history,
+        history,
         ..
     } = simulation;
-    // Some records are written when an action is decided and stamped with the time it takes
-    // effect; a stable sort puts the history in time order, ties in the order they were written.
-    history.records.sort_by_key(|record| record.at);
+    debug_assert!(history.records.is_sorted_by_key(|record| record.at));
     Trial {
         report,
         latencies,
