@@ -149,12 +149,70 @@ impl<E> Ord for Entry<E> {
     }
 }
 
+/// Pending events. A trial of a few receipts has a dozen pending at a time: a vector kept sorted,
+/// the next event last, pops in constant time and inserts with a short move. A large trial can
+/// have thousands pending, where a binary heap is cheaper: the queue turns into one past
+/// `SORTED_MAX` entries and back below a quarter of that. Both give the entries in the same order.
+enum Pending<E> {
+    /// Ascending by `Entry`'s order, which is reversed: the next event is the last.
+    Sorted(Vec<Entry<E>>),
+    Heap(BinaryHeap<Entry<E>>),
+}
+
+/// The most pending events kept in a sorted vector.
+const SORTED_MAX: usize = 64;
+
+impl<E> Pending<E> {
+    fn len(&self) -> usize {
+        match self {
+            Pending::Sorted(entries) => entries.len(),
+            Pending::Heap(heap) => heap.len(),
+        }
+    }
+
+    fn push(&mut self, entry: Entry<E>) {
+        match self {
+            Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
+                let position = entries.partition_point(|kept| *kept < entry);
+                entries.insert(position, entry);
+            }
+            Pending::Sorted(entries) => {
+                let mut heap = BinaryHeap::from(std::mem::take(entries));
+                heap.push(entry);
+                *self = Pending::Heap(heap);
+            }
+            Pending::Heap(heap) => heap.push(entry),
+        }
+    }
+
+    fn peek(&self) -> Option<&Entry<E>> {
+        match self {
+            Pending::Sorted(entries) => entries.last(),
+            Pending::Heap(heap) => heap.peek(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Entry<E>> {
+        match self {
+            Pending::Sorted(entries) => entries.pop(),
+            Pending::Heap(heap) => {
+                let entry = heap.pop();
+                if heap.len() <= SORTED_MAX / 4 {
+                    let entries = std::mem::take(heap).into_sorted_vec();
+                    *self = Pending::Sorted(entries);
+                }
+                entry
+            }
+        }
+    }
+}
+
 /// The event queue and clock of one trial.
 pub struct Engine<E> {
     now: Instant,
     horizon: Instant,
     event_limit: u64,
-    queue: BinaryHeap<Entry<E>>,
+    queue: Pending<E>,
     tie_break: TieBreak,
     scheduled: u64,
     handled: u64,
@@ -169,7 +227,7 @@ impl<E: Event> Engine<E> {
             now: Instant::ZERO,
             horizon: Instant::MAX,
             event_limit: u64::MAX,
-            queue: BinaryHeap::with_capacity(64),
+            queue: Pending::Sorted(Vec::with_capacity(SORTED_MAX)),
             tie_break: TieBreak::Fifo,
             scheduled: 0,
             handled: 0,
@@ -298,6 +356,7 @@ impl<E: Event> Default for Engine<E> {
 mod tests {
     use super::*;
     use crate::random::Streams;
+    use rand::RngExt;
 
     #[derive(Debug, PartialEq)]
     struct Tick(u64);
@@ -328,6 +387,42 @@ mod tests {
         assert_eq!(drain(&mut engine), vec![(3, 2), (3, 4), (5, 1), (5, 3)]);
         assert_eq!(engine.stop(), Some(Stop::Empty));
         engine.assert_accounted();
+    }
+
+    #[test]
+    fn pending_events_leave_in_heap_order_at_every_size() {
+        // Bursts of pushes past the sorted vector's bound, interleaved with pops down to a few:
+        // the queue changes form several times and must give what a plain heap gives.
+        let mut stream = Streams::new(5).stream("pending");
+        let mut pending = Pending::Sorted(Vec::new());
+        let mut heap = BinaryHeap::new();
+        let mut seq = 0;
+        for round in 0..40u64 {
+            let pushes = stream.random_range(0..3 * SORTED_MAX as u64);
+            for _ in 0..pushes {
+                let at = Instant(stream.random_range(0..50));
+                let entry = || Entry {
+                    at,
+                    key: round % 3,
+                    seq,
+                    event: Tick(seq),
+                };
+                pending.push(entry());
+                heap.push(entry());
+                seq += 1;
+            }
+            let pops = stream.random_range(0..=pending.len() as u64);
+            for _ in 0..pops {
+                assert_eq!(pending.peek().map(|e| e.seq), heap.peek().map(|e| e.seq));
+                let (a, b) = (pending.pop().unwrap(), heap.pop().unwrap());
+                assert_eq!((a.at, a.key, a.seq), (b.at, b.key, b.seq));
+            }
+            assert_eq!(pending.len(), heap.len());
+        }
+        while let Some(b) = heap.pop() {
+            assert_eq!(pending.pop().map(|a| a.seq), Some(b.seq));
+        }
+        assert!(pending.pop().is_none());
     }
 
     #[test]
