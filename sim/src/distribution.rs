@@ -145,7 +145,18 @@ impl NumberDist {
 }
 
 impl Distribution {
+    /// The common shapes inline, the rest out of line: most draws of a trial are uniform.
+    #[inline]
     fn sample(&self, stream: &mut Stream) -> f64 {
+        match self {
+            Distribution::Constant(value) => *value,
+            Distribution::Uniform { low, high } => low + (high - low) * stream.random::<f64>(),
+            _ => self.sample_other(stream),
+        }
+    }
+
+    #[inline(never)]
+    fn sample_other(&self, stream: &mut Stream) -> f64 {
         let value = match self {
             Distribution::Constant(value) => *value,
             Distribution::Uniform { low, high } => low + (high - low) * stream.random::<f64>(),

@@ -25,56 +25,48 @@ fn positions_of<K: Ord + Copy>(map: &[(K, usize)], key: K) -> &[(K, usize)] {
     &map[start..end]
 }
 
-/// The (receipt, position) pairs of the records about a receipt that `keep` keeps, sorted by
-/// receipt, then position: a counting sort over the receipts named, which keeps the positions'
-/// ascending order within each receipt.
-fn by_receipt(
-    records: &[HistoryRecord],
-    keep: impl Fn(&HistoryRecord) -> bool,
-) -> Vec<(ReceiptIndex, usize)> {
-    let kept = || {
-        records
-            .iter()
-            .enumerate()
-            .filter(|(_, record)| keep(record))
-            .filter_map(|(position, record)| record.receipt.map(|receipt| (receipt, position)))
-    };
-    let receipts = kept()
-        .map(|(receipt, _)| receipt as usize + 1)
-        .max()
-        .unwrap_or(0);
-    // starts[receipt]: where the receipt's pairs begin in the result.
-    let mut starts = vec![0usize; receipts + 1];
-    for (receipt, _) in kept() {
-        starts[receipt as usize + 1] += 1;
-    }
-    for receipt in 0..receipts {
-        starts[receipt + 1] += starts[receipt];
-    }
-    let mut pairs = vec![(0, 0); starts[receipts]];
-    for (receipt, position) in kept() {
-        let next = &mut starts[receipt as usize];
-        pairs[*next] = (receipt, position);
-        *next += 1;
-    }
-    debug_assert!(pairs.is_sorted());
-    pairs
-}
-
 impl<'a> HistoryIndex<'a> {
     pub fn new(records: &'a [HistoryRecord]) -> HistoryIndex<'a> {
         let mut by_id = Vec::new();
+        // A counting sort by receipt, which keeps positions ascending within each receipt:
+        // count[receipt + 1] is first the number of records about the receipt, then where the
+        // receipt's records start in `by_receipt`.
+        let mut count: Vec<usize> = Vec::new();
         for (position, record) in records.iter().enumerate() {
             by_id.extend(record.ids.iter().map(|id| (*id, position)));
+            if let Some(receipt) = record.receipt {
+                let receipt = receipt as usize;
+                if count.len() < receipt + 2 {
+                    count.resize(receipt + 2, 0);
+                }
+                count[receipt + 1] += 1;
+            }
         }
+        for receipt in 1..count.len() {
+            count[receipt] += count[receipt - 1];
+        }
+        let mut by_receipt = vec![(0, 0); count.last().copied().unwrap_or(0)];
+        for (position, record) in records.iter().enumerate() {
+            if let Some(receipt) = record.receipt {
+                let next = &mut count[receipt as usize];
+                by_receipt[*next] = (receipt, position);
+                *next += 1;
+            }
+        }
+        debug_assert!(by_receipt.is_sorted());
+        let by_receipt_without_ids = by_receipt
+            .iter()
+            .filter(|(_, position)| records[*position].ids.is_empty())
+            .copied()
+            .collect();
         // A record naming an id twice is indexed once.
         by_id.sort_unstable();
         by_id.dedup();
         HistoryIndex {
             records,
             by_id,
-            by_receipt_without_ids: by_receipt(records, |record| record.ids.is_empty()),
-            by_receipt: by_receipt(records, |_| true),
+            by_receipt_without_ids,
+            by_receipt,
         }
     }
 

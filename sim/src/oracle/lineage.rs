@@ -13,7 +13,7 @@ use super::{ANOMALY_IDS_MAX, Anomaly, Cause, Class};
 use crate::entities::{ChromaId, Collection, ReceiptIndex};
 use crate::pipeline::history::{History, PointerOutcome, PublishRecord};
 use crate::time::Instant;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// How an id came to be lost.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -128,7 +128,7 @@ pub fn replay(history: &History) -> Lineage {
 }
 
 fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mut Lineage) {
-    let by_publish: BTreeMap<u64, &PublishRecord> = log.iter().map(|r| (r.publish, r)).collect();
+    let publishes = Publishes::new(log);
     let mut steps: Vec<(Instant, Step, u64)> = Vec::with_capacity(log.len() * 2);
     for record in log {
         steps.push((record.at, Step::Upload, record.publish));
@@ -139,17 +139,33 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
     steps.sort_unstable();
     // Publish 0, the empty snapshot, is visible under version 0 before anything happens.
     let mut pointer_version: u64 = 0;
-    let mut latest_under: BTreeMap<u64, u64> = BTreeMap::from([(0, 0)]);
+    // The latest publish uploaded under each version id, as (version, publish).
+    let mut latest_under: Vec<(u64, u64)> = Vec::with_capacity(log.len() + 1);
+    latest_under.push((0, 0));
     let mut visible: u64 = 0;
+    // Scratch sets of record_losses, kept across steps.
+    let mut sides = (Vec::new(), Vec::new());
     for (at, step, publish) in steps {
-        let record = by_publish[&publish];
+        let record = publishes
+            .get(publish)
+            .expect("every step names a logged publish");
         let next_visible = match step {
             Step::Upload => {
-                if let Some(replaced) = latest_under.insert(record.version, publish)
+                let replaced = match latest_under
+                    .iter_mut()
+                    .find(|(version, _)| *version == record.version)
+                {
+                    Some((_, latest)) => Some(std::mem::replace(latest, publish)),
+                    None => {
+                        latest_under.push((record.version, publish));
+                        None
+                    }
+                };
+                if let Some(replaced) = replaced
                     && replaced != publish
                 {
-                    let ids = by_publish
-                        .get(&replaced)
+                    let ids = publishes
+                        .get(replaced)
                         .map(|r| r.ids.to_vec())
                         .unwrap_or_default();
                     lineage.pointer_issues.push(PointerIssue {
@@ -181,7 +197,11 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
                     });
                 }
                 pointer_version = record.version;
-                latest_under[&record.version]
+                latest_under
+                    .iter()
+                    .find(|(version, _)| *version == record.version)
+                    .map(|(_, latest)| *latest)
+                    .expect("a promoted version was uploaded first")
             }
         };
         if next_visible != visible {
@@ -191,11 +211,11 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
                 Cause::StaleBase
             };
             record_losses(
-                &by_publish,
-                visible,
-                next_visible,
+                &publishes,
+                (visible, next_visible),
                 at,
                 cause,
+                &mut sides,
                 &mut lineage.losses[collection.index()],
             );
             visible = next_visible;
@@ -203,45 +223,70 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
     }
 }
 
-/// The publish `publish` was built on (0 for the empty snapshot and unknown publishes).
-fn base_of(by_publish: &BTreeMap<u64, &PublishRecord>, publish: u64) -> u64 {
-    by_publish.get(&publish).map_or(0, |r| r.base)
+/// A collection's publish log, looked up by publish number.
+struct Publishes<'a> {
+    /// Ascending by publish number.
+    log: &'a [PublishRecord],
 }
 
-/// Records the ids a step from `from` to `to` loses.
+impl<'a> Publishes<'a> {
+    fn new(log: &'a [PublishRecord]) -> Publishes<'a> {
+        assert!(
+            log.windows(2).all(|pair| pair[0].publish < pair[1].publish),
+            "the publish log is in publish order"
+        );
+        Publishes { log }
+    }
+
+    fn get(&self, publish: u64) -> Option<&'a PublishRecord> {
+        let position = self
+            .log
+            .binary_search_by_key(&publish, |record| record.publish)
+            .ok()?;
+        Some(&self.log[position])
+    }
+
+    /// The publish `publish` was built on (0 for the empty snapshot and unknown publishes).
+    fn base_of(&self, publish: u64) -> u64 {
+        self.get(publish).map_or(0, |r| r.base)
+    }
+}
+
+/// Records the ids a step from publish `from` to publish `to` loses. `sides` is scratch space.
 fn record_losses(
-    by_publish: &BTreeMap<u64, &PublishRecord>,
-    from: u64,
-    to: u64,
+    publishes: &Publishes<'_>,
+    (from, to): (u64, u64),
     at: Instant,
     cause: Cause,
+    sides: &mut (Vec<ChromaId>, Vec<ChromaId>),
     losses: &mut BTreeMap<ChromaId, Loss>,
 ) {
     // Walk both chains down to the common ancestor. A base always has a smaller number than the
     // publish built on it, so stepping the larger one down terminates; bound it anyway.
+    let (from_side, to_side) = sides;
+    from_side.clear();
+    to_side.clear();
     let (mut a, mut b) = (from, to);
-    let mut from_side: BTreeSet<ChromaId> = BTreeSet::new();
-    let mut to_side: BTreeSet<ChromaId> = BTreeSet::new();
-    let steps_max = by_publish.len() * 2 + 2;
+    let steps_max = publishes.log.len() * 2 + 2;
     for _ in 0..steps_max {
         if a == b {
             break;
         }
         if a > b {
-            if let Some(record) = by_publish.get(&a) {
+            if let Some(record) = publishes.get(a) {
                 from_side.extend(record.ids.iter());
             }
-            let base = base_of(by_publish, a);
+            let base = publishes.base_of(a);
             assert!(
                 base < a || a == 0,
                 "publish {a} is built on a later publish {base}"
             );
             a = base;
         } else {
-            if let Some(record) = by_publish.get(&b) {
+            if let Some(record) = publishes.get(b) {
                 to_side.extend(record.ids.iter());
             }
-            let base = base_of(by_publish, b);
+            let base = publishes.base_of(b);
             assert!(
                 base < b || b == 0,
                 "publish {b} is built on a later publish {base}"
@@ -250,12 +295,17 @@ fn record_losses(
         }
     }
     assert_eq!(a, b, "publish chains of {from} and {to} never met");
-    for id in from_side.difference(&to_side) {
-        losses.entry(*id).or_insert(Loss {
-            at,
-            from,
-            to,
-            cause,
-        });
+    from_side.sort_unstable();
+    from_side.dedup();
+    to_side.sort_unstable();
+    for id in from_side.iter() {
+        if to_side.binary_search(id).is_err() {
+            losses.entry(*id).or_insert(Loss {
+                at,
+                from,
+                to,
+                cause,
+            });
+        }
     }
 }

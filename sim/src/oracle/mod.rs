@@ -25,7 +25,7 @@ use index::HistoryIndex;
 
 use crate::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
 use crate::pipeline::history::{History, HistoryRecord};
-use crate::services::object_store::SnapshotStore;
+use crate::services::object_store::{SnapshotReader, SnapshotStore};
 use crate::services::table::Table;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -199,10 +199,16 @@ fn check_with(input: &Input<'_>, detail: Detail) -> Report {
     let lineage = lineage::replay(input.history);
     let index = HistoryIndex::new(&input.history.records);
     let mut tally = Tally::new(input.receipts);
+    let readers = input.stores.map(|store| {
+        store
+            .resolve(store.read_pointer().version)
+            .ok()
+            .map(|publish| store.reader(publish))
+    });
     let mut findings: Vec<Finding> = Vec::new();
     for receipt in 0..input.receipts {
         findings.clear();
-        compare_receipt(input, receipt, &mut findings);
+        compare_receipt(input, &readers, receipt, &mut findings);
         for anomaly in group_findings(input, &index, &lineage, findings.drain(..), detail) {
             tally.add(anomaly);
         }
@@ -298,8 +304,14 @@ impl Tally {
     }
 }
 
-/// Compares one receipt's ids in both collections with the table.
-fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<Finding>) {
+/// Compares one receipt's ids in both collections with the table. `readers` read the snapshot each
+/// collection's pointer names (none if the pointer names no readable publish).
+fn compare_receipt(
+    input: &Input<'_>,
+    readers: &[Option<SnapshotReader<'_>>; 2],
+    receipt: ReceiptIndex,
+    findings: &mut Vec<Finding>,
+) {
     let Some(shape) = input.table.shape(receipt) else {
         return;
     };
@@ -309,14 +321,9 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
     }
     let merchant_expected = input.table.metadata(receipt).unwrap_or(0);
     for collection in Collection::ALL {
-        let store = input.stores[collection.index()];
-        let pointer = store.read_pointer();
-        let reader = store
-            .resolve(pointer.version)
-            .ok()
-            .map(|publish| store.reader(publish));
-        for id in shape.collection_ids(receipt, collection) {
-            let entry: Option<EntryFields> = reader.as_ref().and_then(|reader| reader.get(id));
+        let reader = readers[collection.index()].as_ref();
+        let mut compare = |id: ChromaId| {
+            let entry: Option<EntryFields> = reader.and_then(|reader| reader.get(id));
             let Some(entry) = entry else {
                 findings.push(Finding {
                     class: Class::E,
@@ -324,7 +331,7 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                     id,
                     mismatch: Mismatch::Absent,
                 });
-                continue;
+                return;
             };
             if entry.merchant != merchant_expected {
                 findings.push(Finding {
@@ -351,6 +358,10 @@ fn compare_receipt(input: &Input<'_>, receipt: ReceiptIndex, findings: &mut Vec<
                     });
                 }
             }
+        };
+        match collection {
+            Collection::Lines => shape.line_ids(receipt).for_each(&mut compare),
+            Collection::Words => shape.embedded_word_ids(receipt).for_each(&mut compare),
         }
     }
 }

@@ -618,7 +618,8 @@ impl<'a> Simulation<'a> {
             }
             let dead_before = self.upload_queue.dead_letters().len();
             let received = self.upload_queue.receive(now, batch_size);
-            if !self.history.filter.is_off() {
+            if !self.history.filter.is_off() && self.upload_queue.dead_letters().len() > dead_before
+            {
                 for index in dead_before..self.upload_queue.dead_letters().len() {
                     let receipt = self.upload_queue.dead_letters()[index].body;
                     self.history.record(
@@ -945,7 +946,12 @@ impl<'a> Simulation<'a> {
         let appended = !records.is_empty();
         // The word ids of label writes, for the history (only built when it is kept).
         let mut label_words: Vec<ChromaId> = Vec::new();
-        if appended && self.history.filter.wants(Some(receipt)) {
+        if appended
+            && self
+                .history
+                .filter
+                .wants(HistoryEvent::TableWrite, Some(receipt))
+        {
             label_words.extend(records.iter().filter_map(|record| match record.key {
                 ItemKey::Label { word, .. } => Some(word),
                 _ => None,
@@ -2235,7 +2241,7 @@ impl Simulation<'_> {
             return false;
         }
         self.counters.throttles_injected += 1;
-        if !self.history.filter.is_off() {
+        if self.history.filter.wants(HistoryEvent::Throttled, None) {
             let messages: Vec<Message> = received.iter().map(|message| message.body).collect();
             let actor = Actor::Queue { collection };
             let event = HistoryEvent::Throttled;
@@ -2374,7 +2380,7 @@ impl Simulation<'_> {
         };
         for run in messages.chunk_by(same_run) {
             let receipt = run[0].receipt;
-            if !self.history.filter.wants(Some(receipt)) {
+            if !self.history.filter.wants(event, Some(receipt)) {
                 continue;
             }
             let ids: Vec<ChromaId> = run.iter().filter_map(message_word).collect();

@@ -16,8 +16,9 @@ pub enum HistoryFilter {
     #[default]
     Off,
     All,
-    /// Every record, without the `detail` text: what the oracle needs to explain anomalies,
-    /// at a fraction of the cost (exploration of small trials).
+    /// The records the oracle's cause rules read (`HistoryEvent::is_evidence`), without the
+    /// `detail` text: what explaining anomalies needs, at a fraction of the cost (exploration
+    /// of small trials). Excerpts need more: a trial judged for people keeps `Receipts`.
     Evidence,
     /// Only records about these receipts (and records about no receipt, such as publishes).
     Receipts(BTreeSet<ReceiptIndex>),
@@ -27,11 +28,12 @@ impl HistoryFilter {
     pub fn is_off(&self) -> bool {
         *self == HistoryFilter::Off
     }
-    /// Whether a record about `receipt` is kept.
-    pub fn wants(&self, receipt: Option<ReceiptIndex>) -> bool {
+    /// Whether a record of `event` about `receipt` is kept.
+    pub fn wants(&self, event: HistoryEvent, receipt: Option<ReceiptIndex>) -> bool {
         match (self, receipt) {
             (HistoryFilter::Off, _) => false,
-            (HistoryFilter::All | HistoryFilter::Evidence, _) => true,
+            (HistoryFilter::All, _) => true,
+            (HistoryFilter::Evidence, _) => event.is_evidence(),
             (HistoryFilter::Receipts(_), None) => true,
             (HistoryFilter::Receipts(receipts), Some(receipt)) => receipts.contains(&receipt),
         }
@@ -112,6 +114,25 @@ pub enum HistoryEvent {
     StreamRetried,
     /// Injected: a compaction invocation start was throttled after the mapping received the batch.
     Throttled,
+}
+
+impl HistoryEvent {
+    /// Whether the oracle's cause rules (`oracle::cause`) read records of this event; the
+    /// evidence filter keeps only these.
+    pub fn is_evidence(self) -> bool {
+        matches!(
+            self,
+            HistoryEvent::TableWrite
+                | HistoryEvent::DeltaLost
+                | HistoryEvent::MessagesSent
+                | HistoryEvent::DeltaMerged
+                | HistoryEvent::LabelsUpdated
+                | HistoryEvent::LabelsDeleted
+                | HistoryEvent::MerchantUpdated
+                | HistoryEvent::EmbeddingNotFound
+                | HistoryEvent::DeadLettered
+        )
+    }
 }
 
 fn serialize_instant<S: Serializer>(at: &Instant, serializer: S) -> Result<S::Ok, S::Error> {
@@ -282,7 +303,7 @@ impl History {
         ids: &[ChromaId],
         detail: impl FnOnce() -> String,
     ) {
-        if !self.filter.wants(receipt) {
+        if !self.filter.wants(event, receipt) {
             return;
         }
         let detail = if self.filter == HistoryFilter::Evidence {
