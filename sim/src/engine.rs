@@ -150,7 +150,8 @@ impl<E> Ord for Entry<E> {
 }
 
 /// Pending events. A trial of a few receipts has a dozen pending at a time: a vector kept sorted,
-/// the next event last, pops in constant time and inserts with a short move. A large trial can
+/// the next event last, pops in constant time, and inserts with a short search and move (most new
+/// events are due first). A large trial can
 /// have thousands pending, where a binary heap is cheaper: the queue turns into one past
 /// `SORTED_MAX` entries and back below a quarter of that. Both give the entries in the same order.
 enum Pending<E> {
@@ -173,8 +174,17 @@ impl<E> Pending<E> {
     fn push(&mut self, entry: Entry<E>) {
         match self {
             Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
-                let position = entries.partition_point(|kept| *kept < entry);
-                entries.insert(position, entry);
+                // Most new events are due before every pending one, or nearly: search from the
+                // end, where the next events are.
+                let mut position = entries.len();
+                while position > 0 && entries[position - 1] > entry {
+                    position -= 1;
+                }
+                if position == entries.len() {
+                    entries.push(entry);
+                } else {
+                    entries.insert(position, entry);
+                }
             }
             Pending::Sorted(entries) => {
                 let mut heap = BinaryHeap::from(std::mem::take(entries));

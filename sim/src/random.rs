@@ -24,11 +24,13 @@ impl Streams {
     }
 
     /// The stream called `name`.
+    #[inline]
     pub fn stream(&self, name: &str) -> Stream {
         self.stream_indexed(name, 0)
     }
 
     /// The `index`-th stream called `name` (for example one per replication or per receipt).
+    #[inline]
     pub fn stream_indexed(&self, name: &str, index: u64) -> Stream {
         let key = mix64(self.seed ^ mix64(fnv1a(name.as_bytes()) ^ mix64(index)));
         Stream::seed_from_u64(key)
@@ -36,6 +38,7 @@ impl Streams {
 }
 
 /// FNV-1a over bytes: a stable, platform-independent name hash.
+#[inline]
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
@@ -46,6 +49,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The SplitMix64 finaliser: a bijective mix of 64 bits.
+#[inline]
 pub fn mix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

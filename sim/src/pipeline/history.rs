@@ -195,11 +195,52 @@ pub struct PublishRecord {
 }
 
 /// A sorted set of ids stored as LEB128 varints of the gaps between them (ids of one receipt lie
-/// close together, so most take one or two bytes instead of eight). Serialised as a list of ids.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// close together, so most take one or two bytes instead of eight). A few ids fit in the value
+/// itself; more go to the heap. Serialised as a list of ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactIds {
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     len: u32,
+}
+
+/// The encoded gaps: inline when they fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Bytes {
+    Inline { used: u8, data: [u8; INLINE_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+/// The most encoded bytes kept in the value itself.
+const INLINE_BYTES: usize = 22;
+
+impl Default for CompactIds {
+    fn default() -> Self {
+        CompactIds {
+            bytes: Bytes::Inline {
+                used: 0,
+                data: [0; INLINE_BYTES],
+            },
+            len: 0,
+        }
+    }
+}
+
+/// Calls `emit` with each byte of the LEB128 encoding of the gaps between `ids`.
+fn encode_gaps(ids: &[ChromaId], mut emit: impl FnMut(u8)) {
+    let mut previous = 0u64;
+    for id in ids {
+        let mut gap = id.0 - previous;
+        previous = id.0;
+        loop {
+            let byte = (gap & 0x7f) as u8;
+            gap >>= 7;
+            if gap == 0 {
+                emit(byte);
+                break;
+            }
+            emit(byte | 0x80);
+        }
+    }
 }
 
 impl CompactIds {
@@ -209,26 +250,37 @@ impl CompactIds {
             ids.windows(2).all(|pair| pair[0] < pair[1]),
             "ids must be sorted and distinct"
         );
-        let mut bytes = Vec::with_capacity(ids.len() * 2);
-        let mut previous = 0u64;
-        for id in ids {
-            let mut gap = id.0 - previous;
-            previous = id.0;
-            loop {
-                let byte = (gap & 0x7f) as u8;
-                gap >>= 7;
-                if gap == 0 {
-                    bytes.push(byte);
-                    break;
-                }
-                bytes.push(byte | 0x80);
+        let mut size = 0;
+        encode_gaps(ids, |_| size += 1);
+        let bytes = if size <= INLINE_BYTES {
+            let mut data = [0; INLINE_BYTES];
+            let mut used = 0;
+            encode_gaps(ids, |byte| {
+                data[used] = byte;
+                used += 1;
+            });
+            Bytes::Inline {
+                used: used as u8,
+                data,
             }
-        }
+        } else {
+            let mut heap = Vec::with_capacity(size);
+            encode_gaps(ids, |byte| heap.push(byte));
+            Bytes::Heap(heap.into_boxed_slice())
+        };
         CompactIds {
-            bytes: bytes.into_boxed_slice(),
+            bytes,
             len: ids.len() as u32,
         }
     }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Inline { used, data } => &data[..*used as usize],
+            Bytes::Heap(heap) => heap,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len as usize
     }
@@ -237,13 +289,14 @@ impl CompactIds {
     }
     /// The ids in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = ChromaId> + '_ {
+        let bytes = self.bytes();
         let mut position = 0usize;
         let mut previous = 0u64;
         (0..self.len).map(move |_| {
             let mut gap = 0u64;
             let mut shift = 0;
             loop {
-                let byte = self.bytes[position];
+                let byte = bytes[position];
                 position += 1;
                 gap |= u64::from(byte & 0x7f) << shift;
                 shift += 7;
@@ -263,8 +316,12 @@ impl CompactIds {
             .take_while(|candidate| *candidate <= id)
             .any(|candidate| candidate == id)
     }
+    /// The bytes held on the heap (none while the encoding fits inline).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.len()
+        match &self.bytes {
+            Bytes::Inline { .. } => 0,
+            Bytes::Heap(heap) => heap.len(),
+        }
     }
 }
 
@@ -355,6 +412,16 @@ mod tests {
         assert!(compact.contains(ChromaId::word(7, 3, 9)));
         assert!(!compact.contains(ChromaId::word(7, 3, 8)));
         assert!(compact.heap_bytes() < 5 * 8);
+        // A receipt's few ids stay inline; many go to the heap, and read back the same.
+        let few = CompactIds::from_sorted(&ids[..3]);
+        assert_eq!(few.heap_bytes(), 0);
+        assert_eq!(few.to_vec(), ids[..3]);
+        let many: Vec<ChromaId> = (1..=40).map(|word| ChromaId::word(9, 1, word)).collect();
+        let compact = CompactIds::from_sorted(&many);
+        assert!(compact.heap_bytes() > 0);
+        assert_eq!(compact.to_vec(), many);
+        assert!(compact.contains(ChromaId::word(9, 1, 39)));
+        assert_eq!(CompactIds::default().to_vec(), Vec::new());
     }
 
     #[test]
