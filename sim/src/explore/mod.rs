@@ -13,7 +13,7 @@ use crate::pipeline::{
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
 use crate::workload::Receipt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// The most affected receipts whose history a judged trial records to explain its anomalies.
 pub const EXPLAINED_RECEIPTS_MAX: usize = 256;
@@ -191,17 +191,21 @@ pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
 
 /// Distinct receipts affected per (class, cause).
 pub fn affected_by_kind(report: &oracle::Report) -> Vec<((Class, Cause), u64)> {
-    let mut receipts: BTreeMap<(Class, Cause), BTreeSet<Option<u32>>> = BTreeMap::new();
-    for anomaly in &report.anomalies {
-        receipts
-            .entry((anomaly.class, anomaly.cause))
-            .or_default()
-            .insert(anomaly.receipt);
+    let mut pairs: Vec<((Class, Cause), Option<u32>)> = report
+        .anomalies
+        .iter()
+        .map(|anomaly| ((anomaly.class, anomaly.cause), anomaly.receipt))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut affected: Vec<((Class, Cause), u64)> = Vec::new();
+    for (kind, _) in pairs {
+        match affected.last_mut() {
+            Some((last, count)) if *last == kind => *count += 1,
+            _ => affected.push((kind, 1)),
+        }
     }
-    receipts
-        .into_iter()
-        .map(|(kind, set)| (kind, set.len() as u64))
-        .collect()
+    affected
 }
 
 /// The most trials one shrink may run.

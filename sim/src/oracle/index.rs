@@ -1,21 +1,39 @@
 //! An index of a trial's history by id and by receipt, built once per judgement so that explaining
-//! thousands of findings does not scan the whole history for each.
+//! thousands of findings does not scan the whole history for each. A short history is scanned
+//! instead: that costs less than building the maps.
 //!
 //! Depends on `entities` and `pipeline::history`.
 
 use crate::entities::{ChromaId, ReceiptIndex};
 use crate::pipeline::history::HistoryRecord;
 
-/// Each map is one vector of (key, record position) pairs sorted by key, then position: three
-/// allocations however many ids the history names.
+/// Histories of at most this many records are scanned, not indexed.
+const SCAN_RECORDS_MAX: usize = 64;
+
 pub struct HistoryIndex<'a> {
     records: &'a [HistoryRecord],
+    /// `None` for a history short enough to scan.
+    maps: Option<Maps>,
+}
+
+/// Each map is one vector of (key, record position) pairs sorted by key, then position: a few
+/// allocations however many ids the history names.
+struct Maps {
     /// Records naming the id, in order.
     by_id: Vec<(ChromaId, usize)>,
     /// Records about the receipt that name no id, in order.
     by_receipt_without_ids: Vec<(ReceiptIndex, usize)>,
     /// Every record about the receipt, in order.
     by_receipt: Vec<(ReceiptIndex, usize)>,
+}
+
+/// Whether a record touched `id`: it names it, or it is about its receipt and names no id.
+fn touches(record: &HistoryRecord, id: ChromaId) -> bool {
+    if record.ids.is_empty() {
+        record.receipt == Some(id.receipt())
+    } else {
+        record.ids.contains(&id)
+    }
 }
 
 /// The positions stored under `key`, in order.
@@ -27,6 +45,22 @@ fn positions_of<K: Ord + Copy>(map: &[(K, usize)], key: K) -> &[(K, usize)] {
 
 impl<'a> HistoryIndex<'a> {
     pub fn new(records: &'a [HistoryRecord]) -> HistoryIndex<'a> {
+        let maps = (records.len() > SCAN_RECORDS_MAX).then(|| Maps::new(records));
+        HistoryIndex { records, maps }
+    }
+
+    /// Always builds the maps, however short the history (to test both ways).
+    #[cfg(test)]
+    fn indexed(records: &'a [HistoryRecord]) -> HistoryIndex<'a> {
+        HistoryIndex {
+            records,
+            maps: Some(Maps::new(records)),
+        }
+    }
+}
+
+impl Maps {
+    fn new(records: &[HistoryRecord]) -> Maps {
         let mut by_id = Vec::new();
         // A counting sort by receipt, which keeps positions ascending within each receipt:
         // count[receipt + 1] is first the number of records about the receipt, then where the
@@ -62,43 +96,71 @@ impl<'a> HistoryIndex<'a> {
         // A record naming an id twice is indexed once.
         by_id.sort_unstable();
         by_id.dedup();
-        HistoryIndex {
-            records,
+        Maps {
             by_id,
             by_receipt_without_ids,
             by_receipt,
         }
     }
+}
 
+impl<'a> HistoryIndex<'a> {
     /// The records that touched `id`, in order, with their positions: those naming it, and those
-    /// about its receipt naming no id. Allocates nothing (a merge of two sorted runs).
+    /// about its receipt naming no id. Allocates nothing (a scan, or a merge of two sorted runs).
     pub fn of_id(&self, id: ChromaId) -> impl Iterator<Item = (usize, &'a HistoryRecord)> + '_ {
-        let mut naming = positions_of(&self.by_id, id)
-            .iter()
-            .map(|(_, p)| *p)
-            .peekable();
-        let mut receipt = positions_of(&self.by_receipt_without_ids, id.receipt())
-            .iter()
-            .map(|(_, p)| *p)
-            .peekable();
-        // The two runs are disjoint: one holds records naming ids, the other records naming none.
-        std::iter::from_fn(move || match (naming.peek(), receipt.peek()) {
-            (Some(a), Some(b)) if a < b => naming.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => receipt.next(),
-            (Some(_), None) => naming.next(),
-            (None, None) => None,
-        })
-        .map(|position| (position, &self.records[position]))
+        let records = self.records;
+        let scanned = self.maps.is_none().then(|| {
+            records
+                .iter()
+                .enumerate()
+                .filter(move |(_, record)| touches(record, id))
+        });
+        let merged = self.maps.as_ref().map(|maps| {
+            let mut naming = positions_of(&maps.by_id, id)
+                .iter()
+                .map(|(_, p)| *p)
+                .peekable();
+            let mut receipt = positions_of(&maps.by_receipt_without_ids, id.receipt())
+                .iter()
+                .map(|(_, p)| *p)
+                .peekable();
+            // The two runs are disjoint: one holds records naming ids, the other records naming
+            // none.
+            std::iter::from_fn(move || match (naming.peek(), receipt.peek()) {
+                (Some(a), Some(b)) if a < b => naming.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => receipt.next(),
+                (Some(_), None) => naming.next(),
+                (None, None) => None,
+            })
+            .map(|position| (position, &records[position]))
+        });
+        scanned
+            .into_iter()
+            .flatten()
+            .chain(merged.into_iter().flatten())
     }
 
     /// The records that touched any of `ids`, or `receipt` without naming ids, in order.
     pub fn of_ids(&self, ids: &[ChromaId], receipt: ReceiptIndex) -> Vec<&'a HistoryRecord> {
+        let Some(maps) = &self.maps else {
+            return self
+                .records
+                .iter()
+                .filter(|record| {
+                    if record.ids.is_empty() {
+                        record.receipt == Some(receipt)
+                    } else {
+                        record.ids.iter().any(|id| ids.contains(id))
+                    }
+                })
+                .collect();
+        };
         let mut positions: Vec<usize> = ids
             .iter()
-            .flat_map(|id| positions_of(&self.by_id, *id))
+            .flat_map(|id| positions_of(&maps.by_id, *id))
             .map(|(_, position)| *position)
             .chain(
-                positions_of(&self.by_receipt_without_ids, receipt)
+                positions_of(&maps.by_receipt_without_ids, receipt)
                     .iter()
                     .map(|(_, position)| *position),
             )
@@ -116,8 +178,79 @@ impl<'a> HistoryIndex<'a> {
         &self,
         receipt: ReceiptIndex,
     ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
-        positions_of(&self.by_receipt, receipt)
-            .iter()
-            .map(|(_, position)| &self.records[*position])
+        let records = self.records;
+        let scanned = self.maps.is_none().then(|| {
+            records
+                .iter()
+                .filter(move |record| record.receipt == Some(receipt))
+        });
+        let indexed = self.maps.as_ref().map(|maps| {
+            positions_of(&maps.by_receipt, receipt)
+                .iter()
+                .map(|(_, position)| &records[*position])
+        });
+        scanned
+            .into_iter()
+            .flatten()
+            .chain(indexed.into_iter().flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::history::{Actor, HistoryEvent};
+    use crate::random::Streams;
+    use crate::time::Instant;
+    use rand::RngExt;
+
+    /// Scanning and indexing give the same records, in the same order, on random histories.
+    #[test]
+    fn scanning_finds_what_the_maps_find() {
+        let mut stream = Streams::new(3).stream("history-index");
+        let id = |receipt: u32, word: u32| ChromaId::word(receipt, 1, word);
+        for _ in 0..50 {
+            let records: Vec<HistoryRecord> = (0..stream.random_range(0..40))
+                .map(|at| {
+                    let receipt = stream.random_range(0..4u32);
+                    let mut ids: Vec<ChromaId> = (0..stream.random_range(0..3))
+                        .map(|_| id(receipt, stream.random_range(1..4)))
+                        .collect();
+                    ids.sort_unstable();
+                    HistoryRecord {
+                        at: Instant(at),
+                        actor: Actor::Workload,
+                        event: HistoryEvent::TableWrite,
+                        receipt: (stream.random_range(0..5) > 0).then_some(receipt),
+                        ids,
+                        detail: String::new(),
+                    }
+                })
+                .collect();
+            let scanned = HistoryIndex::new(&records);
+            assert!(scanned.maps.is_none());
+            let indexed = HistoryIndex::indexed(&records);
+            for receipt in 0..4 {
+                let of_receipt = |index: &HistoryIndex<'_>| -> Vec<*const HistoryRecord> {
+                    index.of_receipt(receipt).map(|r| r as *const _).collect()
+                };
+                assert_eq!(of_receipt(&scanned), of_receipt(&indexed));
+                for word in 1..4 {
+                    let of_id = |index: &HistoryIndex<'_>| -> Vec<usize> {
+                        index.of_id(id(receipt, word)).map(|(p, _)| p).collect()
+                    };
+                    assert_eq!(of_id(&scanned), of_id(&indexed));
+                    let ids = [id(receipt, word), id(receipt, 3)];
+                    let of_ids = |index: &HistoryIndex<'_>| -> Vec<*const HistoryRecord> {
+                        index
+                            .of_ids(&ids, receipt)
+                            .into_iter()
+                            .map(|r| r as *const _)
+                            .collect()
+                    };
+                    assert_eq!(of_ids(&scanned), of_ids(&indexed));
+                }
+            }
+        }
     }
 }

@@ -374,7 +374,8 @@ fn group_findings(
     findings: impl Iterator<Item = Finding>,
     detail: Detail,
 ) -> Vec<Anomaly> {
-    let mut groups: BTreeMap<(Class, Cause, ReceiptIndex, Collection), Anomaly> = BTreeMap::new();
+    // One receipt's findings make a few groups: a vector searched in order is cheaper than a map.
+    let mut groups: Vec<((Class, Cause, ReceiptIndex, Collection), Anomaly)> = Vec::new();
     for finding in findings {
         let receipt = finding.id.receipt();
         let cause = cause::explain(
@@ -385,19 +386,28 @@ fn group_findings(
             finding.collection,
             finding.id,
         );
-        let anomaly = groups
-            .entry((finding.class, cause, receipt, finding.collection))
-            .or_insert_with(|| Anomaly {
-                class: finding.class,
-                cause,
-                collection: Some(finding.collection),
-                receipt: Some(receipt),
-                id_count: 0,
-                ids: Vec::new(),
-                expected: String::new(),
-                found: String::new(),
-                excerpt: Vec::new(),
-            });
+        let key = (finding.class, cause, receipt, finding.collection);
+        let position = match groups.iter().position(|(group, _)| *group == key) {
+            Some(position) => position,
+            None => {
+                groups.push((
+                    key,
+                    Anomaly {
+                        class: finding.class,
+                        cause,
+                        collection: Some(finding.collection),
+                        receipt: Some(receipt),
+                        id_count: 0,
+                        ids: Vec::new(),
+                        expected: String::new(),
+                        found: String::new(),
+                        excerpt: Vec::new(),
+                    },
+                ));
+                groups.len() - 1
+            }
+        };
+        let anomaly = &mut groups[position].1;
         if anomaly.id_count == 0 && detail == Detail::Full {
             (anomaly.expected, anomaly.found) = finding.mismatch.describe();
         }
@@ -406,7 +416,8 @@ fn group_findings(
             anomaly.ids.push(finding.id);
         }
     }
-    groups.into_values().collect()
+    groups.sort_by_key(|(key, _)| *key);
+    groups.into_iter().map(|(_, anomaly)| anomaly).collect()
 }
 
 /// Every record that touched the anomaly's listed ids (or its receipt, for records naming no id),
