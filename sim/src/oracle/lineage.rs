@@ -139,9 +139,13 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
     steps.sort_unstable();
     // Publish 0, the empty snapshot, is visible under version 0 before anything happens.
     let mut pointer_version: u64 = 0;
-    // The latest publish uploaded under each version id, as (version, publish).
+    // The latest publish uploaded under each version id, as (version, publish) sorted by version
+    // (version ids grow with time, so most uploads append).
     let mut latest_under: Vec<(u64, u64)> = Vec::with_capacity(log.len() + 1);
     latest_under.push((0, 0));
+    let find = |latest_under: &[(u64, u64)], version: u64| {
+        latest_under.binary_search_by_key(&version, |(version, _)| *version)
+    };
     let mut visible: u64 = 0;
     // Scratch sets of record_losses, kept across steps.
     let mut sides = (Vec::new(), Vec::new());
@@ -151,13 +155,10 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
             .expect("every step names a logged publish");
         let next_visible = match step {
             Step::Upload => {
-                let replaced = match latest_under
-                    .iter_mut()
-                    .find(|(version, _)| *version == record.version)
-                {
-                    Some((_, latest)) => Some(std::mem::replace(latest, publish)),
-                    None => {
-                        latest_under.push((record.version, publish));
+                let replaced = match find(&latest_under, record.version) {
+                    Ok(position) => Some(std::mem::replace(&mut latest_under[position].1, publish)),
+                    Err(position) => {
+                        latest_under.insert(position, (record.version, publish));
                         None
                     }
                 };
@@ -197,11 +198,9 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
                     });
                 }
                 pointer_version = record.version;
-                latest_under
-                    .iter()
-                    .find(|(version, _)| *version == record.version)
-                    .map(|(_, latest)| *latest)
-                    .expect("a promoted version was uploaded first")
+                let position = find(&latest_under, record.version)
+                    .expect("a promoted version was uploaded first");
+                latest_under[position].1
             }
         };
         if next_visible != visible {

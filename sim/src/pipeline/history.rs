@@ -331,12 +331,19 @@ impl Serialize for CompactIds {
     }
 }
 
+/// How far back a record written out of time order is moved into place at once; one further back
+/// leaves the history to be sorted when the trial ends.
+const INSERT_DISPLACEMENT_MAX: usize = 64;
+
 /// The history of one trial.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub filter: HistoryFilter,
-    /// In time order; records at the same time in the order they were written.
+    /// In time order once the trial is over; records at the same time in the order they were
+    /// written.
     pub records: Vec<HistoryRecord>,
+    /// Whether a record was written too far out of time order to move into place.
+    unsorted: bool,
     /// Publishes of `lines` and `words`, in publish order.
     pub publishes: [Vec<PublishRecord>; 2],
 }
@@ -346,6 +353,7 @@ impl History {
         History {
             filter,
             records: Vec::new(),
+            unsorted: false,
             publishes: [Vec::new(), Vec::new()],
         }
     }
@@ -378,14 +386,29 @@ impl History {
         };
         // Some records are written when an action is decided and stamped with the time it takes
         // effect: such a record goes after every record at or before its time, so the history
-        // stays in time order, ties in the order they were written.
+        // stays in time order, ties in the order they were written. A record that lands far back
+        // leaves the order to one stable sort at the end (`finish`).
         match self.records.last() {
-            Some(last) if last.at > at => {
+            Some(last) if last.at > at && !self.unsorted => {
                 let position = self.records.partition_point(|kept| kept.at <= at);
-                self.records.insert(position, record);
+                if self.records.len() - position <= INSERT_DISPLACEMENT_MAX {
+                    self.records.insert(position, record);
+                } else {
+                    self.unsorted = true;
+                    self.records.push(record);
+                }
             }
             _ => self.records.push(record),
         }
+    }
+
+    /// Puts the records in time order, ties in the order they were written.
+    pub fn finish(&mut self) {
+        if self.unsorted {
+            self.records.sort_by_key(|record| record.at);
+            self.unsorted = false;
+        }
+        debug_assert!(self.records.is_sorted_by_key(|record| record.at));
     }
 
     pub fn publishes(&self, collection: Collection) -> &[PublishRecord] {

@@ -396,10 +396,10 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
     let Simulation {
         table,
         stores,
-        history,
+        mut history,
         ..
     } = simulation;
-    debug_assert!(history.records.is_sorted_by_key(|record| record.at));
+    history.finish();
     Trial {
         report,
         latencies,

@@ -18,7 +18,7 @@
 use crate::distribution::DurationDist;
 use crate::random::Stream;
 use crate::time::{Duration, Instant};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Knobs of one function.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +82,8 @@ const KILLED_REMEMBERED_MAX: usize = 4096;
 pub struct Lambda {
     params: LambdaParams,
     stream: Stream,
-    running: BTreeMap<InvocationId, Invocation>,
+    /// Ascending by id: ids are handed out in order, so a start appends.
+    running: Vec<Invocation>,
     /// Idle containers with the time they became idle, most recently used last.
     idle: Vec<(ContainerId, Instant)>,
     killed: VecDeque<InvocationId>,
@@ -107,7 +108,7 @@ impl Lambda {
         Lambda {
             params,
             stream,
-            running: BTreeMap::new(),
+            running: Vec::new(),
             idle: Vec::new(),
             killed: VecDeque::new(),
             invocation_next: 0,
@@ -188,7 +189,8 @@ impl Lambda {
             cold_start,
             deadline,
         };
-        self.running.insert(id, invocation);
+        debug_assert!(self.running.last().is_none_or(|last| last.id < id));
+        self.running.push(invocation);
         self.counters.invocations += 1;
         self.counters.in_flight_max = self.counters.in_flight_max.max(self.in_flight());
         assert!(
@@ -205,8 +207,7 @@ impl Lambda {
         }
         self.account_busy(now);
         let invocation = self
-            .running
-            .remove(&id)
+            .take_running(id)
             .expect("finish of an unknown invocation");
         assert!(
             now <= invocation.deadline,
@@ -219,11 +220,11 @@ impl Lambda {
 
     /// The driver kills a running invocation at its deadline; returns false if it had finished.
     pub fn kill(&mut self, now: Instant, id: InvocationId) -> bool {
-        if !self.running.contains_key(&id) {
+        if self.running(id).is_none() {
             return false;
         }
         self.account_busy(now);
-        let invocation = self.running.remove(&id).expect("checked above");
+        let invocation = self.take_running(id).expect("checked above");
         assert!(now >= invocation.deadline, "kill before the deadline");
         if self.killed.len() >= KILLED_REMEMBERED_MAX {
             self.killed.pop_front();
@@ -238,7 +239,13 @@ impl Lambda {
     }
 
     pub fn running(&self, id: InvocationId) -> Option<&Invocation> {
-        self.running.get(&id)
+        let position = self.running.binary_search_by_key(&id, |i| i.id).ok()?;
+        Some(&self.running[position])
+    }
+
+    fn take_running(&mut self, id: InvocationId) -> Option<Invocation> {
+        let position = self.running.binary_search_by_key(&id, |i| i.id).ok()?;
+        Some(self.running.remove(position))
     }
 
     /// Invocation-time integral up to `now`, in seconds (sum over invocations of their durations).
