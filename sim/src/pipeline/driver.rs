@@ -279,6 +279,9 @@ pub struct Simulation<'a> {
     pub stages: Stages,
     /// Whether queues are sampled into `series` (not for brief reports).
     sampling: bool,
+    /// Scratch space of the queue pollers, reused from receive to receive.
+    received_uploads: Vec<Received<ReceiptIndex>>,
+    received_messages: Vec<Received<Message>>,
     pub series: [Series; 3],
     pub history: History,
     pub counters: TrialCounters,
@@ -420,6 +423,8 @@ impl<'a> Simulation<'a> {
                 ReportDetail::Brief => Stages::off(),
             },
             sampling: detail == ReportDetail::Full,
+            received_uploads: Vec::new(),
+            received_messages: Vec::new(),
             series: [
                 Series::new(SAMPLE_INTERVAL),
                 Series::new(SAMPLE_INTERVAL),
@@ -610,7 +615,9 @@ impl<'a> Simulation<'a> {
                 break;
             }
             let dead_before = self.upload_queue.dead_letters().len();
-            let received = self.upload_queue.receive(now, batch_size);
+            let mut received = std::mem::take(&mut self.received_uploads);
+            self.upload_queue
+                .receive_into(now, batch_size, &mut received);
             if !self.history.filter.is_off() && self.upload_queue.dead_letters().len() > dead_before
             {
                 for index in dead_before..self.upload_queue.dead_letters().len() {
@@ -625,14 +632,15 @@ impl<'a> Simulation<'a> {
                     );
                 }
             }
-            if received.is_empty() {
-                break;
-            }
-            let invocation = self.upload_lambda.try_start(now).expect("capacity checked");
             let handles: Vec<(ReceiptIndex, ReceiptHandle)> = received
                 .iter()
                 .map(|message| (message.body, message.handle))
                 .collect();
+            self.received_uploads = received;
+            if handles.is_empty() {
+                break;
+            }
+            let invocation = self.upload_lambda.try_start(now).expect("capacity checked");
             let plans = handles
                 .iter()
                 .map(|(receipt, _)| self.plan(*receipt))
@@ -1228,12 +1236,11 @@ impl Simulation<'_> {
                 return;
             }
             let dead_before = self.queues[queue_index].dead_letters().len();
-            let received = self.queues[queue_index].receive(now, batch_size);
+            let mut received = std::mem::take(&mut self.received_messages);
+            self.queues[queue_index].receive_into(now, batch_size, &mut received);
             self.record_dead_letters(now, collection, dead_before);
-            if received.is_empty() {
-                break;
-            }
-            if self.throttled(now, collection, &received) {
+            if received.is_empty() || self.throttled(now, collection, &received) {
+                self.received_messages = received;
                 break;
             }
             let invocation = self
@@ -1242,12 +1249,13 @@ impl Simulation<'_> {
                 .expect("capacity checked");
             let mut messages = Vec::with_capacity(received.len());
             let mut handles = Vec::with_capacity(received.len());
-            for message in received {
+            for message in received.drain(..) {
                 self.stages
                     .record(Stage::QueueWait, now.since(message.sent_at));
                 messages.push(message.body);
                 handles.push(message.handle);
             }
+            self.received_messages = received;
             let start = now.add(invocation.cold_start);
             let cache_versions = self.config.compaction.cache_versions as usize;
             self.caches

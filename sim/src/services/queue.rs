@@ -404,14 +404,20 @@ impl<M: Clone> Queue<M> {
 
     /// Receives up to `max` messages; a message over the receive limit goes to the dead-letter queue.
     pub fn receive(&mut self, now: Instant, max: usize) -> Vec<Received<M>> {
-        self.advance(now);
         let mut received = Vec::with_capacity(max.min(1024));
-        match self.params.kind {
-            QueueKind::Fifo => self.receive_fifo(now, max, &mut received),
-            QueueKind::Standard { .. } => self.receive_standard(now, max, &mut received),
-        }
-        assert!(received.len() <= max);
+        self.receive_into(now, max, &mut received);
         received
+    }
+
+    /// `receive` into `out` (cleared first), which the caller may reuse from receive to receive.
+    pub fn receive_into(&mut self, now: Instant, max: usize, out: &mut Vec<Received<M>>) {
+        out.clear();
+        self.advance(now);
+        match self.params.kind {
+            QueueKind::Fifo => self.receive_fifo(now, max, out),
+            QueueKind::Standard { .. } => self.receive_standard(now, max, out),
+        }
+        assert!(out.len() <= max);
     }
 
     fn receive_fifo(&mut self, now: Instant, max: usize, out: &mut Vec<Received<M>>) {
