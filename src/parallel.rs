@@ -45,12 +45,14 @@ pub fn map_until<T: Send>(
     task: impl Fn(usize) -> T + Sync,
 ) -> Vec<T> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
     let bar = progress(count as u64, label);
     let workers = threads().min(count.max(1));
+    // Each worker keeps what it ran, (index, result); they are put in index order at the end.
+    let ran: Mutex<Vec<Vec<(usize, T)>>> = Mutex::new(Vec::with_capacity(workers));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                let mut mine = Vec::new();
                 loop {
                     if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                         break;
@@ -59,15 +61,23 @@ pub fn map_until<T: Send>(
                     if index >= count {
                         break;
                     }
-                    let result = task(index);
-                    results.lock().expect("no worker panicked")[index] = Some(result);
+                    mine.push((index, task(index)));
                     bar.inc(1);
                 }
+                ran.lock().expect("no worker panicked").push(mine);
             });
         }
     });
     bar.finish_and_clear();
-    let results = results.into_inner().expect("no worker panicked");
+    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    for (index, result) in ran
+        .into_inner()
+        .expect("no worker panicked")
+        .into_iter()
+        .flatten()
+    {
+        results[index] = Some(result);
+    }
     let done = results.iter().take_while(|r| r.is_some()).count();
     results
         .into_iter()
