@@ -95,15 +95,16 @@ pub struct RoutingCounts {
     pub run_completed_failures: u64,
 }
 
-/// Routes one record into `out` (one or two messages, or none). `sent_at` is filled in at send.
+/// Routes one record into `out`, one vector per collection in `Collection::index` order (one or two
+/// messages, or none). `sent_at` is filled in at send.
 pub fn route(
     settings: &RoutingSettings,
     record: &RecordView,
-    out: &mut Vec<Message>,
+    out: &mut [Vec<Message>; 2],
     counts: &mut RoutingCounts,
 ) {
     let mut push = |kind: MessageKind, entity: u64, collection: Collection| {
-        out.push(Message {
+        out[collection.index()].push(Message {
             kind,
             receipt: record.receipt,
             collection,
@@ -224,18 +225,15 @@ impl StreamProcessorInvocation {
     ) -> StreamProcessorInvocation {
         assert!(!records.is_empty());
         assert!(settings.send_batch_size > 0);
-        let mut routed = Vec::with_capacity(records.len() * 2);
+        let mut messages = [Vec::new(), Vec::new()];
         let mut counts = RoutingCounts::default();
         for record in records {
-            route(settings, record, &mut routed, &mut counts);
+            route(settings, record, &mut messages, &mut counts);
         }
-        let (lines, words): (Vec<Message>, Vec<Message>) = routed
-            .into_iter()
-            .partition(|message| message.collection == Collection::Lines);
         StreamProcessorInvocation {
             send_batch_size: settings.send_batch_size as usize,
             record_count: records.len() as u32,
-            messages: [lines, words],
+            messages,
             step: Step::Route,
             outstanding: false,
             now,
@@ -477,7 +475,7 @@ mod tests {
             ),
         ];
         for (record, other_inserts, expected) in cases {
-            let mut out = Vec::new();
+            let mut out = [Vec::new(), Vec::new()];
             let mut counts = RoutingCounts::default();
             route(
                 &settings(other_inserts, MessageGroupKey::Receipt),
@@ -485,7 +483,14 @@ mod tests {
                 &mut out,
                 &mut counts,
             );
-            assert_eq!(out.len(), expected, "{record:?}");
+            assert_eq!(out[0].len() + out[1].len(), expected, "{record:?}");
+            for collection in Collection::ALL {
+                assert!(
+                    out[collection.index()]
+                        .iter()
+                        .all(|message| message.collection == collection)
+                );
+            }
         }
     }
 

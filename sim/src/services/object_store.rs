@@ -324,11 +324,7 @@ impl Materialised {
     }
 
     /// Applies `changes` (ascending, all of `receipt`) by merging them into the receipt's entries.
-    fn apply_receipt(
-        &mut self,
-        receipt: ReceiptIndex,
-        changes: &[(ChromaId, Option<EntryFields>)],
-    ) {
+    fn apply_receipt(&mut self, receipt: ReceiptIndex, changes: &[EntryChange]) {
         let index = receipt as usize;
         if index >= self.receipts.len() {
             self.receipts
@@ -337,7 +333,7 @@ impl Materialised {
         let current = self.receipts[index].decode();
         let mut merged: Vec<(u32, EntryFields)> = Vec::with_capacity(current.len() + changes.len());
         let mut position = 0usize;
-        for (id, new) in changes {
+        for EntryChange { id, new, .. } in changes {
             assert_eq!(id.receipt(), receipt);
             let local = (id.0 & LOCAL_MASK) as u32;
             while position < current.len() && current[position].0 < local {
@@ -362,9 +358,9 @@ impl Materialised {
     }
 
     /// Applies changes over many receipts (ascending by id).
-    fn apply(&mut self, changes: &[(ChromaId, Option<EntryFields>)]) {
-        for chunk in changes.chunk_by(|a, b| a.0.receipt() == b.0.receipt()) {
-            self.apply_receipt(chunk[0].0.receipt(), chunk);
+    fn apply(&mut self, changes: &[EntryChange]) {
+        for chunk in changes.chunk_by(|a, b| a.id.receipt() == b.id.receipt()) {
+            self.apply_receipt(chunk[0].id.receipt(), chunk);
         }
     }
 
@@ -748,16 +744,14 @@ impl SnapshotStore {
         // Stable: the writes to one id stay in order.
         finals.sort_by_key(|(id, _)| *id);
         let mut changes = Vec::with_capacity(finals.len());
-        let mut writes = Vec::with_capacity(finals.len());
         for writes_to_id in finals.chunk_by(|a, b| a.0 == b.0) {
             let (id, new) = *writes_to_id.last().expect("a chunk is never empty");
             let old = self.materialised.get(id);
             if old != new {
                 changes.push(EntryChange { id, old, new });
-                writes.push((id, new));
             }
         }
-        self.materialised.apply(&writes);
+        self.materialised.apply(&changes);
         let from = self.head;
         self.head = target;
         self.counters.head_moves += 1;
