@@ -64,7 +64,8 @@ impl Pct {
         change_points.sort_unstable();
         Pct {
             stream,
-            priorities: Vec::new(),
+            // Room for the actors of a small trial, so that priorities rarely grow.
+            priorities: Vec::with_capacity(64),
             change_points,
             next_change: 0,
             lowest: u64::MAX / 2,

@@ -363,8 +363,7 @@ impl Shape {
 fn labels(receipt: &Receipt, stream: &mut Stream, config: &WorkloadConfig) -> Vec<LabelSpec> {
     let changed_share = config.changed_label_share.sample(stream).clamp(0.0, 1.0);
     let mut labels = Vec::new();
-    let words: Vec<WordRef> = receipt.embedded_words().collect();
-    for word in words {
+    for word in receipt.embedded_words() {
         let count = config
             .labels_per_word
             .sample_count(stream)

@@ -342,14 +342,19 @@ impl Table {
         receipt: ReceiptIndex,
         shape: ReceiptShape,
     ) -> Vec<StreamRecord> {
-        let record = self.record_mut(receipt);
-        assert!(record.shape.is_none(), "receipt {receipt} OCR'd twice");
-        let mut keys: Vec<ItemKey> = shape.line_ids(receipt).map(ItemKey::Line).collect();
-        keys.extend(shape.word_ids(receipt).map(|(id, _)| ItemKey::Word(id)));
-        record.shape = Some(Box::new(shape));
-        keys.into_iter()
+        assert!(
+            self.record_mut(receipt).shape.is_none(),
+            "receipt {receipt} OCR'd twice"
+        );
+        let keys = shape
+            .line_ids(receipt)
+            .map(ItemKey::Line)
+            .chain(shape.word_ids(receipt).map(|(id, _)| ItemKey::Word(id)));
+        let records = keys
             .map(|key| self.emit(now, key, None, Some(ItemImage::Ocr)))
-            .collect()
+            .collect();
+        self.record_mut(receipt).shape = Some(Box::new(shape));
+        records
     }
 
     /// The receipt's OCR'd layout, if OCR has written it.
