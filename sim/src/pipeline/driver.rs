@@ -98,12 +98,9 @@ pub enum Event {
 impl EngineEvent for Event {
     #[inline]
     fn digest(&self) -> u64 {
-        // Distinct packings of kind and ids; the engine mixes them into the fingerprint.
         let function_tag = |function: Function| function as u64;
-        let instance =
-            |slot: u32, generation: u32| u64::from(slot) << 16 ^ u64::from(generation) << 40;
         match *self {
-            Event::Arrival(receipt) => 1 ^ u64::from(receipt) << 8,
+            Event::Arrival(receipt) => mix64(1 ^ u64::from(receipt) << 8),
             Event::UploadPoll => 2,
             Event::StreamPoll => 3,
             Event::QueuePoll(collection) => 4 ^ (collection as u64) << 8,
@@ -111,13 +108,23 @@ impl EngineEvent for Event {
                 function,
                 slot,
                 generation,
-            } => 5 ^ function_tag(function) << 8 ^ instance(slot, generation),
+            } => mix64(
+                5 ^ function_tag(function) << 8
+                    ^ u64::from(slot) << 16
+                    ^ u64::from(generation) << 40,
+            ),
             Event::Kill {
                 function,
                 slot,
                 generation,
-            } => 6 ^ function_tag(function) << 8 ^ instance(slot, generation),
-            Event::Heartbeat { slot, generation } => 7 ^ instance(slot, generation),
+            } => mix64(
+                6 ^ function_tag(function) << 8
+                    ^ u64::from(slot) << 16
+                    ^ u64::from(generation) << 40,
+            ),
+            Event::Heartbeat { slot, generation } => {
+                mix64(7 ^ u64::from(slot) << 16 ^ u64::from(generation) << 40)
+            }
         }
     }
     #[inline]
