@@ -447,6 +447,42 @@ mod tests {
         assert_eq!(CompactIds::default().to_vec(), Vec::new());
     }
 
+    /// Records written out of time order end up in time order, ties in the order written, whether
+    /// they were moved into place at once (a short way back) or sorted at the end (far back).
+    #[test]
+    fn records_end_in_time_order_ties_as_written() {
+        for late in [3u64, 200] {
+            let mut history = History::new(HistoryFilter::All);
+            let mut write = |at: u64, receipt: u32| {
+                history.record(
+                    Instant(at),
+                    Actor::Workload,
+                    HistoryEvent::TableWrite,
+                    Some(receipt),
+                    &[],
+                    String::new,
+                );
+            };
+            for at in 0..=late {
+                write(at * 10, 0);
+            }
+            // Stamped with earlier times than the last record: one a short way back, one tying
+            // with a record already written.
+            write(15, 1);
+            write(10, 2);
+            history.finish();
+            let order: Vec<(u64, u32)> = history
+                .records
+                .iter()
+                .map(|r| (r.at.0, r.receipt.unwrap()))
+                .collect();
+            let mut expected: Vec<(u64, u32)> = (0..=late).map(|at| (at * 10, 0)).collect();
+            expected.insert(2, (10, 2));
+            expected.insert(3, (15, 1));
+            assert_eq!(order, expected, "{late} records before");
+        }
+    }
+
     #[test]
     fn filter_keeps_what_it_names() {
         let mut history = History::new(HistoryFilter::Receipts([3].into_iter().collect()));
