@@ -152,9 +152,9 @@ impl<E> Ord for Entry<E> {
 
 /// Pending events. A trial of a few receipts has a dozen pending at a time: a vector kept sorted,
 /// the next event last, pops in constant time, and inserts with a short search and move (most new
-/// events are due first). A large trial can
-/// have thousands pending, where a binary heap is cheaper: the queue turns into one past
-/// `SORTED_MAX` entries and back below a quarter of that. Both give the entries in the same order.
+/// events are due first). A large trial can have thousands pending, where a binary heap is
+/// cheaper: the queue turns into one past `SORTED_MAX` entries and back below a quarter of that.
+/// Both give the entries in the same order.
 enum Pending<E> {
     /// Ascending by `Entry`'s order, which is reversed: the next event is the last.
     Sorted(Vec<Entry<E>>),
@@ -181,11 +181,7 @@ impl<E> Pending<E> {
                 while position > 0 && entries[position - 1] > entry {
                     position -= 1;
                 }
-                if position == entries.len() {
-                    entries.push(entry);
-                } else {
-                    entries.insert(position, entry);
-                }
+                entries.insert(position, entry);
             }
             Pending::Sorted(entries) => {
                 let mut heap = BinaryHeap::from(std::mem::take(entries));
@@ -298,6 +294,7 @@ impl<E: Event> Engine<E> {
             self.now
         );
         let seq = self.scheduled;
+        // FIFO needs no actor: skip computing one on the common path.
         let key = match self.tie_break {
             TieBreak::Fifo => 0,
             _ => self.tie_break.key(event.actor(), seq),

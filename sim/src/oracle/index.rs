@@ -27,12 +27,12 @@ struct Maps {
     by_receipt: Vec<(ReceiptIndex, usize)>,
 }
 
-/// Whether a record touched `id`: it names it, or it is about its receipt and names no id.
-fn touches(record: &HistoryRecord, id: ChromaId) -> bool {
+/// Whether a record touched any of `ids`: it names one, or it is about `receipt` and names no id.
+fn touches(record: &HistoryRecord, ids: &[ChromaId], receipt: ReceiptIndex) -> bool {
     if record.ids.is_empty() {
-        record.receipt == Some(id.receipt())
+        record.receipt == Some(receipt)
     } else {
-        record.ids.contains(&id)
+        record.ids.iter().any(|id| ids.contains(id))
     }
 }
 
@@ -113,7 +113,7 @@ impl<'a> HistoryIndex<'a> {
             records
                 .iter()
                 .enumerate()
-                .filter(move |(_, record)| touches(record, id))
+                .filter(move |(_, record)| touches(record, &[id], id.receipt()))
         });
         let merged = self.maps.as_ref().map(|maps| {
             let mut naming = positions_of(&maps.by_id, id)
@@ -146,13 +146,7 @@ impl<'a> HistoryIndex<'a> {
             return self
                 .records
                 .iter()
-                .filter(|record| {
-                    if record.ids.is_empty() {
-                        record.receipt == Some(receipt)
-                    } else {
-                        record.ids.iter().any(|id| ids.contains(id))
-                    }
-                })
+                .filter(|record| touches(record, ids, receipt))
                 .collect();
         };
         let mut positions: Vec<usize> = ids

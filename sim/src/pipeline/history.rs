@@ -331,10 +331,6 @@ impl Serialize for CompactIds {
     }
 }
 
-/// How far back a record written out of time order is moved into place at once; one further back
-/// leaves the history to be sorted when the trial ends.
-const INSERT_DISPLACEMENT_MAX: usize = 64;
-
 /// The history of one trial.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -342,7 +338,7 @@ pub struct History {
     /// In time order once the trial is over; records at the same time in the order they were
     /// written.
     pub records: Vec<HistoryRecord>,
-    /// Whether a record was written too far out of time order to move into place.
+    /// Whether a record was written out of time order.
     unsorted: bool,
     /// Publishes of `lines` and `words`, in publish order.
     pub publishes: [Vec<PublishRecord>; 2],
@@ -385,21 +381,9 @@ impl History {
             detail,
         };
         // Some records are written when an action is decided and stamped with the time it takes
-        // effect: such a record goes after every record at or before its time, so the history
-        // stays in time order, ties in the order they were written. A record that lands far back
-        // leaves the order to one stable sort at the end (`finish`).
-        match self.records.last() {
-            Some(last) if last.at > at && !self.unsorted => {
-                let position = self.records.partition_point(|kept| kept.at <= at);
-                if self.records.len() - position <= INSERT_DISPLACEMENT_MAX {
-                    self.records.insert(position, record);
-                } else {
-                    self.unsorted = true;
-                    self.records.push(record);
-                }
-            }
-            _ => self.records.push(record),
-        }
+        // effect: one stable sort at the end (`finish`) puts them in place.
+        self.unsorted |= self.records.last().is_some_and(|last| last.at > at);
+        self.records.push(record);
     }
 
     /// Puts the records in time order, ties in the order they were written.
@@ -447,8 +431,8 @@ mod tests {
         assert_eq!(CompactIds::default().to_vec(), Vec::new());
     }
 
-    /// Records written out of time order end up in time order, ties in the order written, whether
-    /// they were moved into place at once (a short way back) or sorted at the end (far back).
+    /// Records written out of time order end up in time order, ties in the order written, a short
+    /// or a long way back.
     #[test]
     fn records_end_in_time_order_ties_as_written() {
         for late in [3u64, 200] {

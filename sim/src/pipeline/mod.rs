@@ -247,7 +247,7 @@ pub fn run_trial(
         options.report,
     );
     simulation.run();
-    finish(simulation, options.report)
+    finish(simulation)
 }
 
 fn stop_name(stop: Option<Stop>) -> &'static str {
@@ -258,18 +258,17 @@ fn stop_name(stop: Option<Stop>) -> &'static str {
     }
 }
 
-fn queue_report(series: &crate::metrics::Series, detail: ReportDetail) -> QueueReport {
+fn queue_report(series: &crate::metrics::Series) -> QueueReport {
     QueueReport {
         depth_max: series.depth_max(),
         oldest_age_s_max: series.oldest_age_s_max(),
-        samples: match detail {
-            ReportDetail::Full => series.samples().to_vec(),
-            ReportDetail::Brief => Vec::new(),
-        },
+        samples: series.samples().to_vec(),
     }
 }
 
-fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
+/// The report of a finished trial. A brief one has no stage latencies or queue samples because
+/// the simulation recorded none (`Simulation::new`).
+fn finish(mut simulation: Simulation<'_>) -> Trial {
     let now = simulation.engine.now();
     let mut saved = crate::metrics::Latency::new();
     let mut visible = crate::metrics::Latency::new();
@@ -321,10 +320,7 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
         latency_ms: LatencyReport {
             labels_saved: saved.summary(),
             labels_visible: visible.summary(),
-            stages: match detail {
-                ReportDetail::Full => simulation.stages.summaries(),
-                ReportDetail::Brief => BTreeMap::new(),
-            },
+            stages: simulation.stages.summaries(),
         },
         never_visible,
         never_saved,
@@ -373,9 +369,9 @@ fn finish(mut simulation: Simulation<'_>, detail: ReportDetail) -> Trial {
             compaction: simulation.compaction_lambda.counters().in_flight_max,
         },
         queues: PerQueue {
-            upload: queue_report(&simulation.series[0], detail),
-            lines: queue_report(&simulation.series[1], detail),
-            words: queue_report(&simulation.series[2], detail),
+            upload: queue_report(&simulation.series[0]),
+            lines: queue_report(&simulation.series[1]),
+            words: queue_report(&simulation.series[2]),
         },
         backlog: Backlog {
             upload_queue: simulation.upload_queue.depth() as u64,

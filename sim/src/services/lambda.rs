@@ -239,13 +239,17 @@ impl Lambda {
     }
 
     pub fn running(&self, id: InvocationId) -> Option<&Invocation> {
-        let position = self.running.binary_search_by_key(&id, |i| i.id).ok()?;
-        Some(&self.running[position])
+        self.running_position(id)
+            .map(|position| &self.running[position])
     }
 
     fn take_running(&mut self, id: InvocationId) -> Option<Invocation> {
-        let position = self.running.binary_search_by_key(&id, |i| i.id).ok()?;
+        let position = self.running_position(id)?;
         Some(self.running.remove(position))
+    }
+
+    fn running_position(&self, id: InvocationId) -> Option<usize> {
+        self.running.binary_search_by_key(&id, |i| i.id).ok()
     }
 
     /// Invocation-time integral up to `now`, in seconds (sum over invocations of their durations).
