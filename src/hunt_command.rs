@@ -2,8 +2,10 @@
 //! receipts affected per anomaly class and cause with 95 % intervals, one shrunk counterexample file
 //! per class and cause; and the exact re-run of such a file.
 //!
-//! Depends on `pipeline_scenario`, `parallel`, `output` and `sim::explore`.
+//! Depends on `pipeline_scenario`, `parallel`, `allocator` (trial arenas), `output` and
+//! `sim::explore`.
 
+use crate::allocator::{TRIAL_ARENA_BYTES, TrialArena};
 use crate::failure::Failure;
 use crate::load::Loaded;
 use crate::output::{Output, write_atomically};
@@ -74,11 +76,16 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         .events;
     let started = std::time::Instant::now();
     let deadline = flags.time_budget.map(|budget| started + budget);
-    let explored: Vec<Explored> =
-        crate::parallel::map_until(flags.trials, deadline, "trials", |index| {
+    let explored: Vec<Explored> = crate::parallel::map_until_with(
+        flags.trials,
+        deadline,
+        "trials",
+        || TrialArena::new(TRIAL_ARENA_BYTES),
+        |arena, index| {
             let choices = explore::choices_for(config.seed, index as u64, expected_events);
-            explore::explore(config, &choices)
-        });
+            arena.run(|| explore::explore(config, &choices), Explored::clone)
+        },
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let receipts_total: u64 = explored.iter().map(|e| e.receipts).sum();
     let mut kinds: BTreeMap<(Class, Cause), KindTally> = BTreeMap::new();

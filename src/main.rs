@@ -19,7 +19,7 @@ mod verdict_command;
 use std::process::ExitCode;
 
 #[global_allocator]
-static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> ExitCode {
     match cli::main() {

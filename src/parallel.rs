@@ -44,6 +44,18 @@ pub fn map_until<T: Send>(
     label: &str,
     task: impl Fn(usize) -> T + Sync,
 ) -> Vec<T> {
+    map_until_with(count, deadline, label, || (), |_, index| task(index))
+}
+
+/// Like `map_until`, with a state per worker thread made by `init` and lent to each of its tasks
+/// (a trial arena, say).
+pub fn map_until_with<S, T: Send>(
+    count: usize,
+    deadline: Option<std::time::Instant>,
+    label: &str,
+    init: impl Fn() -> S + Sync,
+    task: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let bar = progress(count as u64, label);
     let workers = threads().min(count.max(1));
@@ -52,6 +64,7 @@ pub fn map_until<T: Send>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                let mut state = init();
                 let mut mine = Vec::new();
                 loop {
                     if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
@@ -61,7 +74,7 @@ pub fn map_until<T: Send>(
                     if index >= count {
                         break;
                     }
-                    mine.push((index, task(index)));
+                    mine.push((index, task(&mut state, index)));
                     bar.inc(1);
                 }
                 ran.lock().expect("no worker panicked").push(mine);

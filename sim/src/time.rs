@@ -78,13 +78,20 @@ impl Duration {
         Duration::from_nanos_f64(secs * NANOS_PER_SEC as f64)
     }
     pub fn from_nanos_f64(nanos: f64) -> Duration {
+        /// 2^63: below it, a value converts through `i64` exactly as through `u64`.
+        const I64_LIMIT: f64 = 9_223_372_036_854_775_808.0;
         if nanos.is_nan() || nanos <= 0.0 {
             Duration(0)
         } else if nanos >= u64::MAX as f64 {
             Duration(u64::MAX)
-        } else {
+        } else if nanos < I64_LIMIT {
             // `f64::round` without the library call (this is on every sampled duration): the
             // truncation is exact, and so is the fraction, for every positive value in range.
+            // Through `i64`, whose conversions are single instructions on x86-64, unlike `u64`'s.
+            let whole = nanos as i64;
+            let fraction = nanos - whole as f64;
+            Duration(whole as u64 + u64::from(fraction >= 0.5))
+        } else {
             let whole = nanos as u64;
             let fraction = nanos - whole as f64;
             Duration(whole + u64::from(fraction >= 0.5))
@@ -267,6 +274,9 @@ mod tests {
             123_456.789,
             4_503_599_627_370_495.5,
             9_007_199_254_740_993.0,
+            // Either side of 2^63, where the conversion changes path.
+            9_223_372_036_854_774_784.0,
+            9_223_372_036_854_775_808.0,
             1.8e19,
         ];
         for value in values {

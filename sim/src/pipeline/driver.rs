@@ -2304,12 +2304,13 @@ impl Simulation<'_> {
     /// After a pointer write, the injected death of the invocation: nothing after the write happens
     /// (no deletes or failures reported, no lock release, no cache write-back; the execution
     /// environment comes back with an empty cache). Returns the state back if it survives.
+    #[inline]
     fn kill_after_pointer(
         &mut self,
         now: Instant,
         slot: u32,
         effect: &Effect,
-        mut state: Box<CompactionSlot>,
+        state: Box<CompactionSlot>,
     ) -> Option<Box<CompactionSlot>> {
         let share = self.config.faults.kill_after_pointer_share;
         if !matches!(effect, Effect::WritePointer { .. })
@@ -2317,6 +2318,12 @@ impl Simulation<'_> {
         {
             return Some(state);
         }
+        self.die_after_pointer(now, slot, state);
+        None
+    }
+
+    #[cold]
+    fn die_after_pointer(&mut self, now: Instant, slot: u32, mut state: Box<CompactionSlot>) {
         self.drain_compaction_notes(now, &mut state);
         self.counters.kills_after_pointer += 1;
         let collection = state.machine.collection();
@@ -2340,7 +2347,6 @@ impl Simulation<'_> {
         self.compaction_lambda.finish(now, state.invocation.id);
         self.compactions.release(slot);
         self.wake_queues_after(now, collection);
-        None
     }
 
     /// Whether a finished stream processor invocation fails by injection after its sends, so that
