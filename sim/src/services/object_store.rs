@@ -538,24 +538,41 @@ impl SnapshotStore {
 
     fn read_path(&self, target: PublishId) -> Option<ReadPath> {
         let mut path = ReadPath::default();
+        self.walk_to_head(target, |publish, on_target_side| {
+            let side = if on_target_side {
+                &mut path.target_side
+            } else {
+                &mut path.head_side
+            };
+            side.push(publish);
+        })?;
+        Some(path)
+    }
+
+    /// Walks from `target` and from the head up to their common ancestor, handing each publish
+    /// passed (and whether it is on the target's side) to `visit`; `None` if a delta on the way
+    /// was dropped.
+    #[inline]
+    fn walk_to_head(
+        &self,
+        target: PublishId,
+        mut visit: impl FnMut(PublishId, bool),
+    ) -> Option<()> {
         let (mut x, mut y) = (target, self.head);
         // Bounded by the depth of the two publishes.
         while x != y {
-            let (deeper, side) = if self.node(x).depth >= self.node(y).depth {
-                (&mut x, &mut path.target_side)
-            } else {
-                (&mut y, &mut path.head_side)
-            };
+            let on_target_side = self.node(x).depth >= self.node(y).depth;
+            let deeper = if on_target_side { &mut x } else { &mut y };
             self.node(*deeper).delta.as_ref()?;
-            side.push(*deeper);
+            visit(*deeper, on_target_side);
             *deeper = self.node(*deeper).parent;
         }
-        Some(path)
+        Some(())
     }
 
     /// Whether `publish` can be read (every delta between it and the head is kept).
     pub fn is_readable(&self, publish: PublishId) -> bool {
-        (publish.0 as usize) < self.nodes.len() && self.read_path(publish).is_some()
+        (publish.0 as usize) < self.nodes.len() && self.walk_to_head(publish, |_, _| {}).is_some()
     }
 
     fn get_on_path(&self, path: &ReadPath, id: ChromaId) -> Option<EntryFields> {
