@@ -16,7 +16,9 @@
 //! is that nothing it served outlives the trial: every block it hands out is counted, every block
 //! freed is uncounted, and a trial that ends with blocks still counted aborts the process rather
 //! than let a reused region overwrite them. A trial's result leaves the arena as a copy made with
-//! the arena paused. A request that does not fit the region goes to mimalloc.
+//! the arena paused. A request that does not fit the region goes to mimalloc. A trial of a hundred
+//! receipts allocates several times what it holds at once, room a bump never reuses within the
+//! trial, so hunts of long trials leave them to mimalloc (`hunt_command`).
 //!
 //! Used by the binary and by the pipeline benchmark, so that the figures are the binary's. Depends
 //! on `libmimalloc-sys` only.

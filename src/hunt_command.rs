@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 const COUNTEREXAMPLE_FORMAT: u32 = 1;
 /// The most history records printed by `replay`.
 const EXCERPT_PRINTED_MAX: usize = 60;
+/// Trials of at most this many receipts run in a trial arena: each allocates a few hundred blocks
+/// and frees them all when it ends. A longer trial frees and allocates again far more than it holds
+/// at once, room an arena never reuses within a trial, so it stays with mimalloc.
+const ARENA_RECEIPTS_MAX: u64 = 16;
 
 pub struct HuntFlags<'a> {
     pub trials: usize,
@@ -76,14 +80,18 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         .events;
     let started = std::time::Instant::now();
     let deadline = flags.time_budget.map(|budget| started + budget);
+    let arenas = config.workload.receipts <= ARENA_RECEIPTS_MAX;
     let explored: Vec<Explored> = crate::parallel::map_until_with(
         flags.trials,
         deadline,
         "trials",
-        || TrialArena::new(TRIAL_ARENA_BYTES),
+        || arenas.then(|| TrialArena::new(TRIAL_ARENA_BYTES)),
         |arena, index| {
             let choices = explore::choices_for(config.seed, index as u64, expected_events);
-            arena.run(|| explore::explore(config, &choices), Explored::clone)
+            match arena {
+                Some(arena) => arena.run(|| explore::explore(config, &choices), Explored::clone),
+                None => explore::explore(config, &choices),
+            }
         },
     );
     let elapsed = started.elapsed().as_secs_f64();
