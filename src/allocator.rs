@@ -81,13 +81,13 @@ unsafe impl GlobalAlloc for Mimalloc {
     }
 }
 
-/// The thread's current trial arena: the region `[start, end)` while a trial runs in one, empty
+/// The thread's current trial arena: the region `[base, end)` while a trial runs in one, empty
 /// otherwise. Plain cells with a constant initialiser and no destructor, so the allocator can read
 /// them at any time, thread exit included.
 struct Region {
-    /// The region's first byte; carved blocks are derived from it.
+    /// The region's first byte (null when no trial runs); carved blocks are derived from it.
     base: Cell<*mut u8>,
-    start: Cell<usize>,
+    /// The address one past the region's last byte (0 when no trial runs).
     end: Cell<usize>,
     /// Where the next block is carved.
     next: Cell<usize>,
@@ -101,7 +101,6 @@ thread_local! {
     static REGION: Region = const {
         Region {
             base: Cell::new(std::ptr::null_mut()),
-            start: Cell::new(0),
             end: Cell::new(0),
             next: Cell::new(0),
             bumping: Cell::new(false),
@@ -112,8 +111,13 @@ thread_local! {
 
 impl Region {
     #[inline]
+    fn start(&self) -> usize {
+        self.base.get() as usize
+    }
+
+    #[inline]
     fn contains(&self, ptr: *mut u8) -> bool {
-        (ptr as usize).wrapping_sub(self.start.get()) < self.end.get() - self.start.get()
+        (ptr as usize).wrapping_sub(self.start()) < self.end.get() - self.start()
     }
 
     /// A block carved from the region, or null when the region is not bumping or has no room.
@@ -127,7 +131,7 @@ impl Region {
             Some(end) if end <= self.end.get() => {
                 self.next.set(end);
                 self.live.set(self.live.get() + 1);
-                self.base.get().wrapping_add(start - self.start.get())
+                self.base.get().wrapping_add(start - self.start())
             }
             _ => std::ptr::null_mut(),
         }
@@ -255,7 +259,6 @@ impl TrialArena {
         REGION.with(|region| {
             assert_eq!(region.end.get(), 0, "trial arenas do not nest");
             region.base.set(self.start);
-            region.start.set(self.start as usize);
             region.end.set(self.start as usize + self.len);
             region.next.set(self.start as usize);
             region.live.set(0);
@@ -275,7 +278,6 @@ impl TrialArena {
                 std::process::abort();
             }
             region.base.set(std::ptr::null_mut());
-            region.start.set(0);
             region.end.set(0);
             region.next.set(0);
         });

@@ -30,25 +30,15 @@ pub fn progress(length: u64, label: &str) -> ProgressBar {
 
 /// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.
 pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let results = map_until(count, None, label, task);
+    let results = map_until_with(count, None, label, || (), |_, index| task(index));
     assert_eq!(results.len(), count, "without a deadline every index runs");
     results
 }
 
 /// Like `map`, but stops handing out new indices once `deadline` has passed (wall clock: how long
-/// to explore is the user's choice, not part of any trial). Returns the results of indices
-/// `0..k` for the `k` handed out, all of which ran to completion.
-pub fn map_until<T: Send>(
-    count: usize,
-    deadline: Option<std::time::Instant>,
-    label: &str,
-    task: impl Fn(usize) -> T + Sync,
-) -> Vec<T> {
-    map_until_with(count, deadline, label, || (), |_, index| task(index))
-}
-
-/// Like `map_until`, with a state per worker thread made by `init` and lent to each of its tasks
-/// (a trial arena, say).
+/// to explore is the user's choice, not part of any trial), and lends each task a state of its
+/// worker thread, made once per worker by `init` (a trial arena, say). Returns the results of
+/// indices `0..k` for the `k` handed out, all of which ran to completion.
 pub fn map_until_with<S, T: Send>(
     count: usize,
     deadline: Option<std::time::Instant>,
