@@ -176,8 +176,8 @@ impl<E> Pending<E> {
         match self {
             Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
                 // Most new events are due before every pending one, or nearly: put it last and
-                // let it sink to its place, a swap at a time (cheaper here than a search and a
-                // move of the tail).
+                // let it sink to its place, a swap at a time (the same instructions as a search
+                // and an insert, without a call to move the tail).
                 entries.push(entry);
                 let mut position = entries.len() - 1;
                 while position > 0 && entries[position - 1] > entries[position] {
