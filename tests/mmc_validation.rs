@@ -2,7 +2,7 @@
 //! within 2 % of Erlang C with 20 replications of 1 000 000 measured customers each, and Little's
 //! law must hold on every replication.
 //!
-//! The heavy cases need an optimised build (`cargo test --release`); a debug build skips them with a
+//! The heavy cases need an optimised build (`cargo test --profile ci`); a debug build skips them with a
 //! message so that a plain `cargo test` stays fast. Replications run on all cores and are summarised
 //! in index order, so the result does not depend on the number of threads.
 
@@ -107,7 +107,7 @@ fn check_against_erlang_c(servers: u32, load: f64) -> MmcReport {
 fn skipped_in_debug(name: &str) -> bool {
     if cfg!(debug_assertions) {
         println!(
-            "{name}: skipped in a debug build; run `cargo test --release --test mmc_validation`"
+            "{name}: skipped in a debug build; run `cargo test --profile ci --test mmc_validation`"
         );
         return true;
     }
