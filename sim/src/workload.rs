@@ -9,14 +9,95 @@
 //! processes: Poisson at a rate, bursts ("500 receipts uploaded at once"), and a trace of times.
 //! Every receipt's shape is drawn from its own stream (`receipt-shape`, index), so the receipts of
 //! two trials with one seed are equal whatever else differs. Depends on `entities`, `time`,
-//! `random`, `distribution` and the pipeline's configuration types.
+//! `random` and `distribution`; the pipeline's configuration
+//! embeds `WorkloadConfig` as its `[workload]` table (the dependency runs that way only).
 
+use crate::distribution::NumberDist;
 use crate::entities::{LABELS, LINES_PER_RECEIPT_MAX, LabelItem, ReceiptIndex, ValidationStatus};
-use crate::pipeline::config::{ArrivalProcess, WorkloadConfig};
 use crate::random::{Stream, Streams};
 use crate::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+/// Where the trial's receipts come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadSource {
+    /// Generated from the seed and the shapes below.
+    Generate,
+    /// Replayed from a JSON Lines file of receipts (read by the caller, handed in as a slice).
+    File(String),
+}
+
+/// The arrival process of receipts at the upload queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalProcess {
+    /// Exponential gaps at `rate_per_hour`, plus the bursts.
+    Poisson,
+    /// Only the bursts.
+    Bursts,
+    /// The arrival times listed in `trace`, in order.
+    Trace,
+}
+
+/// `receipts` receipts uploaded at once, at `at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    pub at: Duration,
+    pub receipts: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadConfig {
+    pub source: WorkloadSource,
+    /// How many receipts the trial uploads (generated), including those of the bursts.
+    pub receipts: u64,
+    pub arrival: ArrivalProcess,
+    /// Poisson rate; receipts not taken by bursts arrive at this rate from time zero.
+    pub rate_per_hour: f64,
+    pub bursts: Vec<Burst>,
+    /// Arrival times for `arrival = "trace"`; receipts beyond its length are not generated.
+    pub trace: Vec<Duration>,
+    /// Receipts on one image (sampled per image, rounded, at least 1).
+    pub receipts_per_image: NumberDist,
+    pub lines_per_receipt: NumberDist,
+    pub words_per_line: NumberDist,
+    /// Share of a receipt's words that are noise (not embedded, never labelled), sampled per receipt.
+    pub noise_word_share: NumberDist,
+    /// Labels LangGraph gives one embedded word (sampled per word, rounded).
+    pub labels_per_word: NumberDist,
+    /// Share of a receipt's labels that LangGraph changes after proposing them, sampled per receipt.
+    pub changed_label_share: NumberDist,
+    /// Probability that LangGraph corrects a receipt's merchant, sampled per receipt.
+    pub merchant_correction_share: NumberDist,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            source: WorkloadSource::Generate,
+            receipts: 100,
+            arrival: ArrivalProcess::Poisson,
+            rate_per_hour: 60.0,
+            bursts: Vec::new(),
+            trace: Vec::new(),
+            receipts_per_image: shape_dist("empirical(1, 1, 1, 2)"),
+            lines_per_receipt: shape_dist("uniform(20, 40)"),
+            words_per_line: shape_dist("uniform(1, 4)"),
+            noise_word_share: shape_dist("uniform(0.05, 0.15)"),
+            labels_per_word: shape_dist("empirical(0, 1)"),
+            changed_label_share: shape_dist("uniform(0.1, 0.3)"),
+            merchant_correction_share: shape_dist("0.1"),
+        }
+    }
+}
+
+fn shape_dist(text: &str) -> NumberDist {
+    NumberDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
+}
 
 /// The `proposed_by` value of a label LangGraph proposes, and of one it changes.
 pub const PROPOSED_BY_LANGGRAPH: u8 = 1;
@@ -406,7 +487,6 @@ pub fn last_arrival(receipts: &[Receipt]) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::config::Burst;
 
     fn config(receipts: u64) -> WorkloadConfig {
         WorkloadConfig {

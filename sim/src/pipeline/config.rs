@@ -12,6 +12,8 @@ use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::workload::{ArrivalProcess, Burst, WorkloadConfig, WorkloadSource};
+
 /// The most messages one SQS receive (and one Lambda batch of a FIFO mapping) may hold.
 pub const FIFO_BATCH_SIZE_MAX: u32 = 10;
 /// The most messages a standard-queue mapping may hand to one invocation.
@@ -67,62 +69,6 @@ pub struct PipelineConfig {
     pub store: StoreConfig,
     pub chroma: ChromaConfig,
     pub faults: FaultsConfig,
-}
-
-/// Where the trial's receipts come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkloadSource {
-    /// Generated from the seed and the shapes below.
-    Generate,
-    /// Replayed from a JSON Lines file of receipts (read by the caller, handed in as a slice).
-    File(String),
-}
-
-/// The arrival process of receipts at the upload queue.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArrivalProcess {
-    /// Exponential gaps at `rate_per_hour`, plus the bursts.
-    Poisson,
-    /// Only the bursts.
-    Bursts,
-    /// The arrival times listed in `trace`, in order.
-    Trace,
-}
-
-/// `receipts` receipts uploaded at once, at `at`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Burst {
-    pub at: Duration,
-    pub receipts: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkloadConfig {
-    pub source: WorkloadSource,
-    /// How many receipts the trial uploads (generated), including those of the bursts.
-    pub receipts: u64,
-    pub arrival: ArrivalProcess,
-    /// Poisson rate; receipts not taken by bursts arrive at this rate from time zero.
-    pub rate_per_hour: f64,
-    pub bursts: Vec<Burst>,
-    /// Arrival times for `arrival = "trace"`; receipts beyond its length are not generated.
-    pub trace: Vec<Duration>,
-    /// Receipts on one image (sampled per image, rounded, at least 1).
-    pub receipts_per_image: NumberDist,
-    pub lines_per_receipt: NumberDist,
-    pub words_per_line: NumberDist,
-    /// Share of a receipt's words that are noise (not embedded, never labelled), sampled per receipt.
-    pub noise_word_share: NumberDist,
-    /// Labels LangGraph gives one embedded word (sampled per word, rounded).
-    pub labels_per_word: NumberDist,
-    /// Share of a receipt's labels that LangGraph changes after proposing them, sampled per receipt.
-    pub changed_label_share: NumberDist,
-    /// Probability that LangGraph corrects a receipt's merchant, sampled per receipt.
-    pub merchant_correction_share: NumberDist,
 }
 
 /// What the upload Lambda does when a delta upload fails.
@@ -413,10 +359,6 @@ fn duration_dist(text: &str) -> DurationDist {
     DurationDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
 }
 
-fn number_dist(text: &str) -> NumberDist {
-    NumberDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
-}
-
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
@@ -433,26 +375,6 @@ impl Default for PipelineConfig {
             store: StoreConfig::default(),
             chroma: ChromaConfig::default(),
             faults: FaultsConfig::default(),
-        }
-    }
-}
-
-impl Default for WorkloadConfig {
-    fn default() -> Self {
-        WorkloadConfig {
-            source: WorkloadSource::Generate,
-            receipts: 100,
-            arrival: ArrivalProcess::Poisson,
-            rate_per_hour: 60.0,
-            bursts: Vec::new(),
-            trace: Vec::new(),
-            receipts_per_image: number_dist("empirical(1, 1, 1, 2)"),
-            lines_per_receipt: number_dist("uniform(20, 40)"),
-            words_per_line: number_dist("uniform(1, 4)"),
-            noise_word_share: number_dist("uniform(0.05, 0.15)"),
-            labels_per_word: number_dist("empirical(0, 1)"),
-            changed_label_share: number_dist("uniform(0.1, 0.3)"),
-            merchant_correction_share: number_dist("0.1"),
         }
     }
 }

@@ -226,7 +226,7 @@ struct CompactionSlot {
     machine: CompactionInvocation,
     handles: Vec<ReceiptHandle>,
     pending: Option<Effect>,
-    working_copy: Option<crate::services::collection::WorkingCopy>,
+    working_copy: Option<crate::services::object_store::WorkingCopy>,
     published: Option<PublishId>,
     publish_record: Option<usize>,
     heartbeat_owner: Option<ServiceOwner>,

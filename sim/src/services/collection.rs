@@ -9,11 +9,12 @@
 //!
 //! Guarantee honoured: Chroma's own. Broken on purpose by choosing `Replace` (an upsert of a delta
 //! record wipes labels already applied) and by dropping updates of missing ids.
-//! Depends on `entities` and `services::object_store` (to read the base publish).
+//! Depends on `entities` only: a working copy reads its base through `SnapshotEntries`, which the
+//! object store implements (the dependency runs from the store to the working copy).
 
 use crate::entities::{ChromaId, EntryFields, LabelFields};
-use crate::services::object_store::{PublishId, SnapshotStore};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// How `upsert` treats an existing id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -48,22 +49,31 @@ impl EntryPatch {
 /// The most ids one working copy may edit (a sanity bound).
 const OVERLAY_MAX: usize = 1 << 24;
 
-/// A snapshot being edited. Made by `SnapshotStore::checkout`, ended by `publish` or `discard`.
+/// Where a working copy reads the ids it has not edited: the published snapshots of a store.
+pub trait SnapshotEntries {
+    /// The handle of one published snapshot.
+    type Publish: Copy + fmt::Debug + PartialEq;
+    /// The fields of `id` in `publish`, if the id is there.
+    fn entry(&self, publish: Self::Publish, id: ChromaId) -> Option<EntryFields>;
+}
+
+/// A snapshot being edited, on top of its base publish `P`. Made by the store's `checkout`, ended
+/// by its `publish` or `discard`.
 #[derive(Debug, PartialEq)]
-pub struct WorkingCopy {
-    base: PublishId,
+pub struct WorkingCopy<P> {
+    base: P,
     overlay: BTreeMap<ChromaId, Option<EntryFields>>,
 }
 
-impl WorkingCopy {
-    pub(crate) fn new(base: PublishId) -> WorkingCopy {
+impl<P: Copy> WorkingCopy<P> {
+    pub(crate) fn new(base: P) -> WorkingCopy<P> {
         WorkingCopy {
             base,
             overlay: BTreeMap::new(),
         }
     }
 
-    pub fn base(&self) -> PublishId {
+    pub fn base(&self) -> P {
         self.base
     }
 
@@ -76,14 +86,18 @@ impl WorkingCopy {
         self.overlay.len()
     }
 
-    pub fn get(&self, store: &SnapshotStore, id: ChromaId) -> Option<EntryFields> {
+    pub fn get(
+        &self,
+        store: &impl SnapshotEntries<Publish = P>,
+        id: ChromaId,
+    ) -> Option<EntryFields> {
         match self.overlay.get(&id) {
             Some(fields) => *fields,
-            None => store.get(self.base, id),
+            None => store.entry(self.base, id),
         }
     }
 
-    pub fn contains(&self, store: &SnapshotStore, id: ChromaId) -> bool {
+    pub fn contains(&self, store: &impl SnapshotEntries<Publish = P>, id: ChromaId) -> bool {
         self.get(store, id).is_some()
     }
 
@@ -96,7 +110,12 @@ impl WorkingCopy {
     }
 
     /// Chroma `update`: merges the record into an existing id; a missing id is ignored (false).
-    pub fn update(&mut self, store: &SnapshotStore, id: ChromaId, patch: EntryPatch) -> bool {
+    pub fn update(
+        &mut self,
+        store: &impl SnapshotEntries<Publish = P>,
+        id: ChromaId,
+        patch: EntryPatch,
+    ) -> bool {
         let Some(current) = self.get(store, id) else {
             return false;
         };
@@ -108,7 +127,7 @@ impl WorkingCopy {
     /// Returns whether the id existed.
     pub fn upsert(
         &mut self,
-        store: &SnapshotStore,
+        store: &impl SnapshotEntries<Publish = P>,
         id: ChromaId,
         patch: EntryPatch,
         mode: UpsertMode,
@@ -123,7 +142,11 @@ impl WorkingCopy {
     }
 
     /// Deletes every label field of an existing id; a missing id is ignored (false).
-    pub fn delete_label_fields(&mut self, store: &SnapshotStore, id: ChromaId) -> bool {
+    pub fn delete_label_fields(
+        &mut self,
+        store: &impl SnapshotEntries<Publish = P>,
+        id: ChromaId,
+    ) -> bool {
         let patch = EntryPatch {
             merchant: None,
             labels: Some(LabelFields::default()),
@@ -134,7 +157,7 @@ impl WorkingCopy {
     /// Sets (or with `None` deletes) the merchant of an existing id; a missing id is ignored (false).
     pub fn set_merchant(
         &mut self,
-        store: &SnapshotStore,
+        store: &impl SnapshotEntries<Publish = P>,
         id: ChromaId,
         merchant: Option<u32>,
     ) -> bool {
@@ -146,138 +169,11 @@ impl WorkingCopy {
     }
 
     /// Chroma `delete`: removes an existing id; a missing id is ignored (false).
-    pub fn delete(&mut self, store: &SnapshotStore, id: ChromaId) -> bool {
+    pub fn delete(&mut self, store: &impl SnapshotEntries<Publish = P>, id: ChromaId) -> bool {
         if !self.contains(store, id) {
             return false;
         }
         self.write(id, None);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::entities::Collection;
-    use crate::services::object_store::SnapshotParams;
-    use crate::time::{Duration, Instant};
-
-    fn store_with(id: ChromaId, fields: EntryFields) -> SnapshotStore {
-        let params = SnapshotParams {
-            version_resolution: Duration::from_secs(1),
-            keep_versions: 4,
-            deltas_window: 16,
-            deltas_max: 64,
-        };
-        let mut store = SnapshotStore::new(Collection::Words, params);
-        let mut copy = store.checkout(PublishId::EMPTY);
-        copy.upsert(
-            &store,
-            id,
-            EntryPatch {
-                merchant: Some(fields.merchant),
-                labels: Some(fields.labels),
-            },
-            UpsertMode::Replace,
-        );
-        let outcome = store.publish(Instant(1), copy);
-        store.write_pointer(Instant(1), outcome.version);
-        store
-    }
-
-    fn labels(detail: u32) -> LabelFields {
-        LabelFields {
-            valid: 1,
-            invalid: 0,
-            other: 0,
-            detail,
-        }
-    }
-
-    #[test]
-    fn update_of_a_missing_id_is_ignored() {
-        let present = ChromaId::word(1, 1, 1);
-        let missing = ChromaId::word(1, 1, 2);
-        let mut store = store_with(
-            present,
-            EntryFields {
-                merchant: 3,
-                labels: labels(1),
-            },
-        );
-        let mut copy = store.checkout(store.head());
-        let patch = EntryPatch {
-            merchant: None,
-            labels: Some(labels(9)),
-        };
-        assert!(!copy.update(&store, missing, patch));
-        assert!(!copy.delete_label_fields(&store, missing));
-        assert!(!copy.set_merchant(&store, missing, Some(4)));
-        assert_eq!(copy.overlay_len(), 0);
-        assert!(copy.update(&store, present, patch));
-        assert_eq!(
-            copy.get(&store, present),
-            Some(EntryFields {
-                merchant: 3,
-                labels: labels(9)
-            })
-        );
-        assert!(copy.set_merchant(&store, present, None));
-        assert_eq!(
-            copy.get(&store, present).unwrap().merchant,
-            0,
-            "a null deletes the field"
-        );
-        let outcome = store.publish(Instant(2), copy);
-        assert_eq!(outcome.delta_len, 1);
-        assert!(store.get(outcome.publish, missing).is_none());
-    }
-
-    /// A delta record (merchant only) upserted over a word whose labels were already applied:
-    /// replace wipes the labels, merge keeps them.
-    #[test]
-    fn upsert_replace_versus_merge() {
-        let id = ChromaId::word(2, 1, 1);
-        let labelled = EntryFields {
-            merchant: 3,
-            labels: labels(5),
-        };
-        let record = EntryPatch {
-            merchant: Some(4),
-            labels: None,
-        };
-        let mut store = store_with(id, labelled);
-        let mut copy = store.checkout(store.head());
-        assert!(copy.upsert(&store, id, record, UpsertMode::Replace));
-        assert_eq!(
-            copy.get(&store, id),
-            Some(EntryFields {
-                merchant: 4,
-                labels: LabelFields::default()
-            })
-        );
-        store.discard(copy);
-        let mut copy = store.checkout(store.head());
-        assert!(copy.upsert(&store, id, record, UpsertMode::Merge));
-        assert_eq!(
-            copy.get(&store, id),
-            Some(EntryFields {
-                merchant: 4,
-                labels: labels(5)
-            })
-        );
-        let fresh = ChromaId::word(2, 1, 2);
-        assert!(
-            !copy.upsert(&store, fresh, record, UpsertMode::Merge),
-            "inserted"
-        );
-        assert_eq!(
-            copy.get(&store, fresh),
-            Some(EntryFields {
-                merchant: 4,
-                labels: LabelFields::default()
-            })
-        );
-        store.discard(copy);
     }
 }

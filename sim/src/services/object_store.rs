@@ -26,12 +26,15 @@
 //! bytes of headers per receipt: 11.7 bytes per id measured for 79 ids and 35 labelled words a
 //! receipt, so 1 M receipts (79 M ids) take about 0.9 GiB, about 1.05 GiB with a 4096-publish delta
 //! window. Deltas cost 48 bytes per changed id, publish nodes 56 bytes each.
-//! Depends on `time` and `entities`; the working copy lives in `services::collection`.
+//! Depends on `time`, `entities` and `services::collection` (the working copy it checks out).
 
 use crate::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
-use crate::services::collection::WorkingCopy;
+use crate::services::collection::SnapshotEntries;
 use crate::time::{Duration, Instant, NANOS_PER_SEC};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A working copy of one of this store's publishes.
+pub type WorkingCopy = crate::services::collection::WorkingCopy<PublishId>;
 
 /// A publish: one uploaded snapshot. `PublishId::EMPTY` is the initial empty snapshot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -412,6 +415,14 @@ pub struct SnapshotStore {
     /// Publishes that still hold their delta, ascending.
     with_delta: BTreeSet<PublishId>,
     counters: SnapshotCounters,
+}
+
+impl SnapshotEntries for SnapshotStore {
+    type Publish = PublishId;
+    #[inline]
+    fn entry(&self, publish: PublishId, id: ChromaId) -> Option<EntryFields> {
+        self.get(publish, id)
+    }
 }
 
 impl SnapshotStore {
@@ -1292,7 +1303,7 @@ mod tests {
             contents: vec![BTreeMap::new()],
         };
         let mut stream = Streams::new(11).stream("object-store-test");
-        let mut held: Vec<crate::services::collection::WorkingCopy> = Vec::new();
+        let mut held: Vec<WorkingCopy> = Vec::new();
         let mut now = Instant::ZERO;
         for _ in 0..600 {
             now = now.add(Duration::from_millis(400));
@@ -1403,5 +1414,131 @@ mod tests {
         // so about 1 GiB for 80 M ids.
         assert!(head_bytes < 14.0, "{head_bytes} bytes per id in the head");
         assert_eq!(std::mem::size_of::<DeltaEntry>(), 48);
+    }
+}
+
+#[cfg(test)]
+mod working_copy_tests {
+    //! The working copy's Chroma semantics over a real store.
+    use super::*;
+    use crate::services::collection::{EntryPatch, UpsertMode};
+
+    fn store_with(id: ChromaId, fields: EntryFields) -> SnapshotStore {
+        let params = SnapshotParams {
+            version_resolution: Duration::from_secs(1),
+            keep_versions: 4,
+            deltas_window: 16,
+            deltas_max: 64,
+        };
+        let mut store = SnapshotStore::new(Collection::Words, params);
+        let mut copy = store.checkout(PublishId::EMPTY);
+        copy.upsert(
+            &store,
+            id,
+            EntryPatch {
+                merchant: Some(fields.merchant),
+                labels: Some(fields.labels),
+            },
+            UpsertMode::Replace,
+        );
+        let outcome = store.publish(Instant(1), copy);
+        store.write_pointer(Instant(1), outcome.version);
+        store
+    }
+
+    fn labels(detail: u32) -> LabelFields {
+        LabelFields {
+            valid: 1,
+            invalid: 0,
+            other: 0,
+            detail,
+        }
+    }
+
+    #[test]
+    fn update_of_a_missing_id_is_ignored() {
+        let present = ChromaId::word(1, 1, 1);
+        let missing = ChromaId::word(1, 1, 2);
+        let mut store = store_with(
+            present,
+            EntryFields {
+                merchant: 3,
+                labels: labels(1),
+            },
+        );
+        let mut copy = store.checkout(store.head());
+        let patch = EntryPatch {
+            merchant: None,
+            labels: Some(labels(9)),
+        };
+        assert!(!copy.update(&store, missing, patch));
+        assert!(!copy.delete_label_fields(&store, missing));
+        assert!(!copy.set_merchant(&store, missing, Some(4)));
+        assert_eq!(copy.overlay_len(), 0);
+        assert!(copy.update(&store, present, patch));
+        assert_eq!(
+            copy.get(&store, present),
+            Some(EntryFields {
+                merchant: 3,
+                labels: labels(9)
+            })
+        );
+        assert!(copy.set_merchant(&store, present, None));
+        assert_eq!(
+            copy.get(&store, present).unwrap().merchant,
+            0,
+            "a null deletes the field"
+        );
+        let outcome = store.publish(Instant(2), copy);
+        assert_eq!(outcome.delta_len, 1);
+        assert!(store.get(outcome.publish, missing).is_none());
+    }
+
+    /// A delta record (merchant only) upserted over a word whose labels were already applied:
+    /// replace wipes the labels, merge keeps them.
+    #[test]
+    fn upsert_replace_versus_merge() {
+        let id = ChromaId::word(2, 1, 1);
+        let labelled = EntryFields {
+            merchant: 3,
+            labels: labels(5),
+        };
+        let record = EntryPatch {
+            merchant: Some(4),
+            labels: None,
+        };
+        let mut store = store_with(id, labelled);
+        let mut copy = store.checkout(store.head());
+        assert!(copy.upsert(&store, id, record, UpsertMode::Replace));
+        assert_eq!(
+            copy.get(&store, id),
+            Some(EntryFields {
+                merchant: 4,
+                labels: LabelFields::default()
+            })
+        );
+        store.discard(copy);
+        let mut copy = store.checkout(store.head());
+        assert!(copy.upsert(&store, id, record, UpsertMode::Merge));
+        assert_eq!(
+            copy.get(&store, id),
+            Some(EntryFields {
+                merchant: 4,
+                labels: labels(5)
+            })
+        );
+        let fresh = ChromaId::word(2, 1, 2);
+        assert!(
+            !copy.upsert(&store, fresh, record, UpsertMode::Merge),
+            "inserted"
+        );
+        assert_eq!(
+            copy.get(&store, fresh),
+            Some(EntryFields {
+                merchant: 4,
+                labels: LabelFields::default()
+            })
+        );
+        store.discard(copy);
     }
 }
