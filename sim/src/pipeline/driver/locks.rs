@@ -1,0 +1,43 @@
+//! Performing lock effects on the lease lock model: acquisition, release and heartbeats.
+
+use super::*;
+
+impl Simulation<'_> {
+    /// Lock acquisition, release and the start or stop of heartbeats.
+    pub(super) fn perform_lock(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        generation: u32,
+        state: &mut CompactionSlot,
+        effect: &Effect,
+    ) -> Response {
+        match effect {
+            Effect::LockAcquire { collection, lease } => {
+                match self.locks[collection.index()].acquire(now, *lease) {
+                    Ok(owner) => Response::Lock {
+                        owner: Some(owner.0),
+                    },
+                    Err(_) => Response::Lock { owner: None },
+                }
+            }
+            Effect::LockRelease { collection, owner } => {
+                self.locks[collection.index()].release(now, ServiceOwner(*owner));
+                Response::Done
+            }
+            Effect::LockHeartbeat {
+                owner, interval, ..
+            } => {
+                if *interval > Duration::ZERO {
+                    state.heartbeat_owner = Some(ServiceOwner(*owner));
+                    self.engine
+                        .schedule_at(now.add(*interval), Event::Heartbeat { slot, generation });
+                } else {
+                    state.heartbeat_owner = None;
+                }
+                Response::Done
+            }
+            other => unreachable!("not a lock operation: {other:?}"),
+        }
+    }
+}

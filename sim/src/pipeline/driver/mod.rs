@@ -1,0 +1,496 @@
+//! The simulated driver: runs the pipeline's state machines on the service models inside the event
+//! engine. It turns every effect into an engine event after a sampled duration, performs the effect
+//! on the service models when that event fires, and hands the answer back. It also starts
+//! invocations (pollers of the upload queue, the stream and the two compaction queues), kills them
+//! at their deadline, keeps lock heartbeats, samples queues, and tracks "labels visible". It injects
+//! the faults of `[faults]` (compaction stalls, deaths right after the pointer write, stream
+//! processor retries, throttled compaction starts), each drawn from its own named stream.
+//!
+//! Durations of a receipt's upload stages come from the receipt's own streams (`ocr`, receipt ...),
+//! so old and new flow see the same draws (common random numbers). Depends on everything else in
+//! the crate; nothing depends on it but `pipeline::run_trial`.
+
+mod costs;
+mod faults;
+mod invocations;
+mod locks;
+mod notes;
+mod objects;
+mod perform;
+mod pollers;
+mod slots;
+mod table;
+mod working_copy;
+
+use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
+use super::config::{
+    FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
+    UpsertMode as ConfigUpsertMode,
+};
+use super::effect::{
+    CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
+    TableWrite, VersionId, Work,
+};
+use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
+use super::stream_processor::{ItemChange, RecordView, RoutingSettings, StreamProcessorInvocation};
+use super::upload::{ReceiptPlan, UploadInvocation, UploadNote, UploadSettings};
+use super::visibility::Visibility;
+use super::{ReportDetail, TrialCounters};
+use crate::engine::{Engine, Event as EngineEvent};
+use crate::entities::{ChromaId, Collection, LabelFields, LabelItem, ReceiptIndex};
+use crate::metrics::{Series, Stage, Stages};
+use crate::random::{Stream, Streams, mix64};
+use crate::services::collection::{EntryPatch, UpsertMode};
+use crate::services::lambda::{Invocation, Lambda, LambdaParams};
+use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner};
+use crate::services::object_store::{
+    Etag, FileCache, HeadMove, PublishId, SnapshotParams, SnapshotStore, VersionId as StoreVersion,
+};
+use crate::services::queue::{Queue, QueueKind, QueueParams, ReceiptHandle, Received};
+use crate::services::stream::{BatchId, ShardId, StreamParams, TableStream};
+use crate::services::table::{
+    CompactionRun, ItemImage, ItemKey, ReceiptShape, StreamRecord, Table,
+};
+use crate::time::{Duration, Instant};
+use crate::workload::{Receipt, WordRef, chance};
+use faults::FaultStreams;
+pub use notes::{describe_messages, message_word};
+use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};
+use std::collections::BTreeMap;
+use table::final_labels;
+
+/// The most effects one step may perform without time passing (zero-duration effects).
+const SYNCHRONOUS_EFFECTS_MAX: u32 = 100_000;
+/// Interval of queue samples (doubled whenever the sample buffer fills).
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Names of the event kinds counted in `Simulation::events_by_kind`.
+pub const EVENT_KINDS: [&str; 9] = [
+    "arrival",
+    "upload_poll",
+    "stream_poll",
+    "queue_poll",
+    "upload_step",
+    "stream_processor_step",
+    "compaction_step",
+    "kill",
+    "heartbeat",
+];
+
+/// The three functions.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Function {
+    Upload,
+    StreamProcessor,
+    Compaction,
+}
+
+/// Engine events of a trial.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Arrival(ReceiptIndex),
+    UploadPoll,
+    StreamPoll,
+    QueuePoll(Collection),
+    /// The outstanding effect of an invocation completes.
+    Step {
+        function: Function,
+        slot: u32,
+        generation: u32,
+    },
+    /// An invocation's deadline.
+    Kill {
+        function: Function,
+        slot: u32,
+        generation: u32,
+    },
+    /// A lock heartbeat of a compaction invocation.
+    Heartbeat {
+        slot: u32,
+        generation: u32,
+    },
+}
+
+impl EngineEvent for Event {
+    #[inline]
+    fn digest(&self) -> u64 {
+        let function_tag = |function: Function| function as u64;
+        match *self {
+            Event::Arrival(receipt) => mix64(1 ^ u64::from(receipt) << 8),
+            Event::UploadPoll => 2,
+            Event::StreamPoll => 3,
+            Event::QueuePoll(collection) => 4 ^ (collection as u64) << 8,
+            Event::Step {
+                function,
+                slot,
+                generation,
+            } => mix64(
+                5 ^ function_tag(function) << 8
+                    ^ u64::from(slot) << 16
+                    ^ u64::from(generation) << 40,
+            ),
+            Event::Kill {
+                function,
+                slot,
+                generation,
+            } => mix64(
+                6 ^ function_tag(function) << 8
+                    ^ u64::from(slot) << 16
+                    ^ u64::from(generation) << 40,
+            ),
+            Event::Heartbeat { slot, generation } => {
+                mix64(7 ^ u64::from(slot) << 16 ^ u64::from(generation) << 40)
+            }
+        }
+    }
+    #[inline]
+    fn actor(&self) -> u32 {
+        match *self {
+            Event::Arrival(_) | Event::UploadPoll => 0,
+            Event::StreamPoll => 1,
+            Event::QueuePoll(collection) => 2 + collection as u32,
+            // An invocation is one actor, its heartbeats included; slots are reused, so the
+            // numbers stay small.
+            Event::Step { function, slot, .. } | Event::Kill { function, slot, .. } => {
+                4 + slot.min(ACTOR_SLOTS_MAX) * 3 + function as u32
+            }
+            Event::Heartbeat { slot, .. } => {
+                4 + slot.min(ACTOR_SLOTS_MAX) * 3 + Function::Compaction as u32
+            }
+        }
+    }
+}
+
+/// Invocation slots beyond this share one actor number.
+const ACTOR_SLOTS_MAX: u32 = 1 << 20;
+
+/// Per-receipt progress.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Progress {
+    pub arrived: bool,
+    pub started: bool,
+    pub saved_at: Option<Instant>,
+    pub finished: bool,
+    pub run_id: u32,
+    /// Bit per collection: the delta of the current run was uploaded.
+    pub deltas: u8,
+}
+
+/// Everything one trial holds while it runs.
+pub struct Simulation<'a> {
+    pub config: &'a PipelineConfig,
+    pub receipts: &'a [Receipt],
+    streams: Streams,
+    pub engine: Engine<Event>,
+    pub table: Table,
+    pub stream: TableStream,
+    pub upload_queue: Queue<ReceiptIndex>,
+    pub queues: [Queue<Message>; 2],
+    pub upload_lambda: Lambda,
+    pub processor_lambda: Lambda,
+    pub compaction_lambda: Lambda,
+    pub locks: [LeaseLock; 2],
+    pub stores: [SnapshotStore; 2],
+    caches: BTreeMap<u64, [FileCache; 2]>,
+    uploads: Slots<UploadSlot>,
+    processors: Slots<ProcessorSlot>,
+    compactions: Slots<CompactionSlot>,
+    poll_at: [Option<Instant>; 4],
+    /// When each compaction mapping's batching window opened, if it is open.
+    window_started: [Option<Instant>; 2],
+    pub progress: Vec<Progress>,
+    pub visibility: Visibility,
+    pub stages: Stages,
+    /// Whether queues are sampled into `series` (not for brief reports).
+    sampling: bool,
+    /// Scratch space of the queue pollers, reused from receive to receive.
+    received_uploads: Vec<Received<ReceiptIndex>>,
+    received_messages: Vec<Received<Message>>,
+    pub series: [Series; 3],
+    pub history: History,
+    pub counters: TrialCounters,
+    /// Events handled by kind, in the order of `EVENT_KINDS`.
+    pub events_by_kind: [u64; 9],
+    processor_stream: Stream,
+    compaction_stream: Stream,
+    faults: FaultStreams,
+    upload_settings: UploadSettings,
+    routing: RoutingSettings,
+    compaction_settings: CompactionSettings,
+    upload_records: Vec<StreamRecord>,
+    views: Vec<RecordView>,
+    scratch_ids: Vec<ChromaId>,
+}
+
+fn queue_params(config: &PipelineConfig) -> QueueParams {
+    let queues = &config.queues;
+    QueueParams {
+        kind: match queues.kind {
+            ConfigQueueKind::Fifo => QueueKind::Fifo,
+            ConfigQueueKind::Standard => QueueKind::Standard {
+                duplicate_share: queues.duplicate_share,
+            },
+        },
+        visibility_timeout: queues.visibility_timeout,
+        receive_limit: Some(queues.receive_limit),
+        retention: queues.retention,
+        deduplication_window: queues.deduplication_window,
+    }
+}
+
+fn lambda_params(
+    concurrency: u32,
+    timeout: Duration,
+    cold_start_share: f64,
+    cold_start: &crate::distribution::DurationDist,
+) -> LambdaParams {
+    LambdaParams {
+        reserved_concurrency: concurrency,
+        timeout,
+        cold_start_share,
+        cold_start_duration: cold_start.clone(),
+        container_idle_max: None,
+    }
+}
+
+impl<'a> Simulation<'a> {
+    pub fn new(
+        config: &'a PipelineConfig,
+        receipts: &'a [Receipt],
+        engine: Engine<Event>,
+        history: History,
+        detail: ReportDetail,
+    ) -> Self {
+        let streams = Streams::new(config.seed);
+        let stream_params = StreamParams {
+            shards: config.stream.shards,
+            shard_split_interval: None,
+            shards_max: config.stream.shards,
+            batch_size: config.stream.batch_size,
+            batching_window: config.stream.batching_window,
+            parallelization_factor: config.stream.parallelization_factor,
+            retry_attempts_max: Some(config.stream.retry_limit),
+            bisect_on_failure: config.stream.bisect_on_error,
+            record_age_max: Some(config.stream.record_age_max),
+            retention: Duration::from_secs(86_400),
+        };
+        let upload_queue_params = QueueParams {
+            kind: QueueKind::Standard {
+                duplicate_share: 0.0,
+            },
+            visibility_timeout: config.upload.queue_visibility_timeout,
+            receive_limit: Some(config.upload.queue_receive_limit),
+            retention: Duration::from_secs(4 * 86_400),
+            deduplication_window: Duration::from_secs(300),
+        };
+        let snapshot_params = SnapshotParams {
+            version_resolution: config.compaction.version_id_resolution,
+            keep_versions: config.store.keep_versions as usize,
+            deltas_window: 4096,
+            deltas_max: 16_384,
+        };
+        let compaction = &config.compaction;
+        Simulation {
+            config,
+            receipts,
+            streams,
+            engine,
+            table: Table::with_capacity(receipts.len()),
+            stream: TableStream::new(stream_params),
+            upload_queue: Queue::new(upload_queue_params, streams.stream("upload-queue")),
+            queues: [
+                Queue::new(queue_params(config), streams.stream("lines-queue")),
+                Queue::new(queue_params(config), streams.stream("words-queue")),
+            ],
+            upload_lambda: Lambda::new(
+                lambda_params(
+                    config.upload.concurrency,
+                    config.upload.timeout,
+                    config.upload.cold_start_share,
+                    &config.upload.cold_start,
+                ),
+                streams.stream("upload-lambda"),
+            ),
+            processor_lambda: Lambda::new(
+                lambda_params(
+                    config.stream_processor.reserved_concurrency,
+                    config.stream_processor.timeout,
+                    config.stream_processor.cold_start_share,
+                    &config.stream_processor.cold_start,
+                ),
+                streams.stream("stream-processor-lambda"),
+            ),
+            compaction_lambda: Lambda::new(
+                lambda_params(
+                    compaction.reserved_concurrency,
+                    compaction.timeout,
+                    compaction.cold_start_share,
+                    &compaction.cold_start,
+                ),
+                streams.stream("compaction-lambda"),
+            ),
+            locks: [LeaseLock::new(), LeaseLock::new()],
+            stores: [
+                SnapshotStore::new(Collection::Lines, snapshot_params.clone()),
+                SnapshotStore::new(Collection::Words, snapshot_params),
+            ],
+            caches: BTreeMap::new(),
+            uploads: Slots::new(),
+            processors: Slots::new(),
+            compactions: Slots::new(),
+            poll_at: [None; 4],
+            window_started: [None; 2],
+            progress: vec![Progress::default(); receipts.len()],
+            visibility: Visibility::new(receipts.len()),
+            stages: match detail {
+                ReportDetail::Full => Stages::new(),
+                ReportDetail::Brief => Stages::off(),
+            },
+            sampling: detail == ReportDetail::Full,
+            received_uploads: Vec::new(),
+            received_messages: Vec::new(),
+            series: [
+                Series::new(SAMPLE_INTERVAL),
+                Series::new(SAMPLE_INTERVAL),
+                Series::new(SAMPLE_INTERVAL),
+            ],
+            history,
+            counters: TrialCounters::default(),
+            events_by_kind: [0; 9],
+            processor_stream: streams.stream("stream-processor"),
+            compaction_stream: streams.stream("compaction"),
+            faults: FaultStreams {
+                stall: streams.stream("fault-compaction-stall"),
+                kill_after_pointer: streams.stream("fault-kill-after-pointer"),
+                stream_retry: streams.stream("fault-stream-retry"),
+                throttle: streams.stream("fault-throttle"),
+            },
+            upload_settings: UploadSettings {
+                flow: config.flow,
+                wait_poll_period: config.wait.poll_period,
+                wait_cap: config.wait.cap,
+                delta_upload_error: config.upload.delta_upload_error,
+                delta_upload_tries_max: config.upload.delta_upload_tries_max,
+            },
+            routing: RoutingSettings {
+                other_inserts: config.stream_processor.other_inserts,
+                run_completed_message: config.stream_processor.run_completed_message,
+                message_group: config.stream_processor.message_group,
+                send_batch_size: config.stream_processor.send_batch_size,
+            },
+            compaction_settings: CompactionSettings {
+                lock_lease: compaction.lock_lease,
+                heartbeat_interval: compaction
+                    .heartbeat_enabled
+                    .then_some(compaction.heartbeat_interval),
+                publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
+                pointer_promotion: compaction.pointer_promotion,
+                missing_id: compaction.missing_id,
+                mark_runs: compaction.mark_runs,
+                in_batch_ordering: compaction.in_batch_ordering,
+                deduplicate: compaction.deduplicate,
+                sync_from_table_on_merge: compaction.sync_from_table_on_merge,
+            },
+            upload_records: Vec::with_capacity(64),
+            views: Vec::with_capacity(64),
+            scratch_ids: Vec::with_capacity(256),
+        }
+    }
+
+    /// Schedules every arrival and the first sample, then runs the engine until it stops.
+    pub fn run(&mut self) {
+        // Arrivals are scheduled one at a time, each by the one before, to keep the queue small.
+        if let Some(first) = self.receipts.first() {
+            self.engine
+                .schedule_at(first.arrival_instant(), Event::Arrival(first.index));
+        }
+        while let Some((now, event)) = self.engine.next() {
+            self.handle(now, event);
+        }
+        self.engine.assert_accounted();
+    }
+
+    fn handle(&mut self, now: Instant, event: Event) {
+        let kind = match event {
+            Event::Arrival(_) => 0,
+            Event::UploadPoll => 1,
+            Event::StreamPoll => 2,
+            Event::QueuePoll(_) => 3,
+            Event::Step { function, .. } => 4 + function as usize,
+            Event::Kill { .. } => 7,
+            Event::Heartbeat { .. } => 8,
+        };
+        self.events_by_kind[kind] += 1;
+        // Queues are sampled at the first event due, so sampling adds no events of its own.
+        if self.sampling && self.series[0].due(now) {
+            self.sample(now);
+        }
+        match event {
+            Event::Arrival(receipt) => self.arrive(now, receipt),
+            Event::UploadPoll => {
+                if self.take_poll(0, now) {
+                    self.poll_uploads(now);
+                }
+            }
+            Event::StreamPoll => {
+                if self.take_poll(1, now) {
+                    self.poll_stream(now);
+                }
+            }
+            Event::QueuePoll(collection) => {
+                if self.take_poll(2 + collection.index(), now) {
+                    self.poll_queue(now, collection);
+                }
+            }
+            Event::Step {
+                function,
+                slot,
+                generation,
+            } => match function {
+                Function::Upload => self.step_upload(now, slot, generation),
+                Function::StreamProcessor => self.step_processor(now, slot, generation),
+                Function::Compaction => self.step_compaction(now, slot, generation),
+            },
+            Event::Kill {
+                function,
+                slot,
+                generation,
+            } => self.kill(now, function, slot, generation),
+            Event::Heartbeat { slot, generation } => self.heartbeat(now, slot, generation),
+        }
+    }
+
+    fn sample(&mut self, now: Instant) {
+        let depths = [
+            (self.upload_queue.depth(), self.upload_queue.oldest_age(now)),
+            (self.queues[0].depth(), self.queues[0].oldest_age(now)),
+            (self.queues[1].depth(), self.queues[1].oldest_age(now)),
+        ];
+        for (series, (depth, age)) in self.series.iter_mut().zip(depths) {
+            series.record(now, depth as u64, age);
+        }
+    }
+
+    // ----- arrivals and the upload Lambda -----
+
+    // ----- the stream processor -----
+}
+
+impl Simulation<'_> {
+    // ----- the compaction Lambda -----
+
+    // ----- steps, deadlines and heartbeats -----
+
+    /// Invocations still running: (upload, stream processor, compaction).
+    pub fn running(&self) -> (usize, usize, usize) {
+        (
+            self.uploads.live(),
+            self.processors.live(),
+            self.compactions.live(),
+        )
+    }
+}
+
+impl Simulation<'_> {
+    // ----- injected faults (`config::FaultsConfig`) and the history records naming ids -----
+}

@@ -1,0 +1,185 @@
+//! Performing object store effects on the snapshot store and the file caches: pointer reads,
+//! cache loads and the copy into a working copy, snapshot uploads and pointer promotion.
+
+use super::*;
+
+impl Simulation<'_> {
+    pub(super) fn cache(&self, state: &CompactionSlot, collection: Collection) -> &FileCache {
+        &self.caches[&state.invocation.container.0][collection.index()]
+    }
+
+    /// The publish a version names for this invocation: its cache's copy, else a download.
+    pub(super) fn cached_publish(
+        &self,
+        state: &CompactionSlot,
+        collection: Collection,
+        version: Option<VersionId>,
+    ) -> Option<(PublishId, bool)> {
+        let store = &self.stores[collection.index()];
+        let version = StoreVersion(version.unwrap_or(StoreVersion::INITIAL.0));
+        if let Some(publish) = self.cache(state, collection).get(store, version) {
+            return Some((publish, true));
+        }
+        store.resolve(version).ok().map(|publish| (publish, false))
+    }
+
+    /// Pointer reads, cache loads (a download on a miss) and the copy into a working copy.
+    pub(super) fn perform_snapshot_read(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        effect: &Effect,
+    ) -> Response {
+        match effect {
+            Effect::ReadPointer(collection) => {
+                let pointer = self.stores[collection.index()].read_pointer();
+                Response::Pointer {
+                    version: Some(pointer.version.0),
+                    etag: pointer.etag.0,
+                }
+            }
+            Effect::CacheLoad {
+                collection,
+                version,
+            } => match self.cached_publish(state, *collection, *version) {
+                Some((publish, cached)) => {
+                    let store = &mut self.stores[collection.index()];
+                    if !cached {
+                        let version = StoreVersion(version.unwrap_or(0));
+                        let cache = &mut self
+                            .caches
+                            .get_mut(&state.invocation.container.0)
+                            .expect("a cache per container")[collection.index()];
+                        cache.put(store, now, version, publish);
+                    }
+                    Response::Entries(store.entry_count(publish))
+                }
+                None => Response::Failed,
+            },
+            Effect::OpenWorkingCopy {
+                collection,
+                version,
+            } => match self.cached_publish(state, *collection, *version) {
+                Some((publish, _)) => {
+                    let store = &mut self.stores[collection.index()];
+                    assert!(state.working_copy.is_none());
+                    state.working_copy = Some(store.checkout(publish));
+                    Response::Entries(store.entry_count(publish))
+                }
+                None => Response::Failed,
+            },
+            other => unreachable!("not a snapshot read: {other:?}"),
+        }
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        collection: Collection,
+    ) -> Response {
+        let working_copy = state
+            .working_copy
+            .take()
+            .expect("a working copy to publish");
+        let mut ids: Vec<ChromaId> = working_copy.overlay().keys().copied().collect();
+        ids.sort_unstable();
+        let outcome = self.stores[collection.index()].publish(now, working_copy);
+        state.published = Some(outcome.publish);
+        let publishes = &mut self.history.publishes[collection.index()];
+        publishes.push(PublishRecord {
+            collection,
+            publish: u64::from(outcome.publish.0),
+            base: 0,
+            version: outcome.version.0,
+            at: now,
+            invocation: state.invocation.id.0,
+            ids: CompactIds::from_sorted(&ids),
+            pointer: PointerOutcome::NotWritten,
+            promoted_at: None,
+        });
+        let info = self.stores[collection.index()].publish_info(outcome.publish);
+        let record = publishes.last_mut().expect("just pushed");
+        record.base = u64::from(info.parent.0);
+        state.publish_record = Some(publishes.len() - 1);
+        let actor = Actor::Compaction {
+            invocation: state.invocation.id.0,
+            collection,
+        };
+        self.history
+            .record(now, actor, HistoryEvent::Published, None, &[], || {
+                format!(
+                    "publish {} version {}",
+                    outcome.publish.0, outcome.version.0
+                )
+            });
+        if let Some(head_move) = outcome.head_move {
+            self.head_moved(now, collection, &head_move);
+        }
+        Response::Published {
+            version: outcome.version.0,
+        }
+    }
+
+    pub(super) fn write_pointer(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        collection: Collection,
+        version: VersionId,
+        expected_etag: Option<u64>,
+    ) -> Response {
+        if let Some(owner) = state.machine.owner() {
+            self.locks[collection.index()].check(now, ServiceOwner(owner));
+        }
+        let store = &mut self.stores[collection.index()];
+        let written = match expected_etag {
+            Some(etag) => store
+                .write_pointer_if_match(now, StoreVersion(version), Etag(etag))
+                .ok(),
+            None => Some(store.write_pointer(now, StoreVersion(version))),
+        };
+        let outcome = if written.is_some() {
+            PointerOutcome::Promoted
+        } else {
+            PointerOutcome::Conflict
+        };
+        if let Some(index) = state.publish_record {
+            let record = &mut self.history.publishes[collection.index()][index];
+            record.pointer = outcome;
+            if outcome == PointerOutcome::Promoted {
+                record.promoted_at = Some(now);
+            }
+        }
+        let Some(written) = written else {
+            return Response::Failed;
+        };
+        store.prune_versions(now);
+        if let Some(head_move) = written.head_move {
+            self.head_moved(now, collection, &head_move);
+        }
+        Response::Done
+    }
+
+    pub(super) fn head_moved(
+        &mut self,
+        now: Instant,
+        collection: Collection,
+        head_move: &HeadMove,
+    ) {
+        let mut became_visible = Vec::new();
+        self.visibility
+            .head_moved(now, head_move, &self.table, &mut became_visible);
+        for receipt in became_visible {
+            let actor = Actor::Queue { collection };
+            self.history.record(
+                now,
+                actor,
+                HistoryEvent::LabelsVisible,
+                Some(receipt),
+                &[],
+                String::new,
+            );
+        }
+    }
+}

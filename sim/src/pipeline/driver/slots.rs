@@ -1,0 +1,91 @@
+//! Invocation slots: the running invocations of each function, reused, a generation telling a
+//! stale event (a step or kill of an invocation that has ended) from a live one; and what the driver
+//! keeps beside each state machine. Depends on the state machines and the service models.
+
+use super::*;
+
+pub(super) struct UploadSlot {
+    pub(super) invocation: Invocation,
+    pub(super) machine: UploadInvocation,
+    pub(super) handles: Vec<(ReceiptIndex, ReceiptHandle)>,
+    pub(super) pending: Option<Effect>,
+}
+
+pub(super) struct ProcessorSlot {
+    pub(super) invocation: Invocation,
+    pub(super) machine: StreamProcessorInvocation,
+    pub(super) batch: BatchId,
+    pub(super) pending: Option<Effect>,
+}
+
+pub(super) struct CompactionSlot {
+    pub(super) invocation: Invocation,
+    pub(super) machine: CompactionInvocation,
+    pub(super) handles: Vec<ReceiptHandle>,
+    pub(super) pending: Option<Effect>,
+    pub(super) working_copy: Option<crate::services::object_store::WorkingCopy>,
+    pub(super) published: Option<PublishId>,
+    pub(super) publish_record: Option<usize>,
+    pub(super) heartbeat_owner: Option<ServiceOwner>,
+    /// An injected stall not yet taken: it delays the effect at the configured stall point.
+    pub(super) stall: Option<Duration>,
+}
+
+/// Slots for running invocations, reused; a generation tells stale events apart.
+pub(super) struct Slots<T> {
+    /// Boxed so that taking a running invocation out and back moves a pointer, not the state.
+    entries: Vec<(u32, Option<Box<T>>)>,
+    free: Vec<u32>,
+}
+
+impl<T> Slots<T> {
+    pub(super) fn new() -> Slots<T> {
+        Slots {
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    pub(super) fn insert(&mut self, value: T) -> (u32, u32) {
+        let value = Box::new(value);
+        if let Some(slot) = self.free.pop() {
+            let entry = &mut self.entries[slot as usize];
+            assert!(entry.1.is_none());
+            entry.0 += 1;
+            entry.1 = Some(value);
+            (slot, entry.0)
+        } else {
+            self.entries.push((0, Some(value)));
+            ((self.entries.len() - 1) as u32, 0)
+        }
+    }
+    /// Takes the value out if the generation matches.
+    pub(super) fn take(&mut self, slot: u32, generation: u32) -> Option<Box<T>> {
+        let entry = self.entries.get_mut(slot as usize)?;
+        if entry.0 != generation {
+            return None;
+        }
+        entry.1.take()
+    }
+    pub(super) fn put_back(&mut self, slot: u32, value: Box<T>) {
+        let entry = &mut self.entries[slot as usize];
+        assert!(entry.1.is_none());
+        entry.1 = Some(value);
+    }
+    pub(super) fn release(&mut self, slot: u32) {
+        assert!(self.entries[slot as usize].1.is_none());
+        self.free.push(slot);
+    }
+    pub(super) fn get(&self, slot: u32, generation: u32) -> Option<&T> {
+        let entry = self.entries.get(slot as usize)?;
+        if entry.0 != generation {
+            return None;
+        }
+        entry.1.as_deref()
+    }
+    pub(super) fn live(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|entry| entry.1.is_some())
+            .count()
+    }
+}
