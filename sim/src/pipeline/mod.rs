@@ -82,14 +82,29 @@ pub struct TrialCounters {
     pub waits_capped: u64,
     pub messages_failed: u64,
     pub stale_deletes: u64,
-    /// Invocations killed at their timeout (upload, stream processor, compaction).
-    pub kills: [u64; 3],
+    /// Invocations killed at their timeout.
+    pub kills: KillCounts,
     /// Injected faults that took effect (`config::FaultsConfig`).
     pub stalls: u64,
     pub kills_after_pointer: u64,
     pub stream_retries: u64,
     /// Compaction starts refused by injection (also counted in the report's `throttles`).
     pub throttles_injected: u64,
+}
+
+/// Invocations killed at their timeout, by function; serialised as the sequence `[upload, stream
+/// processor, compaction]`, the form reports have always had.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct KillCounts {
+    pub upload: u64,
+    pub stream_processor: u64,
+    pub compaction: u64,
+}
+
+impl Serialize for KillCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        [self.upload, self.stream_processor, self.compaction].serialize(serializer)
+    }
 }
 
 /// One receipt's latencies for paired comparisons.
@@ -309,11 +324,7 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         seed: config.seed,
         flow: config.flow,
         events: simulation.engine.events(),
-        events_by_kind: driver::EVENT_KINDS
-            .iter()
-            .zip(simulation.events_by_kind)
-            .map(|(name, count)| (*name, count))
-            .collect(),
+        events_by_kind: simulation.events_by_kind.by_name().collect(),
         receipts: simulation.receipts.len() as u64,
         stop: stop_name(simulation.engine.stop()),
         ended_at_s: now.as_secs_f64(),
@@ -354,9 +365,9 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
                 + counters.throttles_injected,
         },
         kills: PerFunction {
-            upload: counters.kills[0],
-            stream_processor: counters.kills[1],
-            compaction: counters.kills[2],
+            upload: counters.kills.upload,
+            stream_processor: counters.kills.stream_processor,
+            compaction: counters.kills.compaction,
         },
         utilisation: PerFunction {
             upload: simulation.upload_lambda.utilisation(now),
@@ -369,9 +380,9 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
             compaction: simulation.compaction_lambda.counters().in_flight_max,
         },
         queues: PerQueue {
-            upload: queue_report(&simulation.series[0]),
-            lines: queue_report(&simulation.series[1]),
-            words: queue_report(&simulation.series[2]),
+            upload: queue_report(&simulation.series.upload),
+            lines: queue_report(&simulation.series.lines),
+            words: queue_report(&simulation.series.words),
         },
         backlog: Backlog {
             upload_queue: simulation.upload_queue.depth() as u64,

@@ -39,7 +39,7 @@ impl Simulation<'_> {
             self.record_messages(now, actor, event, collection, &messages, String::new);
         }
         let backoff = now.add(self.config.queues.poll_interval);
-        self.wake(2 + collection.index(), backoff);
+        self.wake(Poller::Queue(collection), backoff);
         true
     }
 

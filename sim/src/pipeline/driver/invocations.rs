@@ -28,7 +28,7 @@ impl Simulation<'_> {
         assert!(state.machine.is_done(), "an upload invocation stalled");
         self.upload_lambda.finish(now, state.invocation.id);
         self.uploads.release(slot);
-        self.wake(0, now);
+        self.wake(Poller::Upload, now);
     }
 
     pub(super) fn step_upload(&mut self, now: Instant, slot: u32, generation: u32) {
@@ -299,7 +299,7 @@ impl Simulation<'_> {
                     return;
                 };
                 self.upload_lambda.kill(now, state.invocation.id);
-                self.counters.kills[0] += 1;
+                self.counters.kills.upload += 1;
                 let receipt = state.machine.unfinished().first().map(|plan| plan.receipt);
                 self.history.record(
                     now,
@@ -312,14 +312,14 @@ impl Simulation<'_> {
                     String::new,
                 );
                 self.uploads.release(slot);
-                self.wake(0, now);
+                self.wake(Poller::Upload, now);
             }
             Function::StreamProcessor => {
                 let Some(state) = self.processors.take(slot, generation) else {
                     return;
                 };
                 self.processor_lambda.kill(now, state.invocation.id);
-                self.counters.kills[1] += 1;
+                self.counters.kills.stream_processor += 1;
                 self.stream.fail(now, state.batch);
                 self.processors.release(slot);
                 self.wake_stream(now);
@@ -329,7 +329,7 @@ impl Simulation<'_> {
                     return;
                 };
                 self.compaction_lambda.kill(now, state.invocation.id);
-                self.counters.kills[2] += 1;
+                self.counters.kills.compaction += 1;
                 let collection = state.machine.collection();
                 if let Some(working_copy) = state.working_copy.take() {
                     self.stores[collection.index()].discard(working_copy);

@@ -20,6 +20,8 @@ mod perform;
 mod pollers;
 mod slots;
 mod table;
+#[cfg(test)]
+mod tests;
 mod working_copy;
 
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
@@ -64,18 +66,132 @@ const SYNCHRONOUS_EFFECTS_MAX: u32 = 100_000;
 /// Interval of queue samples (doubled whenever the sample buffer fills).
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Names of the event kinds counted in `Simulation::events_by_kind`.
-pub const EVENT_KINDS: [&str; 9] = [
-    "arrival",
-    "upload_poll",
-    "stream_poll",
-    "queue_poll",
-    "upload_step",
-    "stream_processor_step",
-    "compaction_step",
-    "kill",
-    "heartbeat",
-];
+/// What an engine event is, for the count of events by kind. `Event::kind` names every event's
+/// kind (an exhaustive match), and `EventKind::name` every kind's name.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Arrival,
+    UploadPoll,
+    StreamPoll,
+    QueuePoll,
+    UploadStep,
+    StreamProcessorStep,
+    CompactionStep,
+    Kill,
+    Heartbeat,
+}
+
+impl EventKind {
+    /// Every kind, in declaration order (`ALL[kind as usize] == kind`; tested).
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Arrival,
+        EventKind::UploadPoll,
+        EventKind::StreamPoll,
+        EventKind::QueuePoll,
+        EventKind::UploadStep,
+        EventKind::StreamProcessorStep,
+        EventKind::CompactionStep,
+        EventKind::Kill,
+        EventKind::Heartbeat,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Arrival => "arrival",
+            EventKind::UploadPoll => "upload_poll",
+            EventKind::StreamPoll => "stream_poll",
+            EventKind::QueuePoll => "queue_poll",
+            EventKind::UploadStep => "upload_step",
+            EventKind::StreamProcessorStep => "stream_processor_step",
+            EventKind::CompactionStep => "compaction_step",
+            EventKind::Kill => "kill",
+            EventKind::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Events handled, by kind.
+#[derive(Clone, Debug, Default)]
+pub struct EventCounts([u64; EventKind::ALL.len()]);
+
+impl EventCounts {
+    #[inline]
+    fn count(&mut self, kind: EventKind) {
+        self.0[kind as usize] += 1;
+    }
+    pub fn get(&self, kind: EventKind) -> u64 {
+        self.0[kind as usize]
+    }
+    /// (name, count) of every kind.
+    pub fn by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        EventKind::ALL
+            .iter()
+            .map(|kind| (kind.name(), self.get(*kind)))
+    }
+}
+
+/// The pollers: the upload queue's, the stream's and one per compaction queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Poller {
+    Upload,
+    Stream,
+    Queue(Collection),
+}
+
+impl Poller {
+    fn event(self) -> Event {
+        match self {
+            Poller::Upload => Event::UploadPoll,
+            Poller::Stream => Event::StreamPoll,
+            Poller::Queue(collection) => Event::QueuePoll(collection),
+        }
+    }
+}
+
+/// When each poller next wakes, if it is scheduled.
+#[derive(Copy, Clone, Debug, Default)]
+struct PollTimes {
+    upload: Option<Instant>,
+    stream: Option<Instant>,
+    queues: PerCollection<Option<Instant>>,
+}
+
+impl PollTimes {
+    #[inline]
+    fn at(&mut self, poller: Poller) -> &mut Option<Instant> {
+        match poller {
+            Poller::Upload => &mut self.upload,
+            Poller::Stream => &mut self.stream,
+            Poller::Queue(collection) => self.queues.get_mut(collection),
+        }
+    }
+}
+
+/// One value per collection, by name.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct PerCollection<T> {
+    pub lines: T,
+    pub words: T,
+}
+
+impl<T> PerCollection<T> {
+    #[inline]
+    pub fn get(&self, collection: Collection) -> &T {
+        match collection {
+            Collection::Lines => &self.lines,
+            Collection::Words => &self.words,
+        }
+    }
+    #[inline]
+    pub fn get_mut(&mut self, collection: Collection) -> &mut T {
+        match collection {
+            Collection::Lines => &mut self.lines,
+            Collection::Words => &mut self.words,
+        }
+    }
+}
+
+/// The queue depth and age samples of the upload queue and the two compaction queues.
+pub type QueueSeries = super::PerQueue<Series>;
 
 /// The three functions.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -109,6 +225,24 @@ pub enum Event {
         slot: u32,
         generation: u32,
     },
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match *self {
+            Event::Arrival(_) => EventKind::Arrival,
+            Event::UploadPoll => EventKind::UploadPoll,
+            Event::StreamPoll => EventKind::StreamPoll,
+            Event::QueuePoll(_) => EventKind::QueuePoll,
+            Event::Step { function, .. } => match function {
+                Function::Upload => EventKind::UploadStep,
+                Function::StreamProcessor => EventKind::StreamProcessorStep,
+                Function::Compaction => EventKind::CompactionStep,
+            },
+            Event::Kill { .. } => EventKind::Kill,
+            Event::Heartbeat { .. } => EventKind::Heartbeat,
+        }
+    }
 }
 
 impl EngineEvent for Event {
@@ -195,7 +329,7 @@ pub struct Simulation<'a> {
     uploads: Slots<UploadSlot>,
     processors: Slots<ProcessorSlot>,
     compactions: Slots<CompactionSlot>,
-    poll_at: [Option<Instant>; 4],
+    poll_at: PollTimes,
     /// When each compaction mapping's batching window opened, if it is open.
     window_started: [Option<Instant>; 2],
     pub progress: Vec<Progress>,
@@ -206,11 +340,10 @@ pub struct Simulation<'a> {
     /// Scratch space of the queue pollers, reused from receive to receive.
     received_uploads: Vec<Received<ReceiptIndex>>,
     received_messages: Vec<Received<Message>>,
-    pub series: [Series; 3],
+    pub series: QueueSeries,
     pub history: History,
     pub counters: TrialCounters,
-    /// Events handled by kind, in the order of `EVENT_KINDS`.
-    pub events_by_kind: [u64; 9],
+    pub events_by_kind: EventCounts,
     processor_stream: Stream,
     compaction_stream: Stream,
     faults: FaultStreams,
@@ -338,7 +471,7 @@ impl<'a> Simulation<'a> {
             uploads: Slots::new(),
             processors: Slots::new(),
             compactions: Slots::new(),
-            poll_at: [None; 4],
+            poll_at: PollTimes::default(),
             window_started: [None; 2],
             progress: vec![Progress::default(); receipts.len()],
             visibility: Visibility::new(receipts.len()),
@@ -349,14 +482,14 @@ impl<'a> Simulation<'a> {
             sampling: detail == ReportDetail::Full,
             received_uploads: Vec::new(),
             received_messages: Vec::new(),
-            series: [
-                Series::new(SAMPLE_INTERVAL),
-                Series::new(SAMPLE_INTERVAL),
-                Series::new(SAMPLE_INTERVAL),
-            ],
+            series: QueueSeries {
+                upload: Series::new(SAMPLE_INTERVAL),
+                lines: Series::new(SAMPLE_INTERVAL),
+                words: Series::new(SAMPLE_INTERVAL),
+            },
             history,
             counters: TrialCounters::default(),
-            events_by_kind: [0; 9],
+            events_by_kind: EventCounts::default(),
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
             faults: FaultStreams {
@@ -411,34 +544,25 @@ impl<'a> Simulation<'a> {
     }
 
     fn handle(&mut self, now: Instant, event: Event) {
-        let kind = match event {
-            Event::Arrival(_) => 0,
-            Event::UploadPoll => 1,
-            Event::StreamPoll => 2,
-            Event::QueuePoll(_) => 3,
-            Event::Step { function, .. } => 4 + function as usize,
-            Event::Kill { .. } => 7,
-            Event::Heartbeat { .. } => 8,
-        };
-        self.events_by_kind[kind] += 1;
+        self.events_by_kind.count(event.kind());
         // Queues are sampled at the first event due, so sampling adds no events of its own.
-        if self.sampling && self.series[0].due(now) {
+        if self.sampling && self.series.upload.due(now) {
             self.sample(now);
         }
         match event {
             Event::Arrival(receipt) => self.arrive(now, receipt),
             Event::UploadPoll => {
-                if self.take_poll(0, now) {
+                if self.take_poll(Poller::Upload, now) {
                     self.poll_uploads(now);
                 }
             }
             Event::StreamPoll => {
-                if self.take_poll(1, now) {
+                if self.take_poll(Poller::Stream, now) {
                     self.poll_stream(now);
                 }
             }
             Event::QueuePoll(collection) => {
-                if self.take_poll(2 + collection.index(), now) {
+                if self.take_poll(Poller::Queue(collection), now) {
                     self.poll_queue(now, collection);
                 }
             }
@@ -461,14 +585,18 @@ impl<'a> Simulation<'a> {
     }
 
     fn sample(&mut self, now: Instant) {
-        let depths = [
-            (self.upload_queue.depth(), self.upload_queue.oldest_age(now)),
-            (self.queues[0].depth(), self.queues[0].oldest_age(now)),
-            (self.queues[1].depth(), self.queues[1].oldest_age(now)),
-        ];
-        for (series, (depth, age)) in self.series.iter_mut().zip(depths) {
-            series.record(now, depth as u64, age);
-        }
+        let upload = &self.upload_queue;
+        let (lines, words) = (&self.queues[0], &self.queues[1]);
+        let series = &mut self.series;
+        series
+            .upload
+            .record(now, upload.depth() as u64, upload.oldest_age(now));
+        series
+            .lines
+            .record(now, lines.depth() as u64, lines.oldest_age(now));
+        series
+            .words
+            .record(now, words.depth() as u64, words.oldest_age(now));
     }
 
     // ----- arrivals and the upload Lambda -----

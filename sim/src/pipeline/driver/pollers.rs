@@ -7,29 +7,25 @@ use super::*;
 impl Simulation<'_> {
     /// Whether a poll event at `now` is the one poller `index` waits for; a superseded or
     /// duplicate poll event is skipped (every poll computes the next one it needs).
-    pub(super) fn take_poll(&mut self, index: usize, now: Instant) -> bool {
-        if self.poll_at[index] == Some(now) {
-            self.poll_at[index] = None;
+    pub(super) fn take_poll(&mut self, poller: Poller, now: Instant) -> bool {
+        let at = self.poll_at.at(poller);
+        if *at == Some(now) {
+            *at = None;
             true
         } else {
             false
         }
     }
 
-    /// Wakes poller `index` (0 upload, 1 stream, 2/3 queues) at `at` unless it wakes earlier.
-    pub(super) fn wake(&mut self, index: usize, at: Instant) {
+    /// Wakes the poller at `at` unless it wakes earlier.
+    pub(super) fn wake(&mut self, poller: Poller, at: Instant) {
         let at = at.max(self.engine.now());
-        if self.poll_at[index].is_some_and(|scheduled| scheduled <= at) {
+        let scheduled = self.poll_at.at(poller);
+        if scheduled.is_some_and(|scheduled| scheduled <= at) {
             return;
         }
-        self.poll_at[index] = Some(at);
-        let event = match index {
-            0 => Event::UploadPoll,
-            1 => Event::StreamPoll,
-            2 => Event::QueuePoll(Collection::Lines),
-            _ => Event::QueuePoll(Collection::Words),
-        };
-        self.engine.schedule_at(at, event);
+        *scheduled = Some(at);
+        self.engine.schedule_at(at, poller.event());
     }
 
     pub(super) fn arrive(&mut self, now: Instant, receipt: ReceiptIndex) {
@@ -48,7 +44,7 @@ impl Simulation<'_> {
             &[],
             String::new,
         );
-        self.wake(0, now);
+        self.wake(Poller::Upload, now);
     }
 
     pub(super) fn plan(&self, receipt: ReceiptIndex) -> ReceiptPlan {
@@ -115,7 +111,7 @@ impl Simulation<'_> {
         if let Some(at) = self.upload_queue.next_visible_at(now)
             && at > now
         {
-            self.wake(0, at);
+            self.wake(Poller::Upload, at);
         }
     }
 
@@ -124,11 +120,11 @@ impl Simulation<'_> {
     pub(super) fn wake_stream(&mut self, now: Instant) {
         if let Some((ready_at, _)) = self.stream.next_ready() {
             if ready_at <= now {
-                self.wake(1, now);
+                self.wake(Poller::Stream, now);
             } else {
                 let interval = self.config.stream.poll_interval.as_nanos();
                 self.wake(
-                    1,
+                    Poller::Stream,
                     Instant(ready_at.as_nanos().div_ceil(interval) * interval),
                 );
             }
@@ -282,7 +278,7 @@ impl Simulation<'_> {
             self.window_started[collection.index()] = None;
             return false;
         }
-        self.wake(2 + collection.index(), closes);
+        self.wake(Poller::Queue(collection), closes);
         true
     }
 
@@ -368,7 +364,7 @@ impl Simulation<'_> {
         if let Some(at) = self.queues[queue_index].next_visible_at(now)
             && at > now
         {
-            self.wake(2 + queue_index, at);
+            self.wake(Poller::Queue(collection), at);
         }
     }
 
@@ -389,7 +385,7 @@ impl Simulation<'_> {
             return;
         }
         if let Some(at) = self.queues[collection.index()].next_visible_at(now) {
-            self.wake(2 + collection.index(), at);
+            self.wake(Poller::Queue(collection), at);
         }
     }
 }
