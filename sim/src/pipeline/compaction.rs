@@ -15,7 +15,7 @@
 
 use super::config::{InBatchOrdering, MissingId, PointerPromotion, StallPoint};
 use super::effect::{
-    CollectionOp, Effect, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
+    CollectionOp, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
     TableRead, TableWrite, VersionId, Work,
 };
 use crate::entities::{Collection, LabelFields};
@@ -380,11 +380,15 @@ impl CompactionInvocation {
         assert!(now >= self.step_started);
         self.outstanding = false;
         match self.step {
-            Step::ReadPointer => {
-                self.pointer = pointer_of(response);
-                self.enter(now, Step::CacheLoad);
-            }
-            Step::CacheLoad | Step::OpenWorkingCopy if response == Response::Failed => {
+            Step::ReadPointer => match pointer_of(response) {
+                Some(pointer) => {
+                    self.pointer = pointer;
+                    self.enter(now, Step::CacheLoad);
+                }
+                // No pointer read, no base: the batch fails before any lock is taken.
+                None => self.fail_all(now),
+            },
+            Step::CacheLoad | Step::OpenWorkingCopy if response.is_failure() => {
                 self.notes.push_back(CompactionNote::SnapshotMissing);
                 self.fail_all(now);
             }
@@ -400,7 +404,8 @@ impl CompactionInvocation {
                 }
             },
             Step::QuickReread => {
-                let moved = pointer_of(response) != self.pointer;
+                // A failed re-read cannot show the pointer still: the check fails like a move.
+                let moved = pointer_of(response) != Some(self.pointer);
                 if moved {
                     self.notes
                         .push_back(CompactionNote::PointerMovedAtQuickCheck);
@@ -425,8 +430,10 @@ impl CompactionInvocation {
             Step::PublishSleep { tries } => self.enter(now, Step::PublishLock { tries }),
             Step::HeartbeatStart => self.enter(now, Step::PublishReread),
             Step::PublishReread => {
-                if pointer_of(response) != self.pointer {
-                    self.notes.push_back(CompactionNote::PointerMovedAtPublish);
+                if pointer_of(response) != Some(self.pointer) {
+                    if !response.is_failure() {
+                        self.notes.push_back(CompactionNote::PointerMovedAtPublish);
+                    }
                     self.leave_publish(now, true);
                 } else {
                     self.publish_started = now;
@@ -434,17 +441,21 @@ impl CompactionInvocation {
                 }
             }
             Step::Upload => {
-                let Response::Published { version } = response else {
-                    panic!("an upload answered {response:?}")
-                };
-                self.version = version;
-                self.enter(now, Step::Promote);
+                match response {
+                    Response::Published { version } => {
+                        self.version = version;
+                        self.enter(now, Step::Promote);
+                    }
+                    // The upload failed: nothing to promote, the batch fails under the lock.
+                    Response::Failed(_) => self.leave_publish(now, true),
+                    other => panic!("an upload answered {other:?}"),
+                }
             }
             Step::Promote => {
-                let failing = response == Response::Failed;
-                if failing {
+                let failing = response.is_failure();
+                if response == Response::Failed(Failure::PreconditionFailed) {
                     self.notes.push_back(CompactionNote::PointerConflict);
-                } else {
+                } else if !failing {
                     assert_eq!(response, Response::Done);
                     self.notes.push_back(CompactionNote::Published {
                         version: self.version,
@@ -546,7 +557,7 @@ impl CompactionInvocation {
             (MessageKind::RunDelta, 0) => self.enter(now, Step::Apply { position, phase: 1 }),
             (MessageKind::RunDelta, 1) => match response {
                 Response::Done => self.enter(now, Step::Apply { position, phase: 2 }),
-                Response::Failed => {
+                Response::Failed(_) => {
                     // Logged; the message still counts as done.
                     self.notes.push_back(CompactionNote::DeltaLost(index));
                     self.next_apply(now, position + 1);
@@ -627,16 +638,20 @@ impl CompactionInvocation {
     }
 }
 
-fn pointer_of(response: Response) -> (Option<VersionId>, u64) {
+/// The pointer a read answered, or `None` if the read failed.
+fn pointer_of(response: Response) -> Option<(Option<VersionId>, u64)> {
     match response {
-        Response::Pointer { version, etag } => (version, etag),
+        Response::Pointer { version, etag } => Some((version, etag)),
+        Response::Failed(_) => None,
         other => panic!("a pointer read answered {other:?}"),
     }
 }
 
+/// The owner a lock acquisition answered; a failed acquisition holds no lock, like a busy one.
 fn lock_of(response: Response) -> Option<LockOwner> {
     match response {
         Response::Lock { owner } => owner,
+        Response::Failed(_) => None,
         other => panic!("a lock acquisition answered {other:?}"),
     }
 }
@@ -1061,5 +1076,89 @@ mod tests {
         assert!(invocation.poll_effect().is_none());
         assert!(invocation.is_done());
         assert_eq!(invocation.outcomes(), &[Outcome::Done]);
+    }
+
+    /// A failed pointer read fails the batch before any lock is taken; a failed re-read under the
+    /// lock fails it like a moved pointer (the lock is released); a failed promotion that is not a
+    /// lost condition is no pointer conflict.
+    #[test]
+    fn failed_pointer_reads_and_promotions_fail_the_batch_without_panicking() {
+        let messages = vec![label(1, EventName::Modify), label(2, EventName::Modify)];
+        let mut invocation = CompactionInvocation::new(
+            Instant::ZERO,
+            settings(),
+            Collection::Words,
+            messages.clone(),
+        );
+        let effects = drive(&mut invocation, |effect, _| match effect {
+            Effect::ReadPointer(_) => Response::Failed(Failure::Unavailable),
+            other => idle(other),
+        });
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        assert!(invocation.outcomes().iter().all(|o| *o == Outcome::Failed));
+
+        let mut invocation = CompactionInvocation::new(
+            Instant::ZERO,
+            settings(),
+            Collection::Words,
+            messages.clone(),
+        );
+        let mut reads = 0;
+        let effects = drive(&mut invocation, |effect, _| match effect {
+            Effect::ReadPointer(_) => {
+                reads += 1;
+                if reads == 2 {
+                    Response::Failed(Failure::TimedOut)
+                } else {
+                    idle(effect)
+                }
+            }
+            other => idle(other),
+        });
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::LockRelease { .. }))
+        );
+        assert!(invocation.outcomes().iter().all(|o| *o == Outcome::Failed));
+
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        drive(&mut invocation, |effect, _| match effect {
+            Effect::WritePointer { .. } => Response::Failed(Failure::Unavailable),
+            other => idle(other),
+        });
+        let mut notes = Vec::new();
+        while let Some(note) = invocation.poll_note() {
+            notes.push(note);
+        }
+        assert!(
+            !notes.contains(&CompactionNote::PointerConflict),
+            "{notes:?}"
+        );
+        assert!(
+            !notes
+                .iter()
+                .any(|n| matches!(n, CompactionNote::Published { .. }))
+        );
+        assert!(invocation.outcomes().iter().all(|o| *o == Outcome::Failed));
+    }
+
+    /// A failed lock acquisition holds no lock: at the quick check it fails the batch as busy.
+    #[test]
+    fn a_failed_lock_acquisition_is_a_busy_lock() {
+        let messages = vec![label(1, EventName::Modify)];
+        let mut invocation =
+            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+        drive(&mut invocation, |effect, _| match effect {
+            Effect::LockAcquire { .. } => Response::Failed(Failure::Throttled),
+            other => idle(other),
+        });
+        let mut busy = false;
+        while let Some(note) = invocation.poll_note() {
+            busy |= note == CompactionNote::BusyAtQuickCheck;
+        }
+        assert!(busy);
+        assert_eq!(invocation.outcomes(), &[Outcome::Failed]);
     }
 }

@@ -272,12 +272,27 @@ pub enum Effect {
     },
 }
 
+/// Why an effect failed, as the services say it: every effect can fail in one of these ways.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The object, key or item is not there (a 404, a pruned version, a missing delta).
+    NotFound,
+    /// A conditional write lost (an etag or condition did not match).
+    PreconditionFailed,
+    /// The service refused for rate (a 429, `ProvisionedThroughputExceeded`, `SlowDown`).
+    Throttled,
+    /// No answer in time.
+    TimedOut,
+    /// The service failed or could not be reached (a 5xx, a connection error).
+    Unavailable,
+}
+
 /// The answer to an effect.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     Done,
-    /// The operation failed (an object error, a failed conditional write).
-    Failed,
+    /// The operation failed, and why.
+    Failed(Failure),
     /// The pointer: its version id (`None` before the first publish) and etag.
     Pointer {
         version: Option<VersionId>,
@@ -301,4 +316,10 @@ pub enum Response {
     Published {
         version: VersionId,
     },
+}
+
+impl Response {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Response::Failed(_))
+    }
 }

@@ -274,10 +274,11 @@ impl StreamProcessorInvocation {
 
     pub fn handle_response(&mut self, now: Instant, response: Response) {
         assert!(self.outstanding, "a response without an outstanding effect");
-        assert_eq!(
-            response,
-            Response::Done,
-            "routing and sends do not fail here"
+        // A failed send is logged and skipped, as the real processor does: its messages are lost
+        // and the invocation goes on with the next send.
+        assert!(
+            response == Response::Done || response.is_failure(),
+            "routing and sends answer done or a failure, not {response:?}"
         );
         self.outstanding = false;
         self.now = now;
@@ -570,5 +571,43 @@ mod tests {
             .map(|m| m.record_sequence)
             .collect();
         assert_eq!(words, (0..25).collect::<Vec<u64>>());
+    }
+
+    /// A failed send is skipped: the invocation goes on with the next send and finishes.
+    #[test]
+    fn a_failed_send_is_skipped_and_the_invocation_goes_on() {
+        let records: Vec<RecordView> = (0..25)
+            .map(|i| {
+                record(
+                    i,
+                    i,
+                    EventName::Insert,
+                    ItemChange::Run {
+                        old: None,
+                        new: Some((RunState::Pending, RunState::Pending)),
+                    },
+                )
+            })
+            .collect();
+        let mut invocation = StreamProcessorInvocation::new(
+            Instant::ZERO,
+            &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
+            &records,
+        );
+        let mut sends = 0;
+        let mut now = Instant::ZERO;
+        while let Some(effect) = invocation.poll_effect() {
+            let response = match effect {
+                Effect::SendMessages { .. } => {
+                    sends += 1;
+                    Response::Failed(crate::pipeline::effect::Failure::Throttled)
+                }
+                _ => Response::Done,
+            };
+            now = now.add(crate::time::Duration::from_millis(1));
+            invocation.handle_response(now, response);
+        }
+        assert!(invocation.is_done());
+        assert_eq!(sends, 6, "every send is tried once");
     }
 }

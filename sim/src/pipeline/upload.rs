@@ -249,7 +249,7 @@ impl UploadInvocation {
         response: Response,
     ) {
         let receipt = self.current().receipt;
-        if response == Response::Failed {
+        if response.is_failure() {
             let retry = self.settings.delta_upload_error == DeltaUploadError::Retry
                 && tries < self.settings.delta_upload_tries_max;
             if retry {
@@ -283,10 +283,14 @@ impl UploadInvocation {
     }
 
     fn handle_wait_read(&mut self, now: Instant, response: Response) {
-        let Response::RunState { lines, words } = response else {
-            panic!("a run read answered {response:?}");
+        // A failed read is a poll that saw nothing: the loop sleeps and reads again.
+        let completed = match response {
+            Response::RunState { lines, words } => {
+                lines == RunState::Completed && words == RunState::Completed
+            }
+            Response::Failed(_) => false,
+            other => panic!("a run read answered {other:?}"),
         };
-        let completed = lines == RunState::Completed && words == RunState::Completed;
         let capped = now.since(self.wait_started) >= self.settings.wait_cap;
         if completed || capped {
             if !completed {

@@ -2,6 +2,7 @@
 //! cache loads and the copy into a working copy, snapshot uploads and pointer promotion.
 
 use super::*;
+use crate::pipeline::effect::Failure;
 
 impl Simulation<'_> {
     pub(super) fn cache(&self, state: &CompactionSlot, collection: Collection) -> &FileCache {
@@ -54,7 +55,7 @@ impl Simulation<'_> {
                     }
                     Response::Entries(store.entry_count(publish))
                 }
-                None => Response::Failed,
+                None => Response::Failed(Failure::NotFound),
             },
             Effect::OpenWorkingCopy {
                 collection,
@@ -66,7 +67,7 @@ impl Simulation<'_> {
                     state.working_copy = Some(store.checkout(publish));
                     Response::Entries(store.entry_count(publish))
                 }
-                None => Response::Failed,
+                None => Response::Failed(Failure::NotFound),
             },
             other => unreachable!("not a snapshot read: {other:?}"),
         }
@@ -152,7 +153,7 @@ impl Simulation<'_> {
             }
         }
         let Some(written) = written else {
-            return Response::Failed;
+            return Response::Failed(Failure::PreconditionFailed);
         };
         store.prune_versions(now);
         if let Some(head_move) = written.head_move {

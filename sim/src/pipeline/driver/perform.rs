@@ -1,6 +1,7 @@
 //! Performing effects: which resource each effect of each function goes to.
 
 use super::*;
+use crate::pipeline::effect::Failure;
 
 impl Simulation<'_> {
     pub(super) fn perform_upload(
@@ -21,7 +22,7 @@ impl Simulation<'_> {
                     u64::from(*receipt) << 8 | run << 1 | collection.index() as u64,
                 );
                 if chance(&mut stream, self.config.upload.delta_upload_error_share) {
-                    Response::Failed
+                    Response::Failed(Failure::Unavailable)
                 } else {
                     self.progress[*receipt as usize].deltas |= 1 << collection.index();
                     Response::Done
@@ -73,7 +74,7 @@ impl Simulation<'_> {
                 if uploaded && self.table.shape(*receipt).is_some() {
                     Response::Done
                 } else {
-                    Response::Failed
+                    Response::Failed(Failure::NotFound)
                 }
             }
             Effect::Collection(operation) => self.perform_collection(now, state, *operation),
