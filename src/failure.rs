@@ -76,7 +76,11 @@ mod tests {
     fn long_messages_are_cut_to_one_short_line() {
         let message = format!("--set seed={}\nnext", "x".repeat(3_000_000));
         let line = one_line(message);
-        assert!(line.chars().count() < MESSAGE_CHARS_MAX + 40, "{}", line.len());
+        assert!(
+            line.chars().count() < MESSAGE_CHARS_MAX + 40,
+            "{}",
+            line.len()
+        );
         assert!(!line.contains('\n'));
         assert!(line.ends_with("characters in all)"), "{line}");
     }

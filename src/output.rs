@@ -10,28 +10,54 @@ use std::path::{Path, PathBuf};
 
 pub enum Output {
     Stdout,
-    File { path: PathBuf },
+    /// A regular file (or one to be made), replaced whole through a rename. A symbolic link is
+    /// followed: the file it points to is replaced, the link stays.
+    File {
+        path: PathBuf,
+    },
+    /// Something that is not a regular file, such as a FIFO or `/dev/null`: written to in place,
+    /// never replaced.
+    Device {
+        path: PathBuf,
+    },
 }
 
+/// The most bytes of one name in a path (the usual file system limit).
+const NAME_BYTES_MAX: usize = 255;
+/// The most bytes of a whole path.
+const PATH_BYTES_MAX: usize = 4096;
+
 impl Output {
-    /// Checks now that `target` can be written: its folder exists and takes a temporary file.
+    /// Checks now that `target` can be written: a non-empty path of sensible length, not a
+    /// directory, whose folder exists and takes a temporary file, or an existing writable device.
     pub fn create(target: &str, flag: &str) -> Result<Output, Failure> {
         if target == "-" {
             return Ok(Output::Stdout);
         }
-        let path = PathBuf::from(target);
-        let dir = parent_dir(&path);
-        if path.is_dir() {
-            return Err(Failure::bad_input(format!(
-                "{flag} {target}: is a directory"
-            )));
+        let shown = sim::time::echo(target);
+        let fail = |message: String| Failure::bad_input(format!("{flag} {shown}: {message}"));
+        check_path_text(target).map_err(fail)?;
+        let mut path = PathBuf::from(target);
+        if let Ok(metadata) = std::fs::metadata(&path) {
+            if metadata.is_dir() {
+                return Err(fail("is a directory".to_string()));
+            }
+            if std::fs::symlink_metadata(&path).is_ok_and(|link| link.file_type().is_symlink()) {
+                path = std::fs::canonicalize(&path)
+                    .map_err(|error| fail(format!("cannot follow the link: {error}")))?;
+            }
+            let opened = std::fs::OpenOptions::new().write(true).open(&path);
+            if !metadata.is_file() {
+                opened.map_err(|error| fail(format!("cannot write: {error}")))?;
+                return Ok(Output::Device { path });
+            }
+            if metadata.permissions().readonly() {
+                return Err(fail("the file is read-only".to_string()));
+            }
         }
-        tempfile::NamedTempFile::new_in(&dir).map_err(|error| {
-            Failure::bad_input(format!(
-                "{flag} {target}: cannot write in {}: {error}",
-                dir.display()
-            ))
-        })?;
+        let dir = parent_dir(&path);
+        tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|error| fail(format!("cannot write in {}: {error}", dir.display())))?;
         Ok(Output::File { path })
     }
 
@@ -48,6 +74,13 @@ impl Output {
                     })
             }
             Output::File { path } => write_atomically(path, bytes),
+            Output::Device { path } => std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(bytes))
+                .map_err(|error| {
+                    Failure::bad_input(format!("{}: cannot write: {error}", path.display()))
+                }),
         }
     }
 
@@ -56,6 +89,41 @@ impl Output {
             .map_err(|error| Failure::bad_input(format!("cannot encode JSON: {error}")))?;
         bytes.push(b'\n');
         self.write(&bytes)
+    }
+}
+
+/// An output path the file system can hold: not empty, no name over `NAME_BYTES_MAX` bytes, the
+/// whole at most `PATH_BYTES_MAX`.
+fn check_path_text(target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("an empty path: name a file, or `-` for standard output".to_string());
+    }
+    if target.len() > PATH_BYTES_MAX {
+        return Err(format!("the path is longer than {PATH_BYTES_MAX} bytes"));
+    }
+    if let Some(name) = target.split('/').find(|name| name.len() > NAME_BYTES_MAX) {
+        return Err(format!(
+            "a name of {} bytes: at most {NAME_BYTES_MAX}",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks now that `target` names a folder that exists or can be made (its parent exists).
+pub fn check_dir(target: &str, flag: &str) -> Result<(), Failure> {
+    let shown = sim::time::echo(target);
+    let fail = |message: String| Failure::bad_input(format!("{flag} {shown}: {message}"));
+    check_path_text(target).map_err(fail)?;
+    let path = Path::new(target);
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(fail("exists and is not a folder".to_string())),
+        Err(_) if parent_dir(path).is_dir() => Ok(()),
+        Err(_) => Err(fail(format!(
+            "neither it nor its parent {} is a folder",
+            parent_dir(path).display()
+        ))),
     }
 }
 

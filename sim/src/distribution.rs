@@ -411,7 +411,11 @@ impl<'a> Parser<'a> {
         if form == self.text.trim() {
             format!("`{}`: {problem}", echo(form))
         } else {
-            format!("`{}` in `{}`: {problem}", echo(form), echo(self.text.trim()))
+            format!(
+                "`{}` in `{}`: {problem}",
+                echo(form),
+                echo(self.text.trim())
+            )
         }
     }
 
@@ -676,12 +680,16 @@ fn parse_duration_nanos(token: &str) -> Result<f64, String> {
             ));
         }
         return Err(format!(
-            "`{}` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`", crate::time::echo(token)
+            "`{}` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`",
+            crate::time::echo(token)
         ));
     };
     let nanos = value * scale;
     if !nanos.is_finite() {
-        return Err(format!("duration {} is not finite", crate::time::echo(token)));
+        return Err(format!(
+            "duration {} is not finite",
+            crate::time::echo(token)
+        ));
     }
     if nanos < 0.0 {
         return Err(format!("duration {} is negative", crate::time::echo(token)));
@@ -701,7 +709,8 @@ fn parse_number(token: &str) -> Result<f64, String> {
         Ok(value) if value.is_finite() => Ok(value),
         Ok(_) => Err(format!("number {} is not finite", crate::time::echo(token))),
         Err(_) if split_unit(token).is_some() => Err(format!(
-            "`{}` carries a unit; this distribution takes plain numbers", crate::time::echo(token)
+            "`{}` carries a unit; this distribution takes plain numbers",
+            crate::time::echo(token)
         )),
         Err(_) => Err(format!("`{}` is not a number", crate::time::echo(token))),
     }

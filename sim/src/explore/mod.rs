@@ -8,7 +8,7 @@
 use crate::engine::{Pct, TieBreak};
 use crate::oracle::{self, Cause, Class};
 use crate::pipeline::{
-    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialOptions, run_trial,
+    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialConfig, TrialOptions, run_trial,
 };
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
@@ -47,8 +47,8 @@ pub fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
 /// Runs a trial and judges it. When the oracle finds anomalies and the trial kept no history, the
 /// trial runs again, recording the history of the affected receipts, so that every anomaly comes
 /// with its cause and excerpt; recording history does not change the trial (asserted).
-pub fn judge(
-    config: &PipelineConfig,
+pub fn judge<C: TrialConfig + ?Sized>(
+    config: &C,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Judged {

@@ -730,8 +730,8 @@ impl PipelineConfig {
     /// the labels of the receipts in flight at once.
     pub fn memory_estimate_bytes(&self) -> u64 {
         let workload = &self.workload;
-        let words_per_receipt = workload.lines_per_receipt.mean().max(0.0)
-            * workload.words_per_line.mean().max(0.0);
+        let words_per_receipt =
+            workload.lines_per_receipt.mean().max(0.0) * workload.words_per_line.mean().max(0.0);
         let labels_per_receipt = words_per_receipt * workload.labels_per_word.mean().max(1.0);
         let receipts = self.receipts_max() as f64;
         let in_flight = receipts.min(f64::from(self.upload.concurrency));
@@ -746,8 +746,7 @@ impl PipelineConfig {
             return Ok(());
         }
         let workload = &self.workload;
-        let words_per_receipt =
-            workload.lines_per_receipt.mean() * workload.words_per_line.mean();
+        let words_per_receipt = workload.lines_per_receipt.mean() * workload.words_per_line.mean();
         let field = if words_per_receipt > 10_000.0 {
             "workload.words_per_line"
         } else {
@@ -823,7 +822,10 @@ fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
         (&upload.langgraph, "upload.langgraph"),
         (&upload.table_operation, "upload.table_operation"),
         (&upload.cold_start, "upload.cold_start"),
-        (&processor.record_handling, "stream_processor.record_handling"),
+        (
+            &processor.record_handling,
+            "stream_processor.record_handling",
+        ),
         (&processor.send_batch, "stream_processor.send_batch"),
         (&processor.cold_start, "stream_processor.cold_start"),
         (&compaction.lock_operation, "compaction.lock_operation"),
@@ -853,12 +855,18 @@ fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
     let durations: [(Duration, &str); 9] = [
         (compaction.apply_per_id, "compaction.apply_per_id"),
         (config.queues.retention, "queues.retention"),
-        (config.queues.deduplication_window, "queues.deduplication_window"),
+        (
+            config.queues.deduplication_window,
+            "queues.deduplication_window",
+        ),
         (config.stream.record_age_max, "stream.record_age_max"),
         (config.stream.poll_interval, "stream.poll_interval"),
         (config.queues.poll_interval, "queues.poll_interval"),
         (compaction.lock_lease, "compaction.lock_lease"),
-        (compaction.version_id_resolution, "compaction.version_id_resolution"),
+        (
+            compaction.version_id_resolution,
+            "compaction.version_id_resolution",
+        ),
         (config.wait.cap, "wait.cap"),
     ];
     for (duration, field) in durations {
