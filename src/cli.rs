@@ -28,6 +28,8 @@ pub enum Command {
     Hunt(HuntArgs),
     /// Judge the note's claim: every profile and fix, light and heavy load, both flows.
     Verdict(VerdictArgs),
+    /// Print the complete resolved scenario as TOML: every knob, with the default where it differs.
+    Scenario(ScenarioShowArgs),
     /// Re-run a counterexample file exactly; exit 0 only if the same anomaly appears again with the
     /// same fingerprint.
     Replay(ReplayArgs),
@@ -62,6 +64,18 @@ pub struct VerdictArgs {
     /// Write the verdict table as Markdown to FILE, e.g. `reports/verdict.md`.
     #[arg(long = "export-markdown", value_name = "FILE")]
     pub export_markdown: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScenarioShowArgs {
+    /// A scenario file, or the name of an embedded profile (`built`, `described`, `quick`, `mmc`, …).
+    pub scenario: String,
+    /// The seed (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override any field (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +174,11 @@ pub fn main() -> Result<(), Failure> {
                 export_json: json.as_ref(),
                 export_markdown: markdown.as_ref(),
             })
+        }
+        Command::Scenario(args) => {
+            let loaded = load::load(&args.scenario, args.seed, &args.set)?;
+            print!("{}", crate::pipeline_scenario::resolved_toml(&loaded)?);
+            Ok(())
         }
         Command::Replay(args) => {
             let export = args

@@ -56,7 +56,7 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
         let mut value = serde_json::to_value(&report)
             .map_err(|error| Failure::bad_input(format!("cannot encode the report: {error}")))?;
         value["seed"] = serde_json::json!(scenario.seed);
-        value["scenario"] = toml_to_json(&loaded.table);
+        value["scenario"] = serde_json::to_value(&scenario).unwrap_or(serde_json::Value::Null);
         export.write_json(&value)?;
     }
     Ok(())

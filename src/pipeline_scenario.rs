@@ -99,3 +99,91 @@ pub fn read_receipts(path: &std::path::Path) -> Result<Vec<Receipt>, String> {
     check_receipts(&receipts).map_err(|error| format!("{path}: {error}"))?;
     Ok(receipts)
 }
+
+/// The complete resolved scenario as TOML: every knob with its value, and the described
+/// profile's default as a comment where the value differs.
+pub fn resolved_toml(loaded: &Loaded) -> Result<String, Failure> {
+    if loaded.model()? == "mmc" {
+        let scenario: sim::mmc::MmcScenario =
+            scenario::deserialize(&loaded.table).map_err(|e| loaded.failure(e))?;
+        scenario
+            .mmc
+            .validate()
+            .map_err(|(field, message)| loaded.failure(ScenarioError::at(field, message)))?;
+        let text = toml::to_string(&scenario)
+            .map_err(|error| Failure::bad_input(format!("cannot print the scenario: {error}")))?;
+        return Ok(format!("model = \"mmc\"\n{text}"));
+    }
+    let scenario = load(loaded)?;
+    let table = |config: &PipelineConfig| -> Result<toml::Table, Failure> {
+        toml::Table::try_from(config)
+            .map_err(|error| Failure::bad_input(format!("cannot print the scenario: {error}")))
+    };
+    let resolved = table(&scenario.config)?;
+    let defaults = table(&PipelineConfig::default())?;
+    let mut text = String::from(
+        "# The resolved scenario: every knob. `# default:` gives the described profile's value\n\
+         # where this one differs.\nmodel = \"pipeline\"\n",
+    );
+    write_table(&mut text, &resolved, &defaults, None);
+    Ok(text)
+}
+
+/// Writes the scalars of `table` and then each sub-table under its `[header]`.
+fn write_table(
+    text: &mut String,
+    table: &toml::Table,
+    defaults: &toml::Table,
+    header: Option<&str>,
+) {
+    use std::fmt::Write as _;
+    if let Some(header) = header {
+        let _ = writeln!(text, "\n[{header}]");
+    }
+    for (key, value) in table {
+        if value.is_table() {
+            continue;
+        }
+        let value_text = inline(value);
+        match defaults.get(key) {
+            Some(default) if default != value => {
+                let _ = writeln!(text, "{key} = {value_text}  # default: {}", inline(default));
+            }
+            _ => {
+                let _ = writeln!(text, "{key} = {value_text}");
+            }
+        }
+    }
+    let empty = toml::Table::new();
+    for (key, value) in table {
+        if let toml::Value::Table(sub) = value {
+            let sub_defaults = defaults
+                .get(key)
+                .and_then(toml::Value::as_table)
+                .unwrap_or(&empty);
+            let name = match header {
+                Some(header) => format!("{header}.{key}"),
+                None => key.clone(),
+            };
+            write_table(text, sub, sub_defaults, Some(&name));
+        }
+    }
+}
+
+/// A value as TOML on one line (tables inline).
+fn inline(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(table) => {
+            let fields: Vec<String> = table
+                .iter()
+                .map(|(key, value)| format!("{key} = {}", inline(value)))
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}

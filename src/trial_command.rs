@@ -54,7 +54,7 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     }
     if let Some(export) = flags.export {
         let mut value = trial_json(&judged);
-        value["scenario"] = crate::mmc_command::toml_to_json(&loaded.table);
+        value["scenario"] = serde_json::to_value(&*scenario.config).unwrap_or(Value::Null);
         export.write_json(&value)?;
     }
     check_outcome(flags.check, &[&judged])
@@ -92,7 +92,7 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     }
     if let Some(export) = flags.export {
         let value = json!({
-            "scenario": crate::mmc_command::toml_to_json(&loaded.table),
+            "scenario": serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
             "seed": scenario.config.seed,
             "receipts": receipts.len(),
             "old": trial_json(old),
