@@ -102,9 +102,16 @@ impl Output {
                 path = std::fs::canonicalize(&path)
                     .map_err(|error| fail(format!("cannot follow the link: {error}")))?;
             }
-            let opened = std::fs::OpenOptions::new().write(true).open(&path);
             if !metadata.is_file() {
-                opened.map_err(|error| fail(format!("cannot write: {error}")))?;
+                // A FIFO opens for writing only once a reader has it open: it is opened at the
+                // write, as the user asked, not now.
+                use std::os::unix::fs::FileTypeExt;
+                if !metadata.file_type().is_fifo() {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|error| fail(format!("cannot write: {error}")))?;
+                }
                 return Ok(Output::Device { path });
             }
             if metadata.permissions().readonly() {

@@ -48,7 +48,47 @@ pub fn load(loaded: &Loaded) -> Result<PipelineScenario, Failure> {
             })?,
         ),
     };
+    if let Some(receipts) = &receipts {
+        check_replay_memory(&config, receipts).map_err(|message| {
+            Failure::bad_input(format!(
+                "{}: workload.source: {message}",
+                loaded.locate("workload.source")
+            ))
+        })?;
+    }
     Ok(PipelineScenario { config, receipts })
+}
+
+/// Refuses a file of receipts whose trial would need more than `TRIAL_BYTES_MAX`, estimated as
+/// for a generated workload: each word's share, and the labels of the receipts in flight.
+fn check_replay_memory(config: &ValidatedConfig, receipts: &[Receipt]) -> Result<(), String> {
+    use sim::pipeline::config::{BYTES_PER_LABEL_IN_FLIGHT, BYTES_PER_WORD, TRIAL_BYTES_MAX};
+    let words: f64 = receipts
+        .iter()
+        .map(|receipt| {
+            receipt
+                .words_per_line
+                .iter()
+                .map(|w| f64::from(*w))
+                .sum::<f64>()
+        })
+        .sum();
+    let labels: f64 = receipts
+        .iter()
+        .map(|receipt| receipt.labels.len() as f64)
+        .sum();
+    let in_flight_share =
+        (f64::from(config.upload.concurrency) / receipts.len().max(1) as f64).min(1.0);
+    let bytes = words * BYTES_PER_WORD + labels * in_flight_share * BYTES_PER_LABEL_IN_FLIGHT;
+    if bytes <= TRIAL_BYTES_MAX as f64 {
+        return Ok(());
+    }
+    Err(format!(
+        "{} receipts of {words:.0} words need about {:.1} GiB, more than the {} GiB a trial may take",
+        receipts.len(),
+        bytes / f64::from(1u32 << 30),
+        TRIAL_BYTES_MAX >> 30
+    ))
 }
 
 /// The most bytes an input file (receipts, a counterexample) may hold.

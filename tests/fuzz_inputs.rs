@@ -449,3 +449,65 @@ fn the_resolved_scenario_prints_every_knob_and_loads_back() {
         "defaults are shown"
     );
 }
+
+#[test]
+fn a_signal_leaves_all_outputs_of_a_command_or_none_and_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    for delay_ms in [100, 300, 600, 900, 1200] {
+        let json = dir.path().join("out.json");
+        let history = dir.path().join("history.jsonl");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
+            .args([
+                "run",
+                "built",
+                "--set",
+                "workload.receipts=3000",
+                "--set",
+                "horizon=100d",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg("--history")
+            .arg(&history)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        match status.code() {
+            Some(0) => assert_eq!(names.len(), 2, "{names:?}"),
+            Some(143) => assert!(names.is_empty(), "{names:?}"),
+            other => panic!("exit {other:?}"),
+        }
+        for name in names {
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_fifo_is_written_to_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|status| status.success()) {
+        println!("skipped: mkfifo is not available");
+        return;
+    }
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
+    let output = common::receipt_sim(&["run", "quick", "--json", fifo.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let bytes = reader.join().unwrap();
+    assert!(bytes.starts_with(b"{"), "JSON through the FIFO");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}

@@ -36,9 +36,9 @@ pub const PERIODS_PER_SPAN_MAX: u64 = 10_000;
 /// The most memory a trial may need, as estimated from its shape before it starts.
 pub const TRIAL_BYTES_MAX: u64 = 12 << 30;
 /// Estimated bytes a word of the trial holds over the whole trial (its items, ids, snapshots).
-const BYTES_PER_WORD: f64 = 90.0;
+pub const BYTES_PER_WORD: f64 = 90.0;
 /// Estimated bytes a label of a receipt in flight holds (its messages and deltas).
-const BYTES_PER_LABEL_IN_FLIGHT: f64 = 1024.0;
+pub const BYTES_PER_LABEL_IN_FLIGHT: f64 = 1024.0;
 /// The most snapshot versions a container caches or the store keeps.
 pub const VERSIONS_MAX: u32 = 64;
 /// The fewest and the most bytes one id adds to a snapshot.
