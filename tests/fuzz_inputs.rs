@@ -166,10 +166,11 @@ fn knob_paths() -> Vec<String> {
     for line in text.lines() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             header = format!("{name}.");
-        } else if let Some((key, _)) = line.split_once(" = ") {
-            if !line.starts_with('#') && key != "model" {
-                paths.push(format!("{header}{key}"));
-            }
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+            && key != "model"
+        {
+            paths.push(format!("{header}{key}"));
         }
     }
     assert!(paths.len() > 80, "every knob is printed: {}", paths.len());
