@@ -83,6 +83,10 @@ impl ValidatedConfig {
         config.validate()?;
         Ok(ValidatedConfig(config))
     }
+    /// A copy of a configuration known to be valid (validated here if it is a `PipelineConfig`).
+    pub fn of<C: TrialConfig + ?Sized>(config: &C) -> ValidatedConfig {
+        ValidatedConfig(config.valid().clone())
+    }
     /// The configuration, to change and validate again.
     pub fn into_inner(self) -> PipelineConfig {
         self.0
