@@ -28,6 +28,8 @@ pub enum Command {
     Hunt(HuntArgs),
     /// Judge the note's claim: every profile and fix, light and heavy load, both flows.
     Verdict(VerdictArgs),
+    /// Print the complete resolved scenario as TOML: every knob, with the default where it differs.
+    Scenario(ScenarioShowArgs),
     /// Re-run a counterexample file exactly; exit 0 only if the same anomaly appears again with the
     /// same fingerprint.
     Replay(ReplayArgs),
@@ -62,6 +64,18 @@ pub struct VerdictArgs {
     /// Write the verdict table as Markdown to FILE, e.g. `reports/verdict.md`.
     #[arg(long = "export-markdown", value_name = "FILE")]
     pub export_markdown: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScenarioShowArgs {
+    /// A scenario file, or the name of an embedded profile (`built`, `described`, `quick`, `mmc`, …).
+    pub scenario: String,
+    /// The seed (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override any field (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -123,19 +137,27 @@ pub fn main() -> Result<(), Failure> {
                 print!("{error}");
                 return Ok(());
             }
-            let text = error.to_string();
-            let first = text.lines().next().unwrap_or("bad command line");
-            return Err(Failure::bad_input(
-                first.trim_start_matches("error: ").to_string(),
-            ));
+            return Err(Failure::bad_input(clap_message(&error)));
         }
     };
+    check_threads_variable()?;
     match cli.command {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
         Command::Receipts(args) => receipts(args),
         Command::Hunt(args) => hunt(args),
         Command::Verdict(args) => {
+            check_count("--trials", args.trials, VERDICT_TRIALS_MAX)?;
+            if let Some(flow) = args
+                .set
+                .iter()
+                .find(|set| set.trim_start().starts_with("flow"))
+            {
+                return Err(Failure::bad_input(format!(
+                    "--set {}: verdict runs both flows and compares them; it takes no `flow`",
+                    sim::time::echo(flow)
+                )));
+            }
             let json = args
                 .export_json
                 .as_deref()
@@ -153,6 +175,11 @@ pub fn main() -> Result<(), Failure> {
                 export_markdown: markdown.as_ref(),
             })
         }
+        Command::Scenario(args) => {
+            let loaded = load::load(&args.scenario, args.seed, &args.set)?;
+            print!("{}", crate::pipeline_scenario::resolved_toml(&loaded)?);
+            Ok(())
+        }
         Command::Replay(args) => {
             let export = args
                 .export_json
@@ -161,6 +188,59 @@ pub fn main() -> Result<(), Failure> {
                 .transpose()?;
             crate::hunt_command::replay(&args.file, export.as_ref())
         }
+    }
+}
+
+/// The most trials `hunt` explores (each keeps a few hundred bytes until the end).
+const HUNT_TRIALS_MAX: usize = 1_000_000;
+/// The most trials per cell of `verdict` (it judges 36 cells).
+const VERDICT_TRIALS_MAX: usize = 10_000;
+
+/// A count flag in `1..=max`.
+fn check_count(flag: &str, count: usize, max: usize) -> Result<(), Failure> {
+    if (1..=max).contains(&count) {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "{flag} {count}: must lie in 1..={max}"
+    )))
+}
+
+/// One line from a clap error: its first line, and the missing argument or the usage where the
+/// first line alone says nothing.
+fn clap_message(error: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "no command given: run `receipt-sim --help` for the commands".to_string();
+    }
+    let text = error.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ")
+        .to_string();
+    if first.ends_with(':') {
+        let detail: Vec<&str> = lines
+            .take_while(|line| !line.starts_with("Usage:"))
+            .collect();
+        return format!("{first} {}", detail.join(", "));
+    }
+    first
+}
+
+/// `RECEIPT_SIM_THREADS`, when set, must be a positive number of threads.
+fn check_threads_variable() -> Result<(), Failure> {
+    let Some(text) = std::env::var_os("RECEIPT_SIM_THREADS") else {
+        return Ok(());
+    };
+    let text = text.to_string_lossy();
+    match text.trim().parse::<usize>() {
+        Ok(threads) if (1..=4096).contains(&threads) => Ok(()),
+        _ => Err(Failure::bad_input(format!(
+            "RECEIPT_SIM_THREADS={}: expected a number of threads in 1..=4096",
+            sim::time::echo(&text)
+        ))),
     }
 }
 
@@ -206,6 +286,15 @@ fn compare(args: TrialArgs) -> Result<(), Failure> {
 }
 
 fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
+    if let (Some(json), Some(history)) = (&args.scenario.export_json, &args.history)
+        && json == history
+        && json != "-"
+    {
+        return Err(Failure::bad_input(format!(
+            "--export-json and --history both name {}: give each its own file",
+            sim::time::echo(json)
+        )));
+    }
     let export = export(&args.scenario)?;
     let history = history_output(&args)?;
     let loaded = load::load(
@@ -214,6 +303,12 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
         &args.scenario.set,
     )?;
     if flows == Flows::Scenario && loaded.model()? == "mmc" {
+        if args.history.is_some() || args.check {
+            return Err(Failure::bad_input(format!(
+                "{}: the M/M/c model keeps no history and has no oracle: drop --history and --check",
+                loaded.locate("model")
+            )));
+        }
         return crate::mmc_command::run(&loaded, export.as_ref());
     }
     let flags = TrialFlags {
@@ -229,16 +324,20 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
 }
 
 fn hunt(args: HuntArgs) -> Result<(), Failure> {
+    check_count("--trials", args.trials, HUNT_TRIALS_MAX)?;
+    crate::output::check_dir(&args.out, "--out")?;
     let export = export(&args.scenario)?;
-    if args.trials == 0 {
-        return Err(Failure::bad_input("--trials 0: explore at least one trial"));
-    }
     let time_budget = match args.time_budget.as_deref() {
         None => None,
         Some(text) => {
-            let budget: sim::time::Duration = text
-                .parse()
-                .map_err(|error| Failure::bad_input(format!("--time-budget {text}: {error}")))?;
+            let budget: sim::time::Duration = text.parse().map_err(|error| {
+                Failure::bad_input(format!("--time-budget {}: {error}", sim::time::echo(text)))
+            })?;
+            if budget == sim::time::Duration::ZERO {
+                return Err(Failure::bad_input(
+                    "--time-budget 0s: a hunt needs time for at least one trial",
+                ));
+            }
             Some(std::time::Duration::from_nanos(budget.as_nanos()))
         }
     };

@@ -53,7 +53,35 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Folds a message onto one line: the user sees exactly one line per failure.
+/// The most characters of one error line; a longer one (a huge value echoed) is cut.
+pub const MESSAGE_CHARS_MAX: usize = 600;
+
+/// Folds a message onto one line: the user sees exactly one line per failure, at most
+/// `MESSAGE_CHARS_MAX` characters long.
 pub fn one_line(message: String) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let count = line.chars().count();
+    if count <= MESSAGE_CHARS_MAX {
+        return line;
+    }
+    let head: String = line.chars().take(MESSAGE_CHARS_MAX).collect();
+    format!("{head}… ({count} characters in all)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_to_one_short_line() {
+        let message = format!("--set seed={}\nnext", "x".repeat(3_000_000));
+        let line = one_line(message);
+        assert!(
+            line.chars().count() < MESSAGE_CHARS_MAX + 40,
+            "{}",
+            line.len()
+        );
+        assert!(!line.contains('\n'));
+        assert!(line.ends_with("characters in all)"), "{line}");
+    }
 }

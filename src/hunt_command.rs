@@ -249,8 +249,8 @@ fn write_counterexample(
 }
 
 pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| Failure::bad_input(format!("{path}: cannot read: {error}")))?;
+    let text = crate::pipeline_scenario::read_bounded(std::path::Path::new(path))
+        .map_err(Failure::bad_input)?;
     let file: CounterexampleFile = serde_json::from_str(&text)
         .map_err(|error| Failure::bad_input(format!("{path}: {error}")))?;
     if file.receipt_sim_counterexample != COUNTEREXAMPLE_FORMAT {
@@ -261,11 +261,25 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
     }
     let table: toml::Table = toml::from_str(&file.scenario)
         .map_err(|error| Failure::bad_input(format!("{path}: scenario: {}", error.message())))?;
+    for key in ["extends", "model"] {
+        if table.contains_key(key) {
+            return Err(Failure::bad_input(format!(
+                "{path}: scenario: field `{key}`: a counterexample holds a resolved pipeline \
+                 scenario, without `{key}`"
+            )));
+        }
+    }
+    check_choices(path, &file.choices)?;
     let config: PipelineConfig = sim::scenario::deserialize(&table)
         .map_err(|error| Failure::bad_input(format!("{path}: scenario: {error}")))?;
     config
         .validate()
         .map_err(|error| Failure::bad_input(format!("{path}: scenario: {error}")))?;
+    if config.workload.source != sim::pipeline::config::WorkloadSource::Generate {
+        return Err(Failure::bad_input(format!(
+            "{path}: scenario: field `workload.source`: a counterexample replays generated receipts"
+        )));
+    }
     let (config, options) = explore::apply(&config, &file.choices, HistoryFilter::All);
     let judged = explore::judge(&config, None, &options);
     let kind = (file.class, file.cause);
@@ -328,6 +342,21 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
             judged.trial.report.fingerprint, file.fingerprint
         ))),
     }
+}
+
+/// The most priority changes of a PCT ordering (hunts use 1 to 3).
+const PCT_DEPTH_MAX: u32 = 64;
+
+/// The orderings a counterexample may ask for: PCT of bounded depth.
+fn check_choices(path: &str, choices: &Choices) -> Result<(), Failure> {
+    if let explore::Ordering::Pct { depth, .. } = choices.ordering
+        && depth > PCT_DEPTH_MAX
+    {
+        return Err(Failure::bad_input(format!(
+            "{path}: field `choices.ordering.depth`: {depth} priority changes, at most {PCT_DEPTH_MAX}"
+        )));
+    }
+    Ok(())
 }
 
 pub fn describe_excerpt(out: &mut String, excerpt: &[HistoryRecord]) {

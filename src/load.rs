@@ -51,7 +51,9 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// The most files an `extends` chain may have.
-const EXTENDS_DEPTH_MAX: usize = 8;
+const EXTENDS_DEPTH_MAX: usize = 16;
+/// The most bytes a scenario file may hold.
+const SCENARIO_BYTES_MAX: u64 = 1 << 20;
 
 /// One source file of a scenario, kept for locating errors.
 struct Source {
@@ -84,10 +86,8 @@ fn read_source(spec: &str, origin: &Origin) -> Result<(String, String, Origin), 
         Origin::Disk(dir) => dir.join(spec),
         Origin::CommandLine | Origin::Embedded(_) => PathBuf::from(spec),
     };
-    if !matches!(origin, Origin::Embedded(_)) && path.is_file() {
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            Failure::bad_input(format!("{}: cannot read: {error}", path.display()))
-        })?;
+    if !matches!(origin, Origin::Embedded(_)) && path.exists() {
+        let text = read_text_file(&path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         return Ok((path.display().to_string(), text, Origin::Disk(dir)));
     }
@@ -113,6 +113,33 @@ fn read_source(spec: &str, origin: &Origin) -> Result<(String, String, Origin), 
         path.display(),
         known.join(", ")
     )))
+}
+
+/// Reads a scenario file: a regular file of at most `SCENARIO_BYTES_MAX` bytes of UTF-8; an
+/// invalid byte is reported at its line and column.
+fn read_text_file(path: &Path) -> Result<String, Failure> {
+    let shown = path.display();
+    let fail = |message: String| Failure::bad_input(format!("{shown}: {message}"));
+    let metadata =
+        std::fs::metadata(path).map_err(|error| fail(format!("cannot read: {error}")))?;
+    if !metadata.is_file() {
+        return Err(fail(
+            "not a regular file: a scenario is a TOML file".to_string(),
+        ));
+    }
+    if metadata.len() > SCENARIO_BYTES_MAX {
+        return Err(fail(format!(
+            "{} bytes: a scenario file holds at most {SCENARIO_BYTES_MAX}",
+            metadata.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|error| fail(format!("cannot read: {error}")))?;
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = error.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&error.as_bytes()[..valid]).into_owned();
+        let (line, column) = line_column(&text, valid);
+        Failure::bad_input(format!("{shown}:{line}:{column}: not UTF-8 text"))
+    })
 }
 
 /// The embedded name `spec` stands for when read from the embedded folder `dir`: `built`,
@@ -147,7 +174,14 @@ fn parse_table(name: &str, text: &str) -> Result<Table, Failure> {
                 format!(":{line}:{column}")
             })
             .unwrap_or_default();
-        Failure::bad_input(format!("{name}{position}: {}", error.message().trim()))
+        let mut message = error.message().trim().to_string();
+        if message == "duplicate key"
+            && let Some(span) = error.span()
+        {
+            let key = text.get(span.clone()).unwrap_or("").trim();
+            message = format!("duplicate key `{}`", sim::time::echo(key));
+        }
+        Failure::bad_input(format!("{name}{position}: {message}"))
     })
 }
 
@@ -165,10 +199,26 @@ pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loade
     while let Some((spec, origin)) = next.take() {
         if chain.len() >= EXTENDS_DEPTH_MAX {
             return Err(Failure::bad_input(format!(
-                "{spec}: `extends` chain longer than {EXTENDS_DEPTH_MAX} files (a cycle?)"
+                "{}: `extends` chain longer than {EXTENDS_DEPTH_MAX} files",
+                sim::time::echo(&spec)
             )));
         }
-        let (name, text, origin) = read_source(&spec, &origin)?;
+        let (name, text, origin) =
+            read_source(&spec, &origin).map_err(|failure| match chain.last() {
+                Some((source, _)) => {
+                    let (line, _) = find_key(&source.text, &["extends"]).unwrap_or((1, 1));
+                    Failure::bad_input(format!(
+                        "{}:{line}: field `extends`: {failure}",
+                        source.name
+                    ))
+                }
+                None => failure,
+            })?;
+        if chain.iter().any(|(source, _)| source.name == name) {
+            return Err(Failure::bad_input(format!(
+                "{name}: `extends` leads back to this file (a cycle)"
+            )));
+        }
         let dir = match &origin {
             Origin::Disk(dir) => Some(dir.clone()),
             Origin::CommandLine | Origin::Embedded(_) => None,
@@ -199,19 +249,26 @@ pub fn load(spec: &str, seed: Option<u64>, overrides: &[String]) -> Result<Loade
         overrides: Vec::new(),
     };
     if let Some(seed) = seed {
-        let seed = i64::try_from(seed)
-            .map_err(|_| Failure::bad_input(format!("--seed {seed}: must be below 2^63")))?;
-        loaded.apply("seed", Value::Integer(seed), format!("--seed {seed}"))?;
+        // A TOML integer holds seeds below 2^63; larger ones are written as text.
+        let value = i64::try_from(seed).map_or(Value::String(seed.to_string()), Value::Integer);
+        loaded.apply("seed", value, format!("--seed {seed}"))?;
     }
     for text in overrides {
-        let (path, value) = scenario::parse_override(text).map_err(Failure::bad_input)?;
-        loaded.apply(&path, value, format!("--set {text}"))?;
+        let (path, value) = scenario::parse_override(text)
+            .map_err(|message| Failure::bad_input(sim::time::echo(&message)))?;
+        loaded.apply(&path, value, format!("--set {}", sim::time::echo(text)))?;
     }
     Ok(loaded)
 }
 
 impl Loaded {
     fn apply(&mut self, path: &str, value: Value, origin: String) -> Result<(), Failure> {
+        if path == "extends" {
+            return Err(Failure::bad_input(format!(
+                "{origin}: `extends` is read from scenario files only; name the base scenario on \
+                 the command line or write `extends` in a file"
+            )));
+        }
         scenario::set_path(&mut self.table, path, value)
             .map_err(|message| Failure::bad_input(format!("{origin}: {message}")))?;
         self.overrides.push((path.to_string(), origin));

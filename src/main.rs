@@ -22,7 +22,19 @@ use std::process::ExitCode;
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> ExitCode {
-    match cli::main() {
+    output::remove_on_signal();
+    // The outputs land when the command did its work (found a race or not), else none does.
+    let result = match cli::main() {
+        Ok(()) => output::commit(),
+        Err(failure) if failure.class == failure::Class::RaceFound => {
+            output::commit().and(Err(failure))
+        }
+        Err(failure) => {
+            output::discard();
+            Err(failure)
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {failure}");

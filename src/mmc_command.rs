@@ -24,7 +24,7 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
         json_on_stdout,
         &format!(
             "M/M/{} at load {:.3}, {} replications of {} customers, seed {}\n\
-             waiting time Wq  {:.4} s  (95% CI {:.4} .. {:.4})\n\
+             waiting time Wq  {:.4} s  ({})\n\
              Erlang C Wq      {:.4} s  (deviation {:+.2} %)\n\
              utilisation      {:.4}  (theory {:.4})\n\
              Little's law     max |L - lambda W| = {:.3e}\n\
@@ -35,8 +35,14 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
             report.customers,
             scenario.seed,
             report.wq_mean,
-            report.wq_ci95[0],
-            report.wq_ci95[1],
+            if report.replications > 1 {
+                format!(
+                    "95% CI {:.4} .. {:.4}",
+                    report.wq_ci95[0], report.wq_ci95[1]
+                )
+            } else {
+                "one replication: no interval".to_string()
+            },
             report.erlang_c_wq,
             100.0 * (report.wq_mean / report.erlang_c_wq - 1.0),
             report.utilisation,
@@ -50,7 +56,7 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
         let mut value = serde_json::to_value(&report)
             .map_err(|error| Failure::bad_input(format!("cannot encode the report: {error}")))?;
         value["seed"] = serde_json::json!(scenario.seed);
-        value["scenario"] = toml_to_json(&loaded.table);
+        value["scenario"] = serde_json::to_value(&scenario).unwrap_or(serde_json::Value::Null);
         export.write_json(&value)?;
     }
     Ok(())

@@ -44,6 +44,7 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
         scenario.receipts(),
         &options(flags.history.is_some()),
     );
+    check_settled(&judged, loaded)?;
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
     describe_trial(&mut text, &judged, flags.scenario_name);
@@ -53,7 +54,7 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     }
     if let Some(export) = flags.export {
         let mut value = trial_json(&judged);
-        value["scenario"] = crate::mmc_command::toml_to_json(&loaded.table);
+        value["scenario"] = serde_json::to_value(&*scenario.config).unwrap_or(Value::Null);
         export.write_json(&value)?;
     }
     check_outcome(flags.check, &[&judged])
@@ -73,11 +74,12 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     let flows = [Flow::Old, Flow::New];
     let history = flags.history.is_some();
     let judged: Vec<Judged> = crate::parallel::map(2, "flows", |index| {
-        let mut config = scenario.config.clone();
-        config.flow = flows[index];
+        let config = scenario.config.with_flow(flows[index]);
         explore::judge(&config, Some(receipts), &options(history))
     });
     let (old, new) = (&judged[0], &judged[1]);
+    check_settled(old, loaded)?;
+    check_settled(new, loaded)?;
     let paired = paired_json(old, new);
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
@@ -90,7 +92,7 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     }
     if let Some(export) = flags.export {
         let value = json!({
-            "scenario": crate::mmc_command::toml_to_json(&loaded.table),
+            "scenario": serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
             "seed": scenario.config.seed,
             "receipts": receipts.len(),
             "old": trial_json(old),
@@ -100,6 +102,20 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
         export.write_json(&value)?;
     }
     check_outcome(flags.check, &[old, new])
+}
+
+/// A trial stopped at its event limit spins (a shape the model cannot settle): an error naming
+/// the bound, before any output is written.
+fn check_settled(judged: &Judged, loaded: &Loaded) -> Result<(), Failure> {
+    if judged.trial.report.stop != "event_limit" {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "{}: the trial did not settle within its bound of {} events (set by the scenario's \
+         receipts and words); look for a period or a retry that spins",
+        loaded.locate("workload.receipts"),
+        judged.trial.report.events
+    )))
 }
 
 fn check_outcome(check: bool, judged: &[&Judged]) -> Result<(), Failure> {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sim::explore;
 use sim::metrics::Latency;
 use sim::oracle::{Cause, Class};
-use sim::pipeline::{Flow, PipelineConfig, TrialOptions};
+use sim::pipeline::{Flow, TrialOptions, ValidatedConfig};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -62,7 +62,7 @@ struct Cell {
     configuration: &'static str,
     load: &'static str,
     flow: Flow,
-    config: PipelineConfig,
+    config: ValidatedConfig,
 }
 
 /// What one trial of a cell contributes.
@@ -110,9 +110,8 @@ fn cells(overrides: &[String]) -> Result<Vec<Cell>, Failure> {
     Ok(cells)
 }
 
-fn summarise_trial(config: &PipelineConfig, seed_offset: u64) -> TrialSummary {
-    let mut config = config.clone();
-    config.seed = config.seed.wrapping_add(seed_offset);
+fn summarise_trial(config: &ValidatedConfig, seed_offset: u64) -> TrialSummary {
+    let config = config.with_seed(config.seed.wrapping_add(seed_offset));
     let judged = explore::judge(&config, None, &TrialOptions::default());
     let mut affected_by_class = BTreeMap::new();
     for class in Class::ALL {

@@ -407,10 +407,15 @@ impl<'a> Parser<'a> {
 
     /// An error about `form`, a part of the text, naming the whole text when the part is smaller.
     fn fail(&self, form: &str, problem: impl fmt::Display) -> String {
+        let echo = crate::time::echo;
         if form == self.text.trim() {
-            format!("`{form}`: {problem}")
+            format!("`{}`: {problem}", echo(form))
         } else {
-            format!("`{form}` in `{}`: {problem}", self.text.trim())
+            format!(
+                "`{}` in `{}`: {problem}",
+                echo(form),
+                echo(self.text.trim())
+            )
         }
     }
 
@@ -669,23 +674,32 @@ fn parse_duration_nanos(token: &str) -> Result<f64, String> {
     }
     let Some((value, scale)) = split_unit(token) else {
         if token.parse::<f64>().is_ok() {
+            let token = crate::time::echo(token);
             return Err(format!(
                 "`{token}` has no unit; write a duration such as `{token}s` (units ns, us, ms, s, m, h, d)"
             ));
         }
         return Err(format!(
-            "`{token}` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`"
+            "`{}` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`",
+            crate::time::echo(token)
         ));
     };
     let nanos = value * scale;
     if !nanos.is_finite() {
-        return Err(format!("duration {token} is not finite"));
+        return Err(format!(
+            "duration {} is not finite",
+            crate::time::echo(token)
+        ));
     }
     if nanos < 0.0 {
-        return Err(format!("duration {token} is negative"));
+        return Err(format!("duration {} is negative", crate::time::echo(token)));
     }
-    if nanos >= u64::MAX as f64 {
-        return Err(format!("duration {token} is too long"));
+    if nanos > Duration::WRITTEN_MAX.as_nanos() as f64 {
+        return Err(format!(
+            "duration {} is longer than {} (100 years)",
+            crate::time::echo(token),
+            Duration::WRITTEN_MAX
+        ));
     }
     Ok(Duration::from_nanos_f64(nanos).as_nanos() as f64)
 }
@@ -693,11 +707,12 @@ fn parse_duration_nanos(token: &str) -> Result<f64, String> {
 fn parse_number(token: &str) -> Result<f64, String> {
     match token.parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),
-        Ok(_) => Err(format!("number {token} is not finite")),
+        Ok(_) => Err(format!("number {} is not finite", crate::time::echo(token))),
         Err(_) if split_unit(token).is_some() => Err(format!(
-            "`{token}` carries a unit; this distribution takes plain numbers"
+            "`{}` carries a unit; this distribution takes plain numbers",
+            crate::time::echo(token)
         )),
-        Err(_) => Err(format!("`{token}` is not a number")),
+        Err(_) => Err(format!("`{}` is not a number", crate::time::echo(token))),
     }
 }
 
@@ -1053,7 +1068,10 @@ mod tests {
             ),
             ("inf s", "`inf s`: duration inf s is not finite"),
             ("1e400s", "`1e400s`: duration 1e400s is not finite"),
-            ("1e20s", "`1e20s`: duration 1e20s is too long"),
+            (
+                "1e20s",
+                "`1e20s`: duration 1e20s is longer than 36500d (100 years)",
+            ),
             (
                 "uniform(15, 30s)",
                 "`uniform(15, 30s)`: `15` has no unit; write a duration such as `15s` (units ns, us, ms, s, m, h, d)",

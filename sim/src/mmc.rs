@@ -28,11 +28,18 @@ pub const SERVERS_MAX: u32 = 1 << 20;
 /// The most replications one scenario may ask for.
 pub const REPLICATIONS_MAX: u32 = 1 << 20;
 
+/// The most customers of all replications together: two events each, a few minutes of work.
+pub const CUSTOMERS_TOTAL_MAX: u64 = 2_000_000_000;
+
+/// The longest expected span of one replication in virtual seconds (about three years), so that
+/// no instant comes near `Instant::MAX` (about 584 years).
+pub const SPAN_S_MAX: f64 = 1e8;
+
 /// A scenario file for the M/M/c validation model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MmcScenario {
-    #[serde(default = "default_seed")]
+    #[serde(default = "default_seed", with = "crate::random::seed_serde")]
     pub seed: u64,
     pub mmc: MmcConfig,
 }
@@ -110,6 +117,37 @@ impl MmcConfig {
                 format!(
                     "must be between 1 and {REPLICATIONS_MAX}, not {}",
                     self.replications
+                ),
+            );
+        }
+        let customers_total = self.customers.saturating_mul(u64::from(self.replications));
+        if customers_total > CUSTOMERS_TOTAL_MAX {
+            return fail(
+                "customers",
+                format!(
+                    "customers x replications = {customers_total} is more than {CUSTOMERS_TOTAL_MAX}; \
+                     lower customers or replications"
+                ),
+            );
+        }
+        let span_s = self.customers as f64 / self.arrival_rate;
+        if span_s > SPAN_S_MAX {
+            return fail(
+                "arrival_rate",
+                format!(
+                    "{} customers at {} per second span about {span_s:.3e} s of virtual time, more \
+                     than {SPAN_S_MAX:e} s; raise arrival_rate or lower customers",
+                    self.customers, self.arrival_rate
+                ),
+            );
+        }
+        if 1.0 / self.service_rate > SPAN_S_MAX / 1e3 {
+            return fail(
+                "service_rate",
+                format!(
+                    "a mean service time of {:.3e} s is longer than {:e} s",
+                    1.0 / self.service_rate,
+                    SPAN_S_MAX / 1e3
                 ),
             );
         }

@@ -3,7 +3,8 @@
 //! Every random draw in a trial comes from a stream derived from the trial's seed and the stream's
 //! name (and an optional index), so adding a component, or drawing more from one stream, never shifts
 //! the draws of another. The generator is xoshiro256++, whose output is fixed by its specification
-//! and therefore the same on every machine. Depends on `rand_xoshiro` only.
+//! and therefore the same on every machine. Depends on `rand_xoshiro`, and on `serde` for how a
+//! scenario writes a seed.
 
 use rand::SeedableRng;
 pub use rand_xoshiro::Xoshiro256PlusPlus as Stream;
@@ -91,5 +92,38 @@ mod tests {
         let value = Streams::new(42).stream("pinned").next_u64();
         assert_eq!(value, Streams::new(42).stream("pinned").next_u64());
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
+
+/// Serde for seeds written in scenarios: an integer, or (for seeds of 2^63 and above, which a
+/// TOML integer cannot hold) a string of decimal digits. Written back the same way.
+pub mod seed_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(seed: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*seed) {
+            Ok(seed) => serializer.serialize_i64(seed),
+            Err(_) => serializer.serialize_str(&seed.to_string()),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Integer(i64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        match Written::deserialize(deserializer)? {
+            Written::Integer(seed) => u64::try_from(seed)
+                .map_err(|_| de::Error::custom(format!("seed {seed} is negative"))),
+            Written::Text(text) => text.trim().parse::<u64>().map_err(|_| {
+                de::Error::custom(format!(
+                    "seed `{}` is not an integer in 0..=18446744073709551615",
+                    crate::time::echo(&text)
+                ))
+            }),
+        }
     }
 }

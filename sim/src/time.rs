@@ -60,6 +60,10 @@ impl std::ops::Add<Duration> for Instant {
 impl Duration {
     pub const ZERO: Duration = Duration(0);
     pub const MAX: Duration = Duration(u64::MAX);
+    /// The longest duration a user may write: 36 500 days (100 years), so that the sum of a
+    /// trial's horizon and any handful of its durations stays far below `Duration::MAX` and
+    /// nothing saturates.
+    pub const WRITTEN_MAX: Duration = Duration(36_500 * 86_400 * NANOS_PER_SEC);
 
     pub const fn from_nanos(nanos: u64) -> Duration {
         Duration(nanos)
@@ -114,6 +118,20 @@ impl Duration {
     }
 }
 
+/// The most characters of a user's value an error message repeats.
+pub const ECHO_CHARS_MAX: usize = 64;
+
+/// A user's value as an error message repeats it: whole when short, else its first
+/// `ECHO_CHARS_MAX` characters and how long it was, so a huge value never makes a huge line.
+pub fn echo(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= ECHO_CHARS_MAX {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(ECHO_CHARS_MAX).collect();
+    format!("{head}… ({count} characters)")
+}
+
 /// The units a duration may be written in, longest suffix first so that `ms` is not read as `m`.
 const UNITS: [(&str, f64); 8] = [
     ("ns", 1.0),
@@ -155,14 +173,27 @@ impl std::str::FromStr for Duration {
             return Ok(Duration::ZERO);
         }
         match split_unit(trimmed) {
+            Some((value, scale))
+                if value.is_finite()
+                    && value >= 0.0
+                    && value * scale > Duration::WRITTEN_MAX.0 as f64 =>
+            {
+                Err(format!(
+                    "duration `{}` is longer than {} (100 years)",
+                    echo(trimmed),
+                    Duration::WRITTEN_MAX
+                ))
+            }
             Some((value, scale)) if value.is_finite() && value >= 0.0 => {
                 Ok(Duration::from_nanos_f64(value * scale))
             }
             Some(_) => Err(format!(
-                "duration `{text}` must be a finite, non-negative number"
+                "duration `{}` must be a finite, non-negative number",
+                echo(text)
             )),
             None => Err(format!(
-                "`{text}` is not a duration: write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`"
+                "`{}` is not a duration: write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`",
+                echo(text)
             )),
         }
     }

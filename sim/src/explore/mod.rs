@@ -8,7 +8,8 @@
 use crate::engine::{Pct, TieBreak};
 use crate::oracle::{self, Cause, Class};
 use crate::pipeline::{
-    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialOptions, run_trial,
+    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialConfig, TrialOptions, ValidatedConfig,
+    run_trial,
 };
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
@@ -47,8 +48,8 @@ pub fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
 /// Runs a trial and judges it. When the oracle finds anomalies and the trial kept no history, the
 /// trial runs again, recording the history of the affected receipts, so that every anomaly comes
 /// with its cause and excerpt; recording history does not change the trial (asserted).
-pub fn judge(
-    config: &PipelineConfig,
+pub fn judge<C: TrialConfig + ?Sized>(
+    config: &C,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Judged {
@@ -134,13 +135,12 @@ pub fn choices_for(base_seed: u64, index: u64, expected_events: u64) -> Choices 
 }
 
 /// The options and configuration of a trial with these choices.
-pub fn apply(
-    config: &PipelineConfig,
+pub fn apply<C: TrialConfig + ?Sized>(
+    config: &C,
     choices: &Choices,
     history: HistoryFilter,
-) -> (PipelineConfig, TrialOptions) {
-    let mut config = config.clone();
-    config.seed = choices.seed;
+) -> (ValidatedConfig, TrialOptions) {
+    let config = ValidatedConfig::of(config).with_seed(choices.seed);
     let options = TrialOptions {
         tie_break: choices.ordering.tie_break(),
         history,
@@ -163,13 +163,11 @@ pub struct Explored {
 pub const HISTORY_UPFRONT_RECEIPTS_MAX: u64 = 16;
 
 /// Runs and judges one trial of a hunt.
-pub fn explore(config: &PipelineConfig, choices: &Choices) -> Explored {
-    let history = if config.workload.receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
-        HistoryFilter::Evidence
-    } else {
-        HistoryFilter::Off
-    };
-    let (config, mut options) = apply(config, choices, history);
+pub fn explore<C: TrialConfig + ?Sized>(config: &C, choices: &Choices) -> Explored {
+    let (config, mut options) = apply(config, choices, HistoryFilter::Off);
+    if config.workload.receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
+        options.history = HistoryFilter::Evidence;
+    }
     options.report = ReportDetail::Brief;
     if options.history.is_off() {
         // Causes need the history of the affected receipts: judge runs again to record it.

@@ -28,6 +28,27 @@ pub const LAMBDA_TIMEOUT_MAX: Duration = Duration::from_secs(900);
 pub const RECEIPTS_MAX: u64 = 20_000_000;
 /// The most words a generated line may hold (a `u8` in `Receipt`).
 pub const WORDS_PER_LINE_GENERATED_MAX: f64 = 255.0;
+/// The longest horizon of a trial: ten years of virtual time.
+pub const HORIZON_MAX: Duration = Duration::from_secs(3650 * 86_400);
+/// The shortest poll period or heartbeat interval: a millisecond.
+pub const PERIOD_MIN: Duration = Duration::from_millis(1);
+/// The most polls (or heartbeats) one wait (or one lock holding) may take: the period must be at
+/// least the span it covers over this many.
+pub const PERIODS_PER_SPAN_MAX: u64 = 10_000;
+/// The most memory a trial may need, as estimated from its shape before it starts.
+pub const TRIAL_BYTES_MAX: u64 = 12 << 30;
+/// Estimated bytes a word of the trial holds over the whole trial (its items, ids, snapshots).
+pub const BYTES_PER_WORD: f64 = 90.0;
+/// Estimated bytes a label of a receipt in flight holds (its messages and deltas).
+pub const BYTES_PER_LABEL_IN_FLIGHT: f64 = 1024.0;
+/// The most snapshot versions a container caches or the store keeps.
+pub const VERSIONS_MAX: u32 = 64;
+/// The fewest and the most bytes one id adds to a snapshot.
+pub const BYTES_PER_ENTRY_MAX: u64 = 1 << 20;
+/// The slowest bandwidth of the object store, bytes per second.
+pub const BYTES_PER_S_MIN: f64 = 1e6;
+/// The most receive limits and retries: more only spins the model.
+pub const RECEIVE_LIMIT_MAX: u32 = 1000;
 
 /// Which upload flow runs: the old one waits for the compaction before LangGraph, the new does not.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +73,73 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A configuration that passed `PipelineConfig::validate`: what a trial runs, so that no value a
+/// user gave can reach an assertion of the model. Read it through `Deref`; change it only through
+/// `PipelineConfig` and validate again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedConfig(PipelineConfig);
+
+impl ValidatedConfig {
+    /// Validates `config`.
+    pub fn new(config: PipelineConfig) -> Result<ValidatedConfig, ConfigError> {
+        config.validate()?;
+        Ok(ValidatedConfig(config))
+    }
+    /// A copy of a configuration known to be valid (validated here if it is a `PipelineConfig`).
+    pub fn of<C: TrialConfig + ?Sized>(config: &C) -> ValidatedConfig {
+        ValidatedConfig(config.valid().clone())
+    }
+    /// The configuration, to change and validate again.
+    pub fn into_inner(self) -> PipelineConfig {
+        self.0
+    }
+    /// The same configuration with another seed (every seed is valid).
+    pub fn with_seed(&self, seed: u64) -> ValidatedConfig {
+        let mut config = self.0.clone();
+        config.seed = seed;
+        ValidatedConfig(config)
+    }
+    /// The same configuration with another flow (both flows are valid).
+    pub fn with_flow(&self, flow: Flow) -> ValidatedConfig {
+        let mut config = self.0.clone();
+        config.flow = flow;
+        ValidatedConfig(config)
+    }
+}
+
+impl std::ops::Deref for ValidatedConfig {
+    type Target = PipelineConfig;
+    fn deref(&self) -> &PipelineConfig {
+        &self.0
+    }
+}
+
+/// What `run_trial` takes: a `ValidatedConfig`, or a `PipelineConfig` it validates first and
+/// panics on when invalid (for tests and benchmarks, whose configurations are literals).
+pub trait TrialConfig {
+    /// The configuration, known to be valid.
+    fn valid(&self) -> &PipelineConfig;
+}
+
+impl TrialConfig for ValidatedConfig {
+    fn valid(&self) -> &PipelineConfig {
+        &self.0
+    }
+}
+
+impl TrialConfig for PipelineConfig {
+    fn valid(&self) -> &PipelineConfig {
+        if let Err(error) = self.validate() {
+            panic!("invalid configuration: {error}");
+        }
+        self
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    #[serde(with = "crate::random::seed_serde")]
     pub seed: u64,
     pub flow: Flow,
     /// The trial stops at this virtual time even if work remains.
@@ -537,23 +622,196 @@ impl PipelineConfig {
         config
     }
 
-    /// Rejects values no real deployment could have.
+    /// Rejects values no real deployment could have, and shapes the model cannot honour: a
+    /// trial of a valid configuration needs a bounded memory and a bounded number of events.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.horizon > Duration::ZERO, "horizon", "must be positive")?;
+        check(
+            self.horizon <= HORIZON_MAX,
+            "horizon",
+            "must be at most 3650d (ten years)",
+        )?;
         self.workload.validate()?;
         self.upload.validate()?;
         self.stream.validate()?;
         self.stream_processor.validate()?;
         self.queues.validate()?;
         self.compaction.validate(&self.queues)?;
-        check(
-            self.wait.poll_period > Duration::ZERO,
-            "wait.poll_period",
-            "must be positive",
-        )?;
+        self.wait.validate()?;
         self.store.validate()?;
-        self.faults.validate()
+        self.faults.validate()?;
+        check_durations(self)?;
+        self.check_memory()
     }
+
+    /// The receipts a generated trial holds at most.
+    fn receipts_max(&self) -> u64 {
+        match self.workload.arrival {
+            ArrivalProcess::Trace => self.workload.receipts.min(self.workload.trace.len() as u64),
+            ArrivalProcess::Poisson | ArrivalProcess::Bursts => self.workload.receipts,
+        }
+    }
+
+    /// Estimated bytes a trial of this shape needs: each word's share over the whole trial, and
+    /// the labels of the receipts in flight at once.
+    pub fn memory_estimate_bytes(&self) -> u64 {
+        let workload = &self.workload;
+        let words_per_receipt =
+            workload.lines_per_receipt.mean().max(0.0) * workload.words_per_line.mean().max(0.0);
+        let labels_per_receipt = words_per_receipt * workload.labels_per_word.mean().max(1.0);
+        let receipts = self.receipts_max() as f64;
+        let in_flight = receipts.min(f64::from(self.upload.concurrency));
+        let bytes = receipts * words_per_receipt * BYTES_PER_WORD
+            + in_flight * labels_per_receipt * BYTES_PER_LABEL_IN_FLIGHT;
+        bytes.min(u64::MAX as f64) as u64
+    }
+
+    fn check_memory(&self) -> Result<(), ConfigError> {
+        let bytes = self.memory_estimate_bytes();
+        if bytes <= TRIAL_BYTES_MAX {
+            return Ok(());
+        }
+        let workload = &self.workload;
+        let words_per_receipt = workload.lines_per_receipt.mean() * workload.words_per_line.mean();
+        let field = if words_per_receipt > 10_000.0 {
+            "workload.words_per_line"
+        } else {
+            "workload.receipts"
+        };
+        Err(ConfigError {
+            field: field.to_string(),
+            message: format!(
+                "a trial of {} receipts of about {words_per_receipt:.0} words each needs about                  {:.1} GiB, more than the {} GiB a trial may take; lower workload.receipts,                  workload.lines_per_receipt or workload.words_per_line",
+                self.receipts_max(),
+                bytes as f64 / f64::from(1u32 << 30),
+                TRIAL_BYTES_MAX >> 30
+            ),
+        })
+    }
+
+    /// The most events a trial of this shape and `receipts` receipts (at least those it
+    /// generates) may take before it is stopped as one that does not settle: far more than any
+    /// trial of the shape takes (a few hundred per receipt and a few per word), so a trial that
+    /// reaches it spins.
+    pub fn event_limit(&self, receipts: u64) -> u64 {
+        let workload = &self.workload;
+        let words_per_receipt = workload.lines_per_receipt.mean().max(0.0)
+            * workload.words_per_line.mean().max(0.0)
+            * workload.labels_per_word.mean().max(1.0);
+        let receipts = self.receipts_max().max(receipts) as f64;
+        let events = 10_000_000.0 + receipts * (100_000.0 + 1_000.0 * words_per_receipt);
+        events.min(u64::MAX as f64) as u64
+    }
+}
+
+impl WaitConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_period(self.poll_period, self.cap, "wait.poll_period", "wait.cap")
+    }
+}
+
+/// A period (polls, heartbeats) of at least `PERIOD_MIN` and at least `span` over
+/// `PERIODS_PER_SPAN_MAX`, so one span takes a bounded number of periods.
+fn check_period(
+    period: Duration,
+    span: Duration,
+    field: &str,
+    span_field: &str,
+) -> Result<(), ConfigError> {
+    check(
+        period >= PERIOD_MIN,
+        field,
+        &format!("must be at least {PERIOD_MIN}"),
+    )?;
+    let floor = Duration::from_nanos(span.as_nanos() / PERIODS_PER_SPAN_MAX);
+    check(
+        period >= floor,
+        field,
+        &format!(
+            "must be at least {floor}: `{span_field}` ({span}) over {PERIODS_PER_SPAN_MAX} periods"
+        ),
+    )
+}
+
+/// Every duration and the mean of every duration distribution at most the longest horizon, so
+/// that no instant of a trial comes near `Instant::MAX`.
+fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
+    let upload = &config.upload;
+    let processor = &config.stream_processor;
+    let compaction = &config.compaction;
+    let store = &config.store;
+    let dists: [(&DurationDist, &str); 20] = [
+        (&upload.ocr, "upload.ocr"),
+        (&upload.merchant_resolution, "upload.merchant_resolution"),
+        (&upload.embedding, "upload.embedding"),
+        (&upload.delta_upload, "upload.delta_upload"),
+        (&upload.langgraph, "upload.langgraph"),
+        (&upload.table_operation, "upload.table_operation"),
+        (&upload.cold_start, "upload.cold_start"),
+        (
+            &processor.record_handling,
+            "stream_processor.record_handling",
+        ),
+        (&processor.send_batch, "stream_processor.send_batch"),
+        (&processor.cold_start, "stream_processor.cold_start"),
+        (&compaction.lock_operation, "compaction.lock_operation"),
+        (&compaction.copy, "compaction.copy"),
+        (&compaction.apply, "compaction.apply"),
+        (&compaction.delta_download, "compaction.delta_download"),
+        (&compaction.write_back, "compaction.write_back"),
+        (&compaction.cold_start, "compaction.cold_start"),
+        (&store.download_fixed, "store.download_fixed"),
+        (&store.upload_fixed, "store.upload_fixed"),
+        (&store.pointer_operation, "store.pointer_operation"),
+        (&config.faults.compaction_stall, "faults.compaction_stall"),
+    ];
+    for (dist, field) in dists {
+        check(
+            dist.mean() <= HORIZON_MAX,
+            field,
+            "the mean must be at most 3650d (ten years)",
+        )?;
+    }
+    let delay_max = compaction.publish_lock_retry_delays.iter().copied().max();
+    check(
+        delay_max.is_none_or(|delay| delay <= HORIZON_MAX),
+        "compaction.publish_lock_retry_delays",
+        "each delay must be at most 3650d (ten years)",
+    )?;
+    let durations: [(Duration, &str); 9] = [
+        (compaction.apply_per_id, "compaction.apply_per_id"),
+        (config.queues.retention, "queues.retention"),
+        (
+            config.queues.deduplication_window,
+            "queues.deduplication_window",
+        ),
+        (config.stream.record_age_max, "stream.record_age_max"),
+        (config.stream.poll_interval, "stream.poll_interval"),
+        (config.queues.poll_interval, "queues.poll_interval"),
+        (compaction.lock_lease, "compaction.lock_lease"),
+        (
+            compaction.version_id_resolution,
+            "compaction.version_id_resolution",
+        ),
+        (config.wait.cap, "wait.cap"),
+    ];
+    for (duration, field) in durations {
+        check(
+            duration <= HORIZON_MAX,
+            field,
+            "must be at most 3650d (ten years)",
+        )?;
+    }
+    let at_max = config.workload.bursts.iter().map(|burst| burst.at).max();
+    let trace_max = config.workload.trace.iter().copied().max();
+    for (at, field) in [(at_max, "workload.bursts"), (trace_max, "workload.trace")] {
+        check(
+            at.is_none_or(|at| at <= HORIZON_MAX),
+            field,
+            "arrival times must be at most 3650d (ten years)",
+        )?;
+    }
+    Ok(())
 }
 
 fn check(condition: bool, field: &str, message: &str) -> Result<(), ConfigError> {
@@ -605,7 +863,11 @@ impl WorkloadConfig {
                 "must be a positive rate",
             )?,
             ArrivalProcess::Bursts => check(
-                self.bursts.iter().map(|burst| burst.receipts).sum::<u64>() >= self.receipts,
+                self.bursts
+                    .iter()
+                    .map(|burst| burst.receipts.min(RECEIPTS_MAX))
+                    .fold(0u64, u64::saturating_add)
+                    >= self.receipts,
                 "workload.bursts",
                 "the bursts must hold at least `workload.receipts` receipts",
             )?,
@@ -615,6 +877,16 @@ impl WorkloadConfig {
                 "arrival times must not decrease",
             )?,
         }
+        check(
+            self.bursts.len() as u64 <= RECEIPTS_MAX,
+            "workload.bursts",
+            "too many bursts for one trial",
+        )?;
+        check(
+            self.trace.len() as u64 <= RECEIPTS_MAX,
+            "workload.trace",
+            "too many arrival times for one trial",
+        )?;
         check_number_bounds(
             &self.receipts_per_image,
             0.0,
@@ -682,10 +954,21 @@ impl UploadConfig {
             "upload.delta_upload_error_share",
         )?;
         check(
-            self.delta_upload_tries_max > 0,
+            (1..=RECEIVE_LIMIT_MAX).contains(&self.delta_upload_tries_max),
             "upload.delta_upload_tries_max",
-            "must be at least 1",
-        )
+            "must lie in 1..=1000",
+        )?;
+        check(
+            (1..=RECEIVE_LIMIT_MAX).contains(&self.queue_receive_limit),
+            "upload.queue_receive_limit",
+            "must lie in 1..=1000",
+        )?;
+        check(
+            self.concurrency <= 100_000,
+            "upload.concurrency",
+            "must be at most 100000",
+        )?;
+        check_share(self.cold_start_share, "upload.cold_start_share")
     }
 }
 
@@ -697,9 +980,9 @@ impl StreamConfig {
             "must lie in 1..=1024",
         )?;
         check(
-            self.poll_interval > Duration::ZERO,
+            self.poll_interval >= PERIOD_MIN,
             "stream.poll_interval",
-            "must be positive",
+            "must be at least 1ms",
         )?;
         check(
             (1..=STREAM_BATCH_SIZE_MAX).contains(&self.batch_size),
@@ -732,9 +1015,9 @@ impl StreamConfig {
 impl StreamProcessorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check(
-            self.reserved_concurrency > 0,
+            (1..=100_000).contains(&self.reserved_concurrency),
             "stream_processor.reserved_concurrency",
-            "must be at least 1",
+            "must lie in 1..=100000",
         )?;
         check(
             self.timeout > Duration::ZERO && self.timeout <= LAMBDA_TIMEOUT_MAX,
@@ -793,9 +1076,9 @@ impl QueuesConfig {
             "must be positive",
         )?;
         check(
-            self.poll_interval > Duration::ZERO,
+            self.poll_interval >= PERIOD_MIN,
             "queues.poll_interval",
-            "must be positive",
+            "must be at least 1ms",
         )
     }
 }
@@ -803,9 +1086,9 @@ impl QueuesConfig {
 impl CompactionConfig {
     fn validate(&self, queues: &QueuesConfig) -> Result<(), ConfigError> {
         check(
-            self.reserved_concurrency > 0,
+            (1..=100_000).contains(&self.reserved_concurrency),
             "compaction.reserved_concurrency",
-            "must be at least 1",
+            "must lie in 1..=100000",
         )?;
         check(
             self.timeout > Duration::ZERO && self.timeout <= LAMBDA_TIMEOUT_MAX,
@@ -817,11 +1100,14 @@ impl CompactionConfig {
             "compaction.lock_lease",
             "must be positive",
         )?;
-        check(
-            !self.heartbeat_enabled || self.heartbeat_interval > Duration::ZERO,
-            "compaction.heartbeat_interval",
-            "must be positive when heartbeats are on",
-        )?;
+        if self.heartbeat_enabled {
+            check_period(
+                self.heartbeat_interval,
+                self.timeout,
+                "compaction.heartbeat_interval",
+                "compaction.timeout",
+            )?;
+        }
         check(
             self.publish_lock_retry_delays.len() <= 16,
             "compaction.publish_lock_retry_delays",
@@ -833,9 +1119,9 @@ impl CompactionConfig {
             "must be positive",
         )?;
         check(
-            self.cache_versions > 0,
+            (1..=VERSIONS_MAX).contains(&self.cache_versions),
             "compaction.cache_versions",
-            "must be at least 1",
+            "must lie in 1..=64",
         )?;
         check_share(self.cold_start_share, "compaction.cold_start_share")?;
         check(
@@ -861,9 +1147,14 @@ impl FaultsConfig {
 impl StoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check(
-            self.keep_versions > 0,
+            (1..=VERSIONS_MAX).contains(&self.keep_versions),
             "store.keep_versions",
-            "must be at least 1",
+            "must lie in 1..=64",
+        )?;
+        check(
+            self.bytes_per_entry <= BYTES_PER_ENTRY_MAX,
+            "store.bytes_per_entry",
+            "must be at most 1048576 (1 MiB)",
         )?;
         for (value, field) in [
             (self.download_bytes_per_s, "store.download_bytes_per_s"),
@@ -871,9 +1162,9 @@ impl StoreConfig {
             (self.copy_bytes_per_s, "store.copy_bytes_per_s"),
         ] {
             check(
-                value.is_finite() && value > 0.0,
+                value.is_finite() && value >= BYTES_PER_S_MIN,
                 field,
-                "must be a positive bandwidth",
+                "must be a bandwidth of at least 1e6 bytes per second",
             )?;
         }
         Ok(())

@@ -23,7 +23,7 @@ use crate::services::object_store::SnapshotStore;
 use crate::services::table::Table;
 use crate::time::{Duration, Instant};
 use crate::workload::{Receipt, check_receipts, generate};
-pub use config::{ConfigError, Flow, PipelineConfig};
+pub use config::{ConfigError, Flow, PipelineConfig, TrialConfig, ValidatedConfig};
 use driver::Simulation;
 pub use history::{History, HistoryFilter, HistoryRecord, PublishRecord};
 use serde::Serialize;
@@ -225,17 +225,17 @@ pub fn generate_receipts(config: &PipelineConfig) -> Vec<Receipt> {
     generate(config.seed, &config.workload)
 }
 
-/// Runs one trial. `receipts`: the receipts to replay, or `None` to generate them from the
-/// configuration. Panics if the configuration does not validate or the receipts are inconsistent
-/// (the caller validates first and reports errors).
-pub fn run_trial(
-    config: &PipelineConfig,
+/// Runs one trial. `config`: a `ValidatedConfig` (or a `PipelineConfig`, validated here, which
+/// panics when invalid). `receipts`: the receipts to replay, or `None` to generate them from the
+/// configuration; panics if they are inconsistent (the caller checks them first and reports
+/// errors). The trial stops at `options.event_limit` or at the configuration's own event limit,
+/// whichever is lower, so no trial spins for ever.
+pub fn run_trial<C: TrialConfig + ?Sized>(
+    config: &C,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Trial {
-    if let Err(error) = config.validate() {
-        panic!("invalid configuration: {error}");
-    }
+    let config = config.valid();
     let generated;
     let receipts = match receipts {
         Some(receipts) => {
@@ -252,7 +252,11 @@ pub fn run_trial(
     let horizon = Instant::ZERO.add(config.horizon);
     let engine = Engine::new()
         .with_horizon(horizon)
-        .with_event_limit(options.event_limit)
+        .with_event_limit(
+            options
+                .event_limit
+                .min(config.event_limit(receipts.len() as u64)),
+        )
         .with_tie_break(options.tie_break.clone());
     let mut simulation = Simulation::new(
         config,
