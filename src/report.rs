@@ -16,6 +16,8 @@ use std::path::Path;
 
 /// The most counterexample timelines a page draws.
 const TIMELINES_MAX: usize = 12;
+/// The most characters of a timeline label.
+const TIMELINE_LABEL_CHARS_MAX: usize = 40;
 
 /// A named plot of the page.
 pub struct Figure {
@@ -183,7 +185,11 @@ fn timeline(title: &str, excerpt: &Value) -> Plot {
         .map(|record| Mark {
             at_s: f(&record["at_s"]),
             lane: actor_name(&record["actor"]),
-            label: actor_name(&record["event"]),
+            label: {
+                let detail = record["detail"].as_str().unwrap_or("");
+                let text = format!("{} {detail}", actor_name(&record["event"]));
+                text.chars().take(TIMELINE_LABEL_CHARS_MAX).collect()
+            },
         })
         .collect();
     Plot::Timeline(Timeline {

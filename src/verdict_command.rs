@@ -50,6 +50,26 @@ pub const LOADS: [(&str, &[&str]); 2] = [
     ),
 ];
 
+/// The result of `verdict`.
+#[derive(serde::Serialize)]
+pub struct VerdictResult {
+    pub schema_version: u32,
+    pub command: &'static str,
+    pub trials_per_cell: u64,
+    pub loads: Vec<LoadResult>,
+    /// One row per configuration, load and flow.
+    pub rows: Vec<Value>,
+    pub claims: Vec<Value>,
+    /// The verdict table as printed.
+    pub markdown: String,
+}
+
+#[derive(serde::Serialize)]
+pub struct LoadResult {
+    pub name: &'static str,
+    pub overrides: &'static [&'static str],
+}
+
 pub struct VerdictFlags<'a> {
     pub trials: usize,
     pub overrides: &'a [String],
@@ -181,12 +201,18 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
         output.write(markdown.as_bytes())?;
     }
     if let Some(output) = flags.export_json {
-        output.write_json(&json!({
-            "trials_per_cell": trials,
-            "loads": LOADS.iter().map(|(name, overrides)| json!({"name": name, "overrides": overrides})).collect::<Vec<_>>(),
-            "rows": rows,
-            "claims": claims,
-        }))?;
+        output.write_json(&VerdictResult {
+            schema_version: crate::sweep::SCHEMA_VERSION,
+            command: "verdict",
+            trials_per_cell: trials as u64,
+            loads: LOADS
+                .iter()
+                .map(|(name, overrides)| LoadResult { name, overrides })
+                .collect(),
+            rows,
+            claims,
+            markdown,
+        })?;
     }
     Ok(())
 }
