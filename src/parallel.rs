@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn every_result_is_handed_over_once() {
-        let mut seen = vec![0; 50];
+        let mut seen = [0; 50];
         super::for_each_done(
             50,
             "test",

@@ -43,7 +43,7 @@ impl Objective {
             .trim_start_matches('=')
             .trim()
             .parse()
-            .map_err(|error| fail(&format!("{error}")))?;
+            .map_err(|error: String| fail(&error))?;
         if let Some(share) = max_anomaly_share
             && !(0.0..=1.0).contains(&share)
         {
