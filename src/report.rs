@@ -467,6 +467,7 @@ fn plan_figures(result: &Value) -> Vec<Figure> {
             .as_array()
             .into_iter()
             .flatten()
+            .filter(|p| f(&p["measured_ms"]) > 0.0)
             .map(|p| (f(&p["load"]), f(&p["measured_ms"]) / 1000.0))
             .collect();
         all.push(series(config["name"].as_str().unwrap_or(""), points));
