@@ -655,3 +655,58 @@ pub fn merge(files: &[String], exports: &Exports) -> Result<(), Failure> {
     crate::cli::say(exports.json_on_stdout(), &text);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/sweeps/small.toml");
+
+    #[test]
+    fn cases_enumerate_the_grid_with_the_last_axis_fastest() {
+        let sweep = Sweep::read(SMALL).unwrap();
+        assert_eq!(sweep.spec.cases_total, 8);
+        let names: Vec<String> = (0..8)
+            .map(|i| {
+                let o = sweep.overrides(i);
+                format!(
+                    "{}/{}/{}",
+                    o["compaction.reserved_concurrency"], o["flow"], o["workload.rate_per_hour"]
+                )
+            })
+            .collect();
+        assert_eq!(names[0], "1/\"old\"/240");
+        assert_eq!(names[1], "1/\"old\"/2400");
+        assert_eq!(names[2], "1/\"new\"/240");
+        assert_eq!(names[7], "4/\"new\"/2400");
+        let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), 8);
+    }
+
+    #[test]
+    fn a_partial_result_lists_the_cases_done_and_says_it_is_incomplete() {
+        let sweep = Sweep::read(SMALL).unwrap();
+        let cases = sweep.cases(Shard::new(1, 4, "test").unwrap()).unwrap();
+        assert_eq!(cases.iter().map(|c| c.index).collect::<Vec<_>>(), [1, 5]);
+        let first = summarise(
+            &cases[1],
+            vec![replicate(&cases[1], 0), replicate(&cases[1], 1)],
+        );
+        assert_eq!(first.replications.len(), 2);
+        assert_ne!(first.replications[0].seed, first.replications[1].seed);
+        let shard = Shard::new(1, 4, "test").unwrap();
+        let partial = SweepResult::assemble(&sweep.spec, shard, vec![first.clone()]);
+        assert!(!partial.complete);
+        assert_eq!(partial.cases_done, 1);
+        let second = summarise(
+            &cases[0],
+            vec![replicate(&cases[0], 0), replicate(&cases[0], 1)],
+        );
+        let whole = SweepResult::assemble(&sweep.spec, shard, vec![first, second]);
+        assert!(whole.complete);
+        assert_eq!(
+            whole.cases.iter().map(|c| c.index).collect::<Vec<_>>(),
+            [1, 5]
+        );
+    }
+}
