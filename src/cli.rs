@@ -175,6 +175,9 @@ pub struct VerdictArgs {
     /// Write the verdict table as Markdown to FILE, e.g. `reports/verdict.md`.
     #[arg(long = "export-markdown", value_name = "FILE")]
     pub export_markdown: Option<String>,
+    /// Judge shard I of N (from 0) of the (configuration, load) pairs; `merge` joins the shards.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -261,6 +264,7 @@ pub fn main() -> Result<(), Failure> {
                 .transpose()?;
             crate::verdict_command::verdict(&crate::verdict_command::VerdictFlags {
                 trials: args.trials,
+                shard: crate::shard::resolve(args.shard.as_deref())?,
                 overrides: &args.set,
                 export_json: json.as_ref(),
                 export_markdown: markdown.as_ref(),

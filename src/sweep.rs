@@ -599,6 +599,24 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
 
 /// `merge FILES`: the shards of one sweep into the result of the whole.
 pub fn merge(files: &[String], exports: &Exports) -> Result<(), Failure> {
+    if let Some(first) = files.first()
+        && let Ok(text) = std::fs::read_to_string(first)
+        && let Ok(value) = serde_json::from_str::<Value>(&text)
+        && value["command"] == "verdict"
+    {
+        let mut parts = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|error| Failure::bad_input(format!("{file}: cannot read: {error}")))?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|error| Failure::bad_input(format!("{file}: not JSON: {error}")))?;
+            if value["command"] != "verdict" {
+                return Err(Failure::bad_input(format!("{file}: not a verdict result")));
+            }
+            parts.push((file.clone(), value));
+        }
+        return crate::verdict_command::merge(&parts, exports);
+    }
     let mut spec: Option<SweepSpec> = None;
     let mut cases: BTreeMap<u64, CaseResult> = BTreeMap::new();
     for file in files {

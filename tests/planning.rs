@@ -339,3 +339,37 @@ fn report_opens_in_headless_chromium_with_every_image_loaded() {
         bytes.len()
     );
 }
+
+#[test]
+fn sharded_verdict_merges_into_the_unsharded_verdict_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.json");
+    run_ok(&[
+        "verdict",
+        "--trials",
+        "1",
+        "--json",
+        whole.to_str().unwrap(),
+    ]);
+    let mut args = vec!["merge".to_string()];
+    for index in 0..2 {
+        let path = dir.path().join(format!("verdict-{index}.json"));
+        let shard = format!("{index}/2");
+        run_ok(&[
+            "verdict",
+            "--trials",
+            "1",
+            "--shard",
+            &shard,
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        args.push(path.to_str().unwrap().to_string());
+    }
+    let merged = dir.path().join("merged.json");
+    args.extend(["--json".to_string(), merged.to_str().unwrap().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&args);
+    assert!(std::fs::read(&whole).unwrap() == std::fs::read(&merged).unwrap());
+    assert_eq!(read_json(&whole)["rows"].as_array().unwrap().len(), 36);
+}
