@@ -33,6 +33,119 @@ pub enum Command {
     /// Re-run a counterexample file exactly; exit 0 only if the same anomaly appears again with the
     /// same fingerprint.
     Replay(ReplayArgs),
+    /// Run a grid of cases (a base scenario and overrides), replications per case, on all cores.
+    Sweep(SweepArgs),
+    /// Merge the shard results of one sweep into the result of the whole sweep.
+    Merge(MergeArgs),
+    /// At each load, the cheapest configuration of a sweep's grid that meets an objective, and the
+    /// load at which each configuration stops meeting it.
+    Plan(PlanArgs),
+    /// Write an HTML page and SVG and PNG plots from a JSON result.
+    Report(ReportArgs),
+    /// Re-run a baseline's scenarios and seeds and fail on any changed figure.
+    Regress(RegressArgs),
+}
+
+/// The exports of the planning commands, each rewritten after every case.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write the results as JSON to FILE (`-` for standard output).
+    #[arg(long = "export-json", visible_alias = "json", value_name = "FILE")]
+    pub export_json: Option<String>,
+    /// Write the results as Markdown to FILE.
+    #[arg(long = "export-markdown", value_name = "FILE")]
+    pub export_markdown: Option<String>,
+    /// Write the results as a self-contained HTML page to FILE.
+    #[arg(long = "export-html", value_name = "FILE")]
+    pub export_html: Option<String>,
+}
+
+impl ExportArgs {
+    fn create(&self) -> Result<crate::exporters::Exports, Failure> {
+        crate::exporters::Exports::create(
+            self.export_json.as_deref(),
+            self.export_markdown.as_deref(),
+            self.export_html.as_deref(),
+        )
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// A sweep file (see `scenarios/sweeps/`).
+    pub sweep: String,
+    /// Run shard I of N (from 0): cases whose index is I modulo N. Also taken from
+    /// SLURM_ARRAY_TASK_ID/COUNT, JOB_COMPLETION_INDEX with RECEIPT_SIM_SHARD_COUNT, or
+    /// AWS_BATCH_JOB_ARRAY_INDEX/SIZE.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    #[command(flatten)]
+    pub exports: ExportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Shard results written by `sweep --shard`.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    #[command(flatten)]
+    pub exports: ExportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A sweep file with a `[plan]` section naming the load axis.
+    pub sweep: String,
+    /// The objective, e.g. "labels_visible.p99 < 120s".
+    #[arg(long)]
+    pub slo: String,
+    /// The largest share of receipts with an anomaly a configuration may have (e.g. 0).
+    #[arg(long, value_name = "SHARE")]
+    pub max_anomaly_share: Option<f64>,
+    #[command(flatten)]
+    pub exports: ExportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A JSON result of run, compare, hunt, verdict, sweep, merge or plan.
+    pub results: String,
+    /// The folder for index.html and the plots.
+    #[arg(long, value_name = "DIR")]
+    pub out: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RegressArgs {
+    /// The baseline file.
+    #[arg(long, value_name = "FILE", default_value = "reports/baseline.json")]
+    pub baseline: String,
+    /// Accept the figures as they are now: rewrite the baseline.
+    #[arg(long)]
+    pub bless: bool,
+    /// Override a field of every pipeline scenario of the baseline, as if its default changed.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Runs the planning commands: sweeps, merges, plans, reports and the regression gate.
+fn planning(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Sweep(args) => {
+            let exports = args.exports.create()?;
+            let shard = crate::shard::resolve(args.shard.as_deref())?;
+            crate::sweep::sweep(&args.sweep, shard, &exports)
+        }
+        Command::Merge(args) => crate::sweep::merge(&args.files, &args.exports.create()?),
+        Command::Plan(args) => {
+            let exports = args.exports.create()?;
+            let objective = crate::plan::Objective::parse(&args.slo, args.max_anomaly_share)?;
+            crate::plan::plan(&args.sweep, objective, &exports)
+        }
+        Command::Report(args) => crate::report::report(&args.results, &args.out),
+        Command::Regress(args) => crate::regress::regress(&args.baseline, args.bless, &args.set),
+        _ => unreachable!("only planning commands come here"),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +177,9 @@ pub struct VerdictArgs {
     /// Write the verdict table as Markdown to FILE, e.g. `reports/verdict.md`.
     #[arg(long = "export-markdown", value_name = "FILE")]
     pub export_markdown: Option<String>,
+    /// Judge shard I of N (from 0) of the (configuration, load) pairs; `merge` joins the shards.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +286,7 @@ pub fn main() -> Result<(), Failure> {
                 .transpose()?;
             crate::verdict_command::verdict(&crate::verdict_command::VerdictFlags {
                 trials: args.trials,
+                shard: crate::shard::resolve(args.shard.as_deref())?,
                 overrides: &args.set,
                 export_json: json.as_ref(),
                 export_markdown: markdown.as_ref(),
@@ -188,6 +305,7 @@ pub fn main() -> Result<(), Failure> {
                 .transpose()?;
             crate::hunt_command::replay(&args.file, export.as_ref())
         }
+        command => planning(command),
     }
 }
 

@@ -53,6 +53,44 @@ pub struct CounterexampleFile {
     pub replay: String,
 }
 
+/// The result of `hunt`.
+#[derive(Serialize)]
+pub struct HuntResult {
+    pub schema_version: u32,
+    pub command: &'static str,
+    pub scenario: Value,
+    pub seed: u64,
+    pub trials: u64,
+    pub receipts: u64,
+    pub elapsed_s: f64,
+    pub trials_per_s: f64,
+    pub threads: u64,
+    pub anomalies: HuntAnomalies,
+    pub counterexamples: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct HuntAnomalies {
+    /// Trials showing each class.
+    pub by_class: BTreeMap<&'static str, u64>,
+    pub receipts_affected: BTreeMap<&'static str, u64>,
+    pub kinds: Vec<KindResult>,
+}
+
+/// One anomaly class and cause found by a hunt.
+#[derive(Serialize)]
+pub struct KindResult {
+    pub class: &'static str,
+    pub cause: &'static str,
+    pub description: &'static str,
+    pub trials: u64,
+    pub receipts_affected: u64,
+    pub share: f64,
+    pub share_ci95: [f64; 2],
+    pub counterexample: Option<String>,
+    pub counterexample_receipts: Option<u64>,
+}
+
 #[derive(Default)]
 struct KindTally {
     trials: u64,
@@ -154,17 +192,17 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
                 .display()
                 .to_string())
         );
-        kinds_json.push(json!({
-            "class": class.name(),
-            "cause": cause.name(),
-            "description": cause.description(),
-            "trials": tally.trials,
-            "receipts_affected": tally.receipts,
-            "share": share,
-            "share_ci95": ci,
-            "counterexample": file.map(|(_, _, path, _)| path.display().to_string()),
-            "counterexample_receipts": file.map(|(_, _, _, receipts)| receipts),
-        }));
+        kinds_json.push(KindResult {
+            class: class.name(),
+            cause: cause.name(),
+            description: cause.description(),
+            trials: tally.trials,
+            receipts_affected: tally.receipts,
+            share,
+            share_ci95: ci,
+            counterexample: file.map(|(_, _, path, _)| path.display().to_string()),
+            counterexample_receipts: file.map(|(_, _, _, receipts)| *receipts as u64),
+        });
     }
     crate::cli::say(matches!(flags.export, Some(Output::Stdout)), &text);
     if let Some(export) = flags.export {
@@ -174,21 +212,26 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
             *by_class.entry(class.name()).or_default() += tally.trials;
             *affected_by_class.entry(class.name()).or_default() += tally.receipts;
         }
-        let value = json!({
-            "scenario": crate::mmc_command::toml_to_json(&loaded.table),
-            "seed": config.seed,
-            "trials": explored.len(),
-            "receipts": receipts_total,
-            "elapsed_s": elapsed,
-            "trials_per_s": explored.len() as f64 / elapsed.max(1e-9),
-            "threads": crate::parallel::threads(),
-            "anomalies": {
-                "by_class": by_class,
-                "receipts_affected": affected_by_class,
-                "kinds": kinds_json,
+        let value = HuntResult {
+            schema_version: crate::sweep::SCHEMA_VERSION,
+            command: "hunt",
+            scenario: crate::mmc_command::toml_to_json(&loaded.table),
+            seed: config.seed,
+            trials: explored.len() as u64,
+            receipts: receipts_total,
+            elapsed_s: elapsed,
+            trials_per_s: explored.len() as f64 / elapsed.max(1e-9),
+            threads: crate::parallel::threads() as u64,
+            anomalies: HuntAnomalies {
+                by_class,
+                receipts_affected: affected_by_class,
+                kinds: kinds_json,
             },
-            "counterexamples": counterexamples.iter().map(|(_, _, path, _)| path.display().to_string()).collect::<Vec<_>>(),
-        });
+            counterexamples: counterexamples
+                .iter()
+                .map(|(_, _, path, _)| path.display().to_string())
+                .collect(),
+        };
         export.write_json(&value)?;
     }
     if kinds.is_empty() {

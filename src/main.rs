@@ -6,13 +6,21 @@
 
 mod allocator;
 mod cli;
+mod exporters;
 mod failure;
+mod histogram;
 mod hunt_command;
 mod load;
 mod mmc_command;
 mod output;
 mod parallel;
 mod pipeline_scenario;
+mod plan;
+mod plots;
+mod regress;
+mod report;
+mod shard;
+mod sweep;
 mod trial_command;
 mod verdict_command;
 

@@ -55,6 +55,9 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
     if let Some(export) = export {
         let mut value = serde_json::to_value(&report)
             .map_err(|error| Failure::bad_input(format!("cannot encode the report: {error}")))?;
+        value["schema_version"] = serde_json::json!(crate::sweep::SCHEMA_VERSION);
+        value["command"] = serde_json::json!("run");
+        value["model"] = serde_json::json!("mmc");
         value["seed"] = serde_json::json!(scenario.seed);
         value["scenario"] = serde_json::to_value(&scenario).unwrap_or(serde_json::Value::Null);
         export.write_json(&value)?;

@@ -89,11 +89,56 @@ pub fn map_until_with<S, T: Send>(
         .collect()
 }
 
+/// Runs `task(0..count)` on up to `threads()` threads and hands each result to `done` as soon as
+/// it is ready (in completion order, one call at a time), so the caller can save partial results.
+pub fn for_each_done<T: Send>(
+    count: usize,
+    label: &str,
+    task: impl Fn(usize) -> T + Sync,
+    done: impl FnMut(usize, T) + Send,
+) {
+    let next = AtomicUsize::new(0);
+    let bar = progress(count as u64, label);
+    let workers = threads().min(count.max(1));
+    let done = Mutex::new(done);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= count {
+                        break;
+                    }
+                    let result = task(index);
+                    (done.lock().expect("no worker panicked"))(index, result);
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn results_come_back_in_index_order() {
         let squares = super::map(100, "test", |i| i * i);
         assert_eq!(squares, (0..100).map(|i| i * i).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_result_is_handed_over_once() {
+        let mut seen = [0; 50];
+        super::for_each_done(
+            50,
+            "test",
+            |i| i * 2,
+            |i, value| {
+                assert_eq!(value, i * 2);
+                seen[i] += 1;
+            },
+        );
+        assert!(seen.iter().all(|n| *n == 1));
     }
 }

@@ -7,6 +7,7 @@ use crate::failure::Failure;
 use crate::load::Loaded;
 use crate::output::Output;
 use crate::pipeline_scenario::{self, PipelineScenario};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sim::explore::{self, Judged};
 use sim::metrics::LatencySummary;
@@ -53,9 +54,12 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
         history.write(&history_lines(&judged, None))?;
     }
     if let Some(export) = flags.export {
-        let mut value = trial_json(&judged);
-        value["scenario"] = serde_json::to_value(&*scenario.config).unwrap_or(Value::Null);
-        export.write_json(&value)?;
+        export.write_json(&RunResult {
+            schema_version: crate::sweep::SCHEMA_VERSION,
+            command: "run",
+            scenario: serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
+            trial: TrialResult::of(&judged),
+        })?;
     }
     check_outcome(flags.check, &[&judged])
 }
@@ -91,15 +95,16 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
         output.write(&bytes)?;
     }
     if let Some(export) = flags.export {
-        let value = json!({
-            "scenario": serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
-            "seed": scenario.config.seed,
-            "receipts": receipts.len(),
-            "old": trial_json(old),
-            "new": trial_json(new),
-            "paired": paired,
-        });
-        export.write_json(&value)?;
+        export.write_json(&CompareResult {
+            schema_version: crate::sweep::SCHEMA_VERSION,
+            command: "compare",
+            scenario: serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
+            seed: scenario.config.seed,
+            receipts: receipts.len() as u64,
+            old: TrialResult::of(old),
+            new: TrialResult::of(new),
+            paired,
+        })?;
     }
     check_outcome(flags.check, &[old, new])
 }
@@ -128,31 +133,92 @@ fn check_outcome(check: bool, judged: &[&Judged]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The trial's report with the oracle's findings under `anomalies`.
-pub fn trial_json(judged: &Judged) -> Value {
-    let mut value = serde_json::to_value(&judged.trial.report).unwrap_or(Value::Null);
-    value["anomalies"] = anomalies_json(&judged.oracle);
-    value
+/// The result of `run` on a pipeline scenario.
+#[derive(Serialize)]
+pub struct RunResult<'a> {
+    pub schema_version: u32,
+    pub command: &'static str,
+    pub scenario: Value,
+    #[serde(flatten)]
+    pub trial: TrialResult<'a>,
 }
 
-pub fn anomalies_json(report: &oracle::Report) -> Value {
-    let by_class: serde_json::Map<String, Value> = report
-        .by_class
-        .iter()
-        .map(|(class, count)| (class.name().to_string(), json!(count)))
-        .collect();
-    let receipts_by_class: serde_json::Map<String, Value> = report
-        .receipts_affected_by_class
-        .iter()
-        .map(|(class, count)| (class.name().to_string(), json!(count)))
-        .collect();
-    json!({
-        "by_class": by_class,
-        "receipts_affected": report.receipts_affected,
-        "receipts_affected_by_class": receipts_by_class,
-        "receipts_checked": report.receipts_checked,
-        "list": report.anomalies,
-    })
+/// The result of `compare`.
+#[derive(Serialize)]
+pub struct CompareResult<'a> {
+    pub schema_version: u32,
+    pub command: &'static str,
+    pub scenario: Value,
+    pub seed: u64,
+    pub receipts: u64,
+    pub old: TrialResult<'a>,
+    pub new: TrialResult<'a>,
+    pub paired: Value,
+}
+
+/// One trial: its report, the oracle's findings, and every receipt's latencies (for CDFs).
+#[derive(Serialize)]
+pub struct TrialResult<'a> {
+    #[serde(flatten)]
+    pub report: &'a sim::pipeline::TrialReport,
+    pub anomalies: AnomaliesResult<'a>,
+    pub latency_values_ms: LatencyValues,
+}
+
+/// Per-receipt latencies in milliseconds, ascending.
+#[derive(Serialize)]
+pub struct LatencyValues {
+    pub labels_saved: Vec<f64>,
+    pub labels_visible: Vec<f64>,
+}
+
+#[derive(Serialize)]
+pub struct AnomaliesResult<'a> {
+    pub by_class: std::collections::BTreeMap<&'static str, u64>,
+    pub receipts_affected: u64,
+    pub receipts_affected_by_class: std::collections::BTreeMap<&'static str, u64>,
+    pub receipts_checked: u64,
+    pub list: &'a [oracle::Anomaly],
+}
+
+impl<'a> TrialResult<'a> {
+    pub fn of(judged: &'a Judged) -> TrialResult<'a> {
+        let sorted = |pick: fn(&sim::pipeline::ReceiptLatency) -> Option<sim::time::Duration>| {
+            let mut values: Vec<f64> = judged
+                .trial
+                .latencies
+                .iter()
+                .filter_map(|l| pick(l).map(|d| d.as_millis_f64()))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values
+        };
+        TrialResult {
+            report: &judged.trial.report,
+            anomalies: AnomaliesResult::of(&judged.oracle),
+            latency_values_ms: LatencyValues {
+                labels_saved: sorted(|l| l.labels_saved),
+                labels_visible: sorted(|l| l.labels_visible),
+            },
+        }
+    }
+}
+
+impl<'a> AnomaliesResult<'a> {
+    pub fn of(report: &'a oracle::Report) -> AnomaliesResult<'a> {
+        let names = |map: &std::collections::BTreeMap<oracle::Class, u64>| {
+            map.iter()
+                .map(|(class, count)| (class.name(), *count))
+                .collect()
+        };
+        AnomaliesResult {
+            by_class: names(&report.by_class),
+            receipts_affected: report.receipts_affected,
+            receipts_affected_by_class: names(&report.receipts_affected_by_class),
+            receipts_checked: report.receipts_checked,
+            list: &report.anomalies,
+        }
+    }
 }
 
 /// The history as JSON Lines, each record tagged with its flow when comparing.

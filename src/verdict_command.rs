@@ -50,8 +50,32 @@ pub const LOADS: [(&str, &[&str]); 2] = [
     ),
 ];
 
+/// The result of `verdict`.
+#[derive(serde::Serialize)]
+pub struct VerdictResult {
+    pub schema_version: u32,
+    pub command: &'static str,
+    pub shard: crate::shard::Shard,
+    pub overrides: Vec<String>,
+    pub trials_per_cell: u64,
+    pub loads: Vec<LoadResult>,
+    /// One row per configuration, load and flow.
+    pub rows: Vec<Value>,
+    pub claims: Vec<Value>,
+    /// The verdict table as printed.
+    pub markdown: String,
+}
+
+#[derive(serde::Serialize)]
+pub struct LoadResult {
+    pub name: &'static str,
+    pub overrides: &'static [&'static str],
+}
+
 pub struct VerdictFlags<'a> {
     pub trials: usize,
+    /// The (configuration, load) pairs to judge: pair k belongs to shard k mod N.
+    pub shard: crate::shard::Shard,
     pub overrides: &'a [String],
     pub export_json: Option<&'a Output>,
     pub export_markdown: Option<&'a Output>,
@@ -59,6 +83,8 @@ pub struct VerdictFlags<'a> {
 
 /// One (configuration, load, flow) cell.
 struct Cell {
+    /// The (configuration, load) pair the cell belongs to: shards own whole pairs.
+    pair: u64,
     configuration: &'static str,
     load: &'static str,
     flow: Flow,
@@ -99,6 +125,7 @@ fn cells(overrides: &[String]) -> Result<Vec<Cell>, Failure> {
                 let loaded = load::load(configuration, None, &all)?;
                 let config = pipeline_scenario::load(&loaded)?.config;
                 cells.push(Cell {
+                    pair: (cells.len() / 2) as u64,
                     configuration,
                     load,
                     flow,
@@ -145,7 +172,10 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
     if flags.trials == 0 {
         return Err(Failure::bad_input("--trials 0: judge at least one trial"));
     }
-    let cells = cells(flags.overrides)?;
+    let cells: Vec<Cell> = cells(flags.overrides)?
+        .into_iter()
+        .filter(|cell| flags.shard.owns(cell.pair))
+        .collect();
     let trials = flags.trials;
     let summaries = crate::parallel::map(cells.len() * trials, "trials", |index| {
         let cell = &cells[index / trials];
@@ -180,12 +210,22 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
         output.write(markdown.as_bytes())?;
     }
     if let Some(output) = flags.export_json {
-        output.write_json(&json!({
-            "trials_per_cell": trials,
-            "loads": LOADS.iter().map(|(name, overrides)| json!({"name": name, "overrides": overrides})).collect::<Vec<_>>(),
-            "rows": rows,
-            "claims": claims,
-        }))?;
+        // Keys in name order, as `merge` writes them, so merged shards equal the whole.
+        let result = VerdictResult {
+            schema_version: crate::sweep::SCHEMA_VERSION,
+            command: "verdict",
+            shard: flags.shard,
+            overrides: flags.overrides.to_vec(),
+            trials_per_cell: trials as u64,
+            loads: LOADS
+                .iter()
+                .map(|(name, overrides)| LoadResult { name, overrides })
+                .collect(),
+            rows,
+            claims,
+            markdown,
+        };
+        output.write_json(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
     }
     Ok(())
 }
@@ -213,6 +253,7 @@ fn row_json(cell: &Cell, result: &CellResult) -> Value {
         .map(|((class, cause), count)| json!({"class": class.name(), "cause": cause.name(), "receipts": count}))
         .collect();
     json!({
+        "pair": cell.pair,
         "configuration": cell.configuration,
         "load": cell.load,
         "flow": if cell.flow == Flow::Old { "old" } else { "new" },
@@ -255,6 +296,7 @@ fn claims(cells: &[Cell], results: &[CellResult]) -> Vec<Value> {
             )
         };
         claims.push(json!({
+            "pair": new_cell.pair,
             "configuration": new_cell.configuration,
             "load": new_cell.load,
             "holds": holds,
@@ -365,4 +407,61 @@ fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
         );
     }
     text
+}
+
+/// `merge` of verdict shards: the rows and claims of every pair, in pair order, as one verdict.
+pub fn merge(
+    parts: &[(String, Value)],
+    exports: &crate::exporters::Exports,
+) -> Result<(), Failure> {
+    let pairs_total = (CONFIGURATIONS.len() * LOADS.len()) as u64;
+    let (first_file, first) = &parts[0];
+    let mut rows: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    let mut claims: BTreeMap<u64, Value> = BTreeMap::new();
+    for (file, part) in parts {
+        for key in ["trials_per_cell", "overrides", "schema_version"] {
+            if part[key] != first[key] {
+                return Err(Failure::bad_input(format!(
+                    "{file}: {key} {} differs from {first_file}'s {}",
+                    part[key], first[key]
+                )));
+            }
+        }
+        for row in part["rows"].as_array().into_iter().flatten() {
+            let pair = row["pair"].as_u64().unwrap_or(u64::MAX);
+            rows.entry(pair).or_default().push(row.clone());
+        }
+        for claim in part["claims"].as_array().into_iter().flatten() {
+            let pair = claim["pair"].as_u64().unwrap_or(u64::MAX);
+            if claims.insert(pair, claim.clone()).is_some() {
+                return Err(Failure::bad_input(format!(
+                    "{file}: pair {pair} given twice: shards overlap"
+                )));
+            }
+        }
+    }
+    if let Some(missing) = (0..pairs_total).find(|pair| !claims.contains_key(pair)) {
+        return Err(Failure::bad_input(format!(
+            "merge: pair {missing} of {pairs_total} is in no file: a shard is missing"
+        )));
+    }
+    let trials = first["trials_per_cell"].as_u64().unwrap_or(0);
+    let rows: Vec<Value> = rows.into_values().flatten().collect();
+    let claims: Vec<Value> = claims.into_values().collect();
+    let markdown = markdown(trials as usize, &rows, &claims);
+    let result = VerdictResult {
+        schema_version: crate::sweep::SCHEMA_VERSION,
+        command: "verdict",
+        shard: crate::shard::Shard::WHOLE,
+        overrides: serde_json::from_value(first["overrides"].clone()).unwrap_or_default(),
+        trials_per_cell: trials,
+        loads: LOADS
+            .iter()
+            .map(|(name, overrides)| LoadResult { name, overrides })
+            .collect(),
+        rows,
+        claims,
+        markdown,
+    };
+    exports.write(&serde_json::to_value(&result).unwrap_or(Value::Null))
 }

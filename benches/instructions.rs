@@ -1,0 +1,88 @@
+//! Instruction counts under valgrind's callgrind (gungraun): a small pipeline trial (the `quick`
+//! scenario), a small hunt (50 explored trials of the `hunt` scenario) and one M/M/c replication
+//! of 20 000 customers. Counts repeat exactly on a busy machine, where wall time drifts, so they
+//! are what a change in speed is judged by.
+//!
+//! Run: `cargo bench --bench instructions` (needs valgrind and `gungraun-runner` 0.20.0). Compare
+//! two commits: run it on the first with `-- --save-baseline=before`, check out the second, run it
+//! with `-- --baseline=before`; gungraun prints each count beside the saved one.
+//!
+//! Depends on `sim`, `toml` and `gungraun` only.
+
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use sim::explore;
+use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
+use std::hint::black_box;
+
+/// Explored trials in the small hunt.
+const HUNT_TRIALS: u64 = 50;
+
+/// A scenario file with its `extends` chain, merged as `receipt-sim` merges it.
+fn scenario(name: &str) -> toml::Table {
+    let read = |name: &str| -> toml::Table {
+        let path = format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+        toml::from_str(&std::fs::read_to_string(&path).expect("scenario file")).expect("valid TOML")
+    };
+    let mut chain = vec![read(name)];
+    while let Some(toml::Value::String(base)) = chain.last().expect("not empty").get("extends") {
+        let base = base.trim_start_matches("../").to_string();
+        chain.push(read(&base));
+        assert!(chain.len() < 8, "extends chain too long");
+    }
+    let mut merged = toml::Table::new();
+    for table in chain.into_iter().rev() {
+        sim::scenario::merge_tables(&mut merged, table);
+    }
+    merged
+}
+
+fn pipeline(name: &str) -> PipelineConfig {
+    let config: PipelineConfig =
+        sim::scenario::deserialize(&scenario(name)).expect("a valid scenario");
+    config.validate().expect("a valid configuration");
+    config
+}
+
+fn mmc() -> sim::mmc::MmcScenario {
+    let mut scenario: sim::mmc::MmcScenario =
+        sim::scenario::deserialize(&scenario("mmc.toml")).expect("a valid M/M/c scenario");
+    scenario.mmc.customers = 20_000;
+    scenario.mmc.validate().expect("a valid M/M/c model");
+    scenario
+}
+
+#[library_benchmark]
+#[bench::quick(pipeline("quick.toml"))]
+fn trial(config: PipelineConfig) -> u64 {
+    black_box(
+        run_trial(&config, None, &TrialOptions::default())
+            .report
+            .events,
+    )
+}
+
+#[library_benchmark]
+#[bench::hunt(pipeline("hunt.toml"))]
+fn hunt(config: PipelineConfig) -> usize {
+    let events = run_trial(&config, None, &TrialOptions::default())
+        .report
+        .events;
+    let mut affected = 0;
+    for index in 0..HUNT_TRIALS {
+        let choices = explore::choices_for(config.seed, index, events);
+        affected += explore::explore(&config, &choices).affected.len();
+    }
+    black_box(affected)
+}
+
+#[library_benchmark]
+#[bench::replication(mmc())]
+fn mmc_replication(scenario: sim::mmc::MmcScenario) -> u64 {
+    black_box(sim::mmc::run_replication(&scenario.mmc, scenario.seed, 0).events)
+}
+
+library_benchmark_group!(
+    name = simulator,
+    benchmarks = [trial, hunt, mmc_replication]
+);
+main!(library_benchmark_groups = simulator);
