@@ -8,6 +8,7 @@ mod allocator;
 mod cli;
 mod failure;
 mod hunt_command;
+mod live;
 mod load;
 mod mmc_command;
 mod output;
