@@ -31,6 +31,31 @@ pub enum Command {
     /// Re-run a counterexample file exactly; exit 0 only if the same anomaly appears again with the
     /// same fingerprint.
     Replay(ReplayArgs),
+    /// Measure a real object store's and ChromaDB's data-plane operations over snapshot sizes, and
+    /// write the cost distributions as a scenario fragment to `extends`.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The ChromaDB server, e.g. `http://127.0.0.1:8000`.
+    #[arg(long, value_name = "URL")]
+    pub chroma: String,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET` (with the AWS_* environment).
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub store: String,
+    /// Where to write the scenario fragment (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: String,
+    /// Snapshot sizes in ids.
+    #[arg(long, value_name = "IDS,...", default_value = "100,1000,10000")]
+    pub sizes: String,
+    /// Embedding dimension of the records.
+    #[arg(long, value_name = "N", default_value_t = 384, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub dimension: u32,
+    /// Measurements of each operation per size.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repetitions: u32,
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +157,19 @@ pub fn main() -> Result<(), Failure> {
     };
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Calibrate(args) => {
+            let out = Output::create(&args.out, "--out")?;
+            let flags = crate::live::calibrate::CalibrateFlags {
+                sizes: crate::live::calibrate::parse_sizes(&args.sizes)?,
+                chroma: args.chroma,
+                store: args.store,
+                dimension: args.dimension,
+                repetitions: args.repetitions as usize,
+            };
+            let calibration = crate::live::calibrate::calibrate(&flags)?;
+            eprint!("{}", calibration.summary);
+            out.write(calibration.toml.as_bytes())
+        }
         Command::Compare(args) => compare(args),
         Command::Receipts(args) => receipts(args),
         Command::Hunt(args) => hunt(args),

@@ -2,6 +2,7 @@
 //! server's own semantics the model relies on (a missing id in an update, upsert merging metadata,
 //! a `null` deleting a key, an add of an existing id).
 
+mod common;
 mod live;
 
 #[allow(dead_code)]
@@ -192,4 +193,52 @@ async fn a_server_that_is_down_is_an_unreachable_error_soon() {
     assert_eq!(error.kind, ErrorKind::Unreachable, "{error}");
     assert!(error.to_string().contains("after 3 tries"), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Calibration against the live server and an in-memory store writes a fragment `run` accepts, with
+/// costs taken from the measurements.
+#[test]
+fn calibration_writes_a_fragment_a_scenario_runs_with() {
+    let Some(url) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("costs.toml");
+    let out_text = out.to_str().unwrap();
+    let args = [
+        "calibrate",
+        "--chroma",
+        &url,
+        "--store",
+        "memory://",
+        "--out",
+        out_text,
+        "--sizes",
+        "10,100",
+        "--dimension",
+        "8",
+        "--repetitions",
+        "2",
+    ];
+    let output = common::receipt_sim(&args);
+    if output.status.code() == Some(3) {
+        return live::unavailable(&format!(
+            "calibrate could not reach {url}: {}",
+            common::stderr(&output)
+        ));
+    }
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let fragment = std::fs::read_to_string(&out).unwrap();
+    assert!(fragment.contains("download_bytes_per_s = "), "{fragment}");
+    assert!(
+        fragment.contains("pointer_operation = \"empirical("),
+        "{fragment}"
+    );
+    let scenario = common::write(
+        dir.path(),
+        "scenario.toml",
+        "extends = \"costs.toml\"\n[workload]\nreceipts = 4\n",
+    );
+    let run = common::receipt_sim(&["run", &scenario]);
+    assert!(run.status.success(), "{}", common::stderr(&run));
 }

@@ -185,7 +185,7 @@ async fn snapshots_are_written_once() {
                 .unwrap()
         );
         assert_eq!(
-            store.get("snapshot/v1").await.unwrap(),
+            &store.get("snapshot/v1").await.unwrap()[..],
             b"first",
             "{}",
             store.url()

@@ -6,6 +6,7 @@
 
 // The client and the store expose their whole surface (the live tests drive all of it); calibration
 // uses a part.
+pub mod calibrate;
 #[allow(dead_code)]
 pub mod chroma;
 #[allow(dead_code)]

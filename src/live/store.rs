@@ -14,7 +14,7 @@
 //! A store that accepts a conditional write and ignores its condition (rclone's S3 server) makes
 //! `CompareAndSwap` lose updates: this module reports what the store answered and never hides it.
 //!
-//! Depends only on object_store.
+//! Depends only on object_store (and bytes, its buffer type).
 
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -208,11 +208,10 @@ impl Store {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+    pub async fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
         let path = Path::from(key);
         let read = async { self.inner.get(&path).await?.bytes().await };
         read.await
-            .map(|bytes| bytes.to_vec())
             .map_err(|error| self.error(format!("get {key}"), error))
     }
 
