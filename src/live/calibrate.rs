@@ -215,10 +215,7 @@ async fn measure_store(
 }
 
 fn entries(records: &[codec::Record], with_embeddings: bool) -> CollectionEntries {
-    let metadatas = records
-        .iter()
-        .map(|record| record_metadata(record))
-        .collect();
+    let metadatas = records.iter().map(record_metadata).collect();
     CollectionEntries {
         ids: records.iter().map(|record| record.id.clone()).collect(),
         embeddings: with_embeddings.then(|| {

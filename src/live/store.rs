@@ -314,13 +314,16 @@ fn generation_key(generation: u64) -> String {
 }
 
 fn s3(builder: object_store::aws::AmazonS3Builder, url: &str) -> Result<Store, String> {
-    let mut backoff = object_store::BackoffConfig::default();
-    backoff.init_backoff = Duration::from_millis(50);
-    backoff.max_backoff = Duration::from_millis(500);
-    let mut retry = object_store::RetryConfig::default();
-    retry.max_retries = 2;
-    retry.retry_timeout = Duration::from_secs(5);
-    retry.backoff = backoff;
+    let backoff = object_store::BackoffConfig {
+        init_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(5),
+        backoff,
+    };
     let client = object_store::ClientOptions::new()
         .with_timeout(Duration::from_secs(30))
         .with_connect_timeout(Duration::from_secs(2));
