@@ -247,7 +247,10 @@ pub fn synthetic(kind: Kind, count: usize, dimension: u32, salt: u64) -> Records
                 .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32)
                 .collect(),
             metadata: vec![
-                ("text".to_string(), MetaValue::Text(format!("word{index}"))),
+                (
+                    "text".to_string(),
+                    MetaValue::Text(format!("word{index:06}")),
+                ),
                 (
                     "label_status".to_string(),
                     MetaValue::Text("validated".to_string()),
