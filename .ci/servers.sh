@@ -144,13 +144,15 @@ start() {
 }
 
 stop() {
-    local pid_file
+    local pid_file pids=()
     for pid_file in "$state"/*.pid; do
         [[ -e $pid_file ]] || continue
-        local pid
-        pid=$(cat "$pid_file")
-        kill "$pid" 2>/dev/null || true
-        # Bounded wait for a clean exit, then force.
+        pids+=("$(cat "$pid_file")")
+    done
+    ((${#pids[@]} == 0)) || kill "${pids[@]}" 2>/dev/null || true
+    # A bounded wait for clean exits, then force.
+    local pid
+    for pid in "${pids[@]}"; do
         for _ in $(seq 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
