@@ -29,6 +29,8 @@ pub const CHROMA_BATCH_IDS: usize = 100;
 const LOAD_BATCH_IDS: usize = 1000;
 /// Records in a delta: about one receipt's words.
 const DELTA_IDS: usize = 100;
+/// Side-by-side pairs of Chroma gets per repetition (they take milliseconds: many pairs are cheap).
+const OVERHEAD_PAIRS: usize = 8;
 pub const SIZES_MAX: usize = 16;
 pub const SIZE_IDS_MAX: usize = 1_000_000;
 
@@ -56,13 +58,13 @@ struct SizeSamples {
     chroma_upsert: Vec<f64>,
 }
 
-/// Bare and harness totals of the same operations, in seconds.
+/// Bare and harness samples of the same operations, measured in pairs, in seconds.
 #[derive(Default)]
 struct Overhead {
-    store_bare: f64,
-    store_harness: f64,
-    chroma_bare: f64,
-    chroma_harness: f64,
+    store_bare: Vec<f64>,
+    store_harness: Vec<f64>,
+    chroma_bare: Vec<f64>,
+    chroma_harness: Vec<f64>,
 }
 
 pub struct Calibration {
@@ -201,8 +203,8 @@ async fn measure_store(
         let (bare, bare_s, harness, harness_s) = pair(repetition % 2 == 0, bare, harness).await;
         bare.map_err(|error| Failure::backend(format!("store {}: {error}", store.url())))?;
         harness.map_err(backend)?;
-        overhead.store_bare += bare_s;
-        overhead.store_harness += harness_s;
+        overhead.store_bare.push(bare_s);
+        overhead.store_harness.push(harness_s);
     }
     let decoded = codec::decode(
         &store
@@ -303,26 +305,39 @@ async fn measure_chroma(
         )
         .await
         .map_err(backend)?;
-        // Side by side, in alternating order: the same get as one bare request and through the
-        // client.
-        let url = format!(
-            "{}/api/v2/tenants/default_tenant/databases/default_database/collections/{}/get",
-            client.url(),
-            collection.id()
-        );
-        let body = serde_json::to_vec(&get).expect("get options serialise");
+        side_by_side_get(client, collection, &bare_http, &get, overhead).await?;
+    }
+    Ok(())
+}
+
+/// The same get, `OVERHEAD_PAIRS` times as one bare request and through the client, in
+/// alternating order.
+async fn side_by_side_get(
+    client: &ChromaClient,
+    collection: &ChromaCollection,
+    bare_http: &reqwest::Client,
+    get: &GetOptions,
+    overhead: &mut Overhead,
+) -> Result<(), Failure> {
+    let url = format!(
+        "{}/api/v2/tenants/default_tenant/databases/default_database/collections/{}/get",
+        client.url(),
+        collection.id()
+    );
+    let body = serde_json::to_vec(get).expect("get options serialise");
+    for pair_index in 0..OVERHEAD_PAIRS {
         let bare = async {
             let request = bare_http
                 .post(&url)
                 .header("content-type", "application/json");
-            request.body(body).send().await?.bytes().await
+            request.body(body.clone()).send().await?.bytes().await
         };
-        let harness = collection.get(&get);
-        let (bare, bare_s, harness, harness_s) = pair(repetition % 2 == 1, bare, harness).await;
+        let harness = collection.get(get);
+        let (bare, bare_s, harness, harness_s) = pair(pair_index % 2 == 0, bare, harness).await;
         bare.map_err(|error| Failure::backend(format!("chroma at {}: {error}", client.url())))?;
         harness.map_err(backend)?;
-        overhead.chroma_bare += bare_s;
-        overhead.chroma_harness += harness_s;
+        overhead.chroma_bare.push(bare_s);
+        overhead.chroma_harness.push(harness_s);
     }
     Ok(())
 }
@@ -406,12 +421,16 @@ fn fixed_part(sizes: &[SizeSamples], samples: fn(&SizeSamples) -> &[f64], rate: 
     format!("uniform({}, {})", duration_text(low), duration_text(high))
 }
 
-fn percent(harness: f64, bare: f64) -> f64 {
-    if bare > 0.0 {
-        (harness / bare - 1.0) * 100.0
-    } else {
-        0.0
-    }
+/// The median over pairs of the harness's time over the bare time, as a percentage above it
+/// (pairs, not pooled samples: each pair is one size, measured back to back).
+fn percent(harness: &[f64], bare: &[f64]) -> f64 {
+    assert_eq!(harness.len(), bare.len());
+    let ratios: Vec<f64> = harness
+        .iter()
+        .zip(bare)
+        .map(|(harness, bare)| harness / bare.max(1e-9))
+        .collect();
+    (median(&ratios) - 1.0) * 100.0
 }
 
 fn table_rows(sizes: &[SizeSamples]) -> String {
@@ -479,9 +498,9 @@ fn fragment(flags: &CalibrateFlags, sizes: &[SizeSamples], overhead: &Overhead) 
     text.push_str(&table_rows(sizes));
     let _ = writeln!(
         text,
-        "# Harness overhead over bare operations: store downloads {:+.1} %, chroma gets {:+.1} %.",
-        percent(overhead.store_harness, overhead.store_bare),
-        percent(overhead.chroma_harness, overhead.chroma_bare)
+        "# Harness overhead over bare operations (median ratio of pairs): store downloads {:+.1} %, chroma gets {:+.1} %.",
+        percent(&overhead.store_harness, &overhead.store_bare),
+        percent(&overhead.chroma_harness, &overhead.chroma_bare)
     );
     text.push_str("# A scenario takes these costs with `extends = \"THIS FILE\"`.\n\n[store]\n");
     let _ = writeln!(text, "bytes_per_entry = {bytes_per_entry}");
@@ -510,13 +529,13 @@ fn summary(sizes: &[SizeSamples], overhead: &Overhead) -> String {
     let mut text = table_rows(sizes).replace("# ", "");
     let _ = writeln!(
         text,
-        "harness overhead: store downloads {:+.1} % ({:.3} ms harness, {:.3} ms bare), chroma gets {:+.1} % ({:.3} ms harness, {:.3} ms bare)",
-        percent(overhead.store_harness, overhead.store_bare),
-        overhead.store_harness * 1e3,
-        overhead.store_bare * 1e3,
-        percent(overhead.chroma_harness, overhead.chroma_bare),
-        overhead.chroma_harness * 1e3,
-        overhead.chroma_bare * 1e3,
+        "harness overhead (median ratio of side-by-side pairs): store downloads {:+.1} % (medians {:.3} ms harness, {:.3} ms bare), chroma gets {:+.1} % ({:.3} ms, {:.3} ms)",
+        percent(&overhead.store_harness, &overhead.store_bare),
+        median(&overhead.store_harness) * 1e3,
+        median(&overhead.store_bare) * 1e3,
+        percent(&overhead.chroma_harness, &overhead.chroma_bare),
+        median(&overhead.chroma_harness) * 1e3,
+        median(&overhead.chroma_bare) * 1e3,
     );
     text
 }
