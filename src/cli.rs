@@ -44,6 +44,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Re-run a baseline's scenarios and seeds and fail on any changed figure.
     Regress(RegressArgs),
+    /// Measure a real object store's and ChromaDB's data-plane operations over snapshot sizes, and
+    /// write the cost distributions as a scenario fragment to `extends`.
+    Calibrate(CalibrateArgs),
 }
 
 /// The exports of the planning commands, each rewritten after every case.
@@ -146,6 +149,28 @@ fn planning(command: Command) -> Result<(), Failure> {
         Command::Regress(args) => crate::regress::regress(&args.baseline, args.bless, &args.set),
         _ => unreachable!("only planning commands come here"),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The ChromaDB server, e.g. `http://127.0.0.1:8000`.
+    #[arg(long, value_name = "URL")]
+    pub chroma: String,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET` (with the AWS_* environment).
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub store: String,
+    /// Where to write the scenario fragment (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: String,
+    /// Snapshot sizes in ids.
+    #[arg(long, value_name = "IDS,...", default_value = "100,1000,10000")]
+    pub sizes: String,
+    /// Embedding dimension of the records.
+    #[arg(long, value_name = "N", default_value_t = 384, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub dimension: u32,
+    /// Measurements of each operation per size.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repetitions: u32,
 }
 
 #[derive(Args, Debug)]
@@ -259,6 +284,19 @@ pub fn main() -> Result<(), Failure> {
     check_threads_variable()?;
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Calibrate(args) => {
+            let out = Output::create(&args.out, "--out")?;
+            let flags = crate::live::calibrate::CalibrateFlags {
+                sizes: crate::live::calibrate::parse_sizes(&args.sizes)?,
+                chroma: args.chroma,
+                store: args.store,
+                dimension: args.dimension,
+                repetitions: args.repetitions as usize,
+            };
+            let calibration = crate::live::calibrate::calibrate(&flags)?;
+            eprint!("{}", calibration.summary);
+            out.write(calibration.toml.as_bytes())
+        }
         Command::Compare(args) => compare(args),
         Command::Receipts(args) => receipts(args),
         Command::Hunt(args) => hunt(args),
@@ -368,15 +406,6 @@ pub fn export(args: &ScenarioArgs) -> Result<Option<Output>, Failure> {
         .as_deref()
         .map(|target| Output::create(target, "--export-json"))
         .transpose()
-}
-
-/// Prints the human summary where it does not mix with JSON on standard output.
-pub fn say(json_on_stdout: bool, text: &str) {
-    if json_on_stdout {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
 }
 
 fn history_output(args: &TrialArgs) -> Result<Option<Output>, Failure> {

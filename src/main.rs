@@ -10,6 +10,7 @@ mod exporters;
 mod failure;
 mod histogram;
 mod hunt_command;
+mod live;
 mod load;
 mod mmc_command;
 mod output;
