@@ -51,13 +51,11 @@ fn exploration(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EXPLORED_TRIALS));
     group.sample_size(20);
     group.bench_function("hunt_trials", |b| {
-        // As `receipt-sim hunt` runs them: each trial in the worker's trial arena.
-        let mut arena = allocator::TrialArena::new(allocator::TRIAL_ARENA_BYTES);
         let mut next: u64 = 0;
         b.iter(|| {
             for _ in 0..EXPLORED_TRIALS {
                 let choices = explore::choices_for(config.seed, next, events);
-                black_box(arena.run(|| explore::explore(&config, &choices), Clone::clone));
+                black_box(explore::explore(&config, &choices));
                 next += 1;
             }
         })

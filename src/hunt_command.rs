@@ -2,10 +2,8 @@
 //! receipts affected per anomaly class and cause with 95 % intervals, one shrunk counterexample file
 //! per class and cause; and the exact re-run of such a file.
 //!
-//! Depends on `pipeline_scenario`, `parallel`, `allocator` (trial arenas), `output` and
-//! `sim::explore`.
+//! Depends on `pipeline_scenario`, `parallel`, `output` and `sim::explore`.
 
-use crate::allocator::{TRIAL_ARENA_BYTES, TrialArena};
 use crate::failure::Failure;
 use crate::load::Loaded;
 use crate::output::{Output, write_atomically};
@@ -23,10 +21,6 @@ use std::path::{Path, PathBuf};
 const COUNTEREXAMPLE_FORMAT: u32 = 1;
 /// The most history records printed by `replay`.
 const EXCERPT_PRINTED_MAX: usize = 60;
-/// Trials of at most this many receipts run in a trial arena: each allocates a few hundred blocks
-/// and frees them all when it ends. A longer trial frees and allocates again far more than it holds
-/// at once, room an arena never reuses within a trial, so it stays with mimalloc.
-const ARENA_RECEIPTS_MAX: u64 = 16;
 
 pub struct HuntFlags<'a> {
     pub trials: usize,
@@ -118,18 +112,14 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         .events;
     let started = std::time::Instant::now();
     let deadline = flags.time_budget.map(|budget| started + budget);
-    let arenas = config.workload.receipts <= ARENA_RECEIPTS_MAX;
     let explored: Vec<Explored> = crate::parallel::map_until_with(
         flags.trials,
         deadline,
         "trials",
-        || arenas.then(|| TrialArena::new(TRIAL_ARENA_BYTES)),
-        |arena, index| {
+        || (),
+        |(), index| {
             let choices = explore::choices_for(config.seed, index as u64, expected_events);
-            match arena {
-                Some(arena) => arena.run(|| explore::explore(config, &choices), Explored::clone),
-                None => explore::explore(config, &choices),
-            }
+            explore::explore(config, &choices)
         },
     );
     let elapsed = started.elapsed().as_secs_f64();
@@ -204,7 +194,7 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
             counterexample_receipts: file.map(|(_, _, _, receipts)| *receipts as u64),
         });
     }
-    crate::cli::say(matches!(flags.export, Some(Output::Stdout)), &text);
+    crate::output::say(matches!(flags.export, Some(Output::Stdout)), &text);
     if let Some(export) = flags.export {
         let mut by_class: BTreeMap<&str, u64> = Class::ALL.iter().map(|c| (c.name(), 0)).collect();
         let mut affected_by_class: BTreeMap<&str, u64> = by_class.clone();
@@ -213,9 +203,9 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
             *affected_by_class.entry(class.name()).or_default() += tally.receipts;
         }
         let value = HuntResult {
-            schema_version: crate::sweep::SCHEMA_VERSION,
+            schema_version: crate::output::SCHEMA_VERSION,
             command: "hunt",
-            scenario: crate::mmc_command::toml_to_json(&loaded.table),
+            scenario: crate::load::toml_to_json(&loaded.table),
             seed: config.seed,
             trials: explored.len() as u64,
             receipts: receipts_total,
@@ -361,7 +351,7 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
         );
         describe_excerpt(&mut out, &anomaly.excerpt);
     }
-    crate::cli::say(matches!(export, Some(Output::Stdout)), &out);
+    crate::output::say(matches!(export, Some(Output::Stdout)), &out);
     if let Some(export) = export {
         export.write_json(&json!({
             "file": path,
