@@ -119,8 +119,13 @@ impl Output {
             }
         }
         let dir = parent_dir(&path);
-        tempfile::NamedTempFile::new_in(&dir)
+        // The probe is made and removed under the staging lock, so a signal never exits between
+        // the two and leaves it behind.
+        let held = staged();
+        let probe = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|error| fail(format!("cannot write in {}: {error}", dir.display())))?;
+        drop(probe);
+        drop(held);
         Ok(Output::File { path })
     }
 
@@ -204,6 +209,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let fail = |error: std::io::Error| {
         Failure::bad_input(format!("{}: cannot write: {error}", path.display()))
     };
+    // The temporary is made, written and staged under the staging lock, so a signal handler
+    // waits until it can remove it.
+    let mut staged = staged();
     let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
     file.write_all(bytes).map_err(fail)?;
     // A temporary file is private to its owner; the output is an ordinary file.
@@ -215,7 +223,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
             .map_err(fail)?;
     }
     file.as_file().sync_all().map_err(fail)?;
-    let mut staged = staged();
     let temporary = file
         .into_temp_path()
         .keep()
@@ -229,6 +236,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     }
     staged.push((temporary, path.to_path_buf()));
     Ok(())
+}
+
+/// The version of the format of every JSON result the commands write (`schema_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Prints the human summary where it does not mix with JSON on standard output.
+pub fn say(json_on_stdout: bool, text: &str) {
+    if json_on_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 #[cfg(test)]
