@@ -17,9 +17,10 @@ mod common;
 
 use common::{receipt_sim, stderr};
 
-/// Keys never pinned: the resolved scenario (the input, not an output) and the queue samples (their
-/// maxima are pinned, and the fingerprint pins the rest).
-const UNPINNED_KEYS: [&str; 2] = ["scenario", "samples"];
+/// Keys never pinned: the resolved scenario (the input, not an output), the queue samples and the
+/// per-receipt latency values (their maxima and percentiles are pinned, and the fingerprint pins
+/// the rest).
+const UNPINNED_KEYS: [&str; 3] = ["scenario", "samples", "latency_values_ms"];
 
 fn expectation_path(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +58,9 @@ fn flatten(prefix: &str, value: &Value, lines: &mut Vec<String>) {
 fn trial_lines(prefix: &str, trial: &Value, lines: &mut Vec<String>) {
     let object = trial.as_object().expect("a trial is a JSON object");
     for (key, value) in object {
+        if UNPINNED_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         let path = format!("{prefix}{key}");
         if key == "anomalies" {
             anomaly_lines(&path, value, lines);
