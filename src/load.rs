@@ -387,6 +387,11 @@ fn find_key(text: &str, parts: &[&str]) -> Option<(usize, usize)> {
     None
 }
 
+/// The resolved scenario as JSON, for exports.
+pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).unwrap_or(serde_json::Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod histogram;
 mod hunt_command;
 mod live;
 mod load;
+mod markdown;
 mod mmc_command;
 mod output;
 mod parallel;

@@ -20,7 +20,7 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
     });
     let report = mmc::summarize(config, &replications);
     let json_on_stdout = matches!(export, Some(Output::Stdout));
-    crate::cli::say(
+    crate::output::say(
         json_on_stdout,
         &format!(
             "M/M/{} at load {:.3}, {} replications of {} customers, seed {}\n\
@@ -55,7 +55,7 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
     if let Some(export) = export {
         let mut value = serde_json::to_value(&report)
             .map_err(|error| Failure::bad_input(format!("cannot encode the report: {error}")))?;
-        value["schema_version"] = serde_json::json!(crate::sweep::SCHEMA_VERSION);
+        value["schema_version"] = serde_json::json!(crate::output::SCHEMA_VERSION);
         value["command"] = serde_json::json!("run");
         value["model"] = serde_json::json!("mmc");
         value["seed"] = serde_json::json!(scenario.seed);
@@ -63,9 +63,4 @@ pub fn run(loaded: &Loaded, export: Option<&Output>) -> Result<(), Failure> {
         export.write_json(&value)?;
     }
     Ok(())
-}
-
-/// The resolved scenario as JSON, for exports.
-pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
-    serde_json::to_value(table).unwrap_or(serde_json::Value::Null)
 }

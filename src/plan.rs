@@ -7,8 +7,9 @@
 
 use crate::exporters::Exports;
 use crate::failure::Failure;
+use crate::output::SCHEMA_VERSION;
 use crate::shard::Shard;
-use crate::sweep::{CaseResult, SCHEMA_VERSION, Sweep, SweepSpec, run_cases};
+use crate::sweep::{CaseResult, Sweep, SweepSpec, run_cases};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -361,9 +362,6 @@ pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), F
     };
     let value = serde_json::to_value(&result).unwrap_or(Value::Null);
     exports.write(&value)?;
-    crate::cli::say(
-        exports.json_on_stdout(),
-        &crate::exporters::markdown(&value),
-    );
+    crate::output::say(exports.json_on_stdout(), &crate::markdown::markdown(&value));
     Ok(())
 }

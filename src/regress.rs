@@ -5,7 +5,7 @@
 //! Depends on `load`, `pipeline_scenario`, `parallel`, `output` and `sim::explore`, `sim::mmc`.
 
 use crate::failure::Failure;
-use crate::sweep::SCHEMA_VERSION;
+use crate::output::SCHEMA_VERSION;
 use crate::{load, pipeline_scenario};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

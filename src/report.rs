@@ -574,7 +574,7 @@ pub fn page(result: &Value, out: Option<&Path>, base: Option<&Path>) -> Result<S
     let _ = writeln!(
         html,
         "<h2>Summary</h2>\n<pre>{}</pre>\n</body></html>",
-        escape(&crate::exporters::markdown(result))
+        escape(&crate::markdown::markdown(result))
     );
     Ok(html)
 }

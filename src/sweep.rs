@@ -30,13 +30,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sim::explore;
 use sim::oracle::Class;
-use sim::pipeline::{Flow, PipelineConfig, TrialOptions};
+use sim::pipeline::config::ValidatedConfig;
+use sim::pipeline::{Flow, TrialOptions};
 use sim::workload::Receipt;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The version of every result file this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::output::SCHEMA_VERSION;
 /// The most cases one sweep may have.
 const CASES_MAX: u64 = 100_000;
 /// The most replications per case.
@@ -112,7 +113,7 @@ pub struct Sweep {
 pub struct CaseSpec {
     pub index: u64,
     pub overrides: BTreeMap<String, Value>,
-    pub config: PipelineConfig,
+    pub config: ValidatedConfig,
     receipts: Option<Vec<Receipt>>,
 }
 
@@ -389,8 +390,9 @@ fn per_queue<T: Copy>(
 
 /// Runs replication `replication` of a case.
 pub fn replicate(case: &CaseSpec, replication: u64) -> Replicated {
-    let mut config = case.config.clone();
-    config.seed = config.seed.wrapping_add(replication);
+    let config = case
+        .config
+        .with_seed(case.config.seed.wrapping_add(replication));
     let judged = explore::judge(&config, case.receipts.as_deref(), &TrialOptions::default());
     let report = &judged.trial.report;
     let micros = |d: sim::time::Duration| d.as_nanos() / 1_000;
@@ -591,9 +593,9 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
         result.cases_done as f64 / elapsed,
         trials as f64 / elapsed,
         crate::parallel::threads(),
-        crate::exporters::sweep_markdown(&result),
+        crate::markdown::markdown(&serde_json::to_value(&result).unwrap_or(Value::Null)),
     );
-    crate::cli::say(exports.json_on_stdout(), &text);
+    crate::output::say(exports.json_on_stdout(), &text);
     Ok(())
 }
 
@@ -670,7 +672,7 @@ pub fn merge(files: &[String], exports: &Exports) -> Result<(), Failure> {
         files.len(),
         result.cases_done
     );
-    crate::cli::say(exports.json_on_stdout(), &text);
+    crate::output::say(exports.json_on_stdout(), &text);
     Ok(())
 }
 

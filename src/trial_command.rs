@@ -49,13 +49,13 @@ pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
     describe_trial(&mut text, &judged, flags.scenario_name);
-    crate::cli::say(json_on_stdout, &text);
+    crate::output::say(json_on_stdout, &text);
     if let Some(history) = flags.history {
         history.write(&history_lines(&judged, None))?;
     }
     if let Some(export) = flags.export {
         export.write_json(&RunResult {
-            schema_version: crate::sweep::SCHEMA_VERSION,
+            schema_version: crate::output::SCHEMA_VERSION,
             command: "run",
             scenario: serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
             trial: TrialResult::of(&judged),
@@ -88,7 +88,7 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
     describe_comparison(&mut text, &scenario, old, new, &paired, flags.scenario_name);
-    crate::cli::say(json_on_stdout, &text);
+    crate::output::say(json_on_stdout, &text);
     if let Some(output) = flags.history {
         let mut bytes = history_lines(old, Some("old"));
         bytes.extend(history_lines(new, Some("new")));
@@ -96,7 +96,7 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     }
     if let Some(export) = flags.export {
         export.write_json(&CompareResult {
-            schema_version: crate::sweep::SCHEMA_VERSION,
+            schema_version: crate::output::SCHEMA_VERSION,
             command: "compare",
             scenario: serde_json::to_value(&*scenario.config).unwrap_or(Value::Null),
             seed: scenario.config.seed,

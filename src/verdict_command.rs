@@ -205,14 +205,14 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
     let claims = claims(&cells, &results);
     let markdown = markdown(trials, &rows, &claims);
     let json_on_stdout = matches!(flags.export_json, Some(Output::Stdout));
-    crate::cli::say(json_on_stdout, &markdown);
+    crate::output::say(json_on_stdout, &markdown);
     if let Some(output) = flags.export_markdown {
         output.write(markdown.as_bytes())?;
     }
     if let Some(output) = flags.export_json {
         // Keys in name order, as `merge` writes them, so merged shards equal the whole.
         let result = VerdictResult {
-            schema_version: crate::sweep::SCHEMA_VERSION,
+            schema_version: crate::output::SCHEMA_VERSION,
             command: "verdict",
             shard: flags.shard,
             overrides: flags.overrides.to_vec(),
@@ -450,7 +450,7 @@ pub fn merge(
     let claims: Vec<Value> = claims.into_values().collect();
     let markdown = markdown(trials as usize, &rows, &claims);
     let result = VerdictResult {
-        schema_version: crate::sweep::SCHEMA_VERSION,
+        schema_version: crate::output::SCHEMA_VERSION,
         command: "verdict",
         shard: crate::shard::Shard::WHOLE,
         overrides: serde_json::from_value(first["overrides"].clone()).unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! Tidy checks: the dependency direction and the purity of the core crate, as tests.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -74,4 +75,240 @@ fn every_core_module_opens_with_a_comment_on_what_it_is() {
             file.display()
         );
     }
+}
+
+/// The modules of a crate each top-level module names through `crate::`, from its source files
+/// (comments left out). A `use crate::{a, b::c}` names `a` and `b`.
+fn module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let relative = file.strip_prefix(src).unwrap();
+        let first = relative.components().next().unwrap().as_os_str();
+        let module = first.to_str().unwrap().trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code: String = text
+            .lines()
+            .map(|line| line.split("//").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let named = edges.entry(module.clone()).or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                group
+                    .split(',')
+                    .map(|part| part.trim().split("::").next().unwrap().trim())
+                    .collect()
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                vec![&rest[..end]]
+            };
+            for name in names {
+                if !name.is_empty() && name != "self" && name != module {
+                    named.insert(name.to_string());
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// Checks the edges against the allowed table and the table for cycles.
+fn check_module_edges(src: &str, allowed: &[(&str, &[&str])]) {
+    let actual = module_edges(&root().join(src));
+    let table: BTreeMap<&str, BTreeSet<&str>> = allowed
+        .iter()
+        .map(|(module, uses)| (*module, uses.iter().copied().collect()))
+        .collect();
+    for (module, uses) in &actual {
+        let may = table.get(module.as_str()).cloned().unwrap_or_default();
+        for used in uses {
+            assert!(
+                may.contains(used.as_str()),
+                "{src}: `{module}` uses `{used}`, which the table of allowed edges does not let it; \
+                 the edges now: {actual:?}"
+            );
+        }
+    }
+    // A depth-first search over the table: an edge back to a module on the path is a cycle.
+    fn visit<'a>(
+        module: &'a str,
+        table: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) {
+        if done.contains(module) {
+            return;
+        }
+        assert!(
+            !path.contains(&module),
+            "module cycle: {} -> {module}",
+            path.join(" -> ")
+        );
+        path.push(module);
+        for next in table.get(module).into_iter().flatten() {
+            visit(next, table, path, done);
+        }
+        path.pop();
+        done.insert(module);
+    }
+    let mut done = BTreeSet::new();
+    for module in table.keys() {
+        visit(module, &table, &mut Vec::new(), &mut done);
+    }
+}
+
+/// The core's modules, each with what it may use; dependencies run one way (no cycle).
+const CORE_EDGES: &[(&str, &[&str])] = &[
+    ("time", &[]),
+    ("random", &["time"]),
+    ("stats", &[]),
+    ("distribution", &["random", "time"]),
+    ("engine", &["random", "time"]),
+    ("entities", &["random"]),
+    ("metrics", &["time"]),
+    ("scenario", &[]),
+    ("mmc", &["engine", "random", "stats", "time"]),
+    ("services", &["distribution", "entities", "random", "time"]),
+    ("workload", &["distribution", "entities", "random", "time"]),
+    (
+        "pipeline",
+        &[
+            "distribution",
+            "engine",
+            "entities",
+            "metrics",
+            "random",
+            "services",
+            "time",
+            "workload",
+        ],
+    ),
+    (
+        "oracle",
+        &["entities", "pipeline", "random", "services", "time"],
+    ),
+    (
+        "explore",
+        &[
+            "engine", "entities", "oracle", "pipeline", "random", "time", "workload",
+        ],
+    ),
+];
+
+/// The binary's modules, each with what it may use: the command line on top, the commands below
+/// it, the shared pieces (loading, outputs, failures) at the bottom.
+const BINARY_EDGES: &[(&str, &[&str])] = &[
+    ("failure", &[]),
+    ("allocator", &[]),
+    ("shard", &["failure"]),
+    ("histogram", &[]),
+    ("markdown", &[]),
+    ("output", &["failure"]),
+    ("load", &["failure"]),
+    ("parallel", &[]),
+    ("live", &["failure"]),
+    ("pipeline_scenario", &["failure", "load"]),
+    ("plots", &["failure", "histogram"]),
+    (
+        "report",
+        &["failure", "histogram", "markdown", "output", "plots"],
+    ),
+    ("exporters", &["failure", "markdown", "output", "report"]),
+    ("mmc_command", &["failure", "load", "output", "parallel"]),
+    (
+        "trial_command",
+        &["failure", "load", "output", "parallel", "pipeline_scenario"],
+    ),
+    (
+        "hunt_command",
+        &["failure", "load", "output", "parallel", "pipeline_scenario"],
+    ),
+    (
+        "verdict_command",
+        &[
+            "exporters",
+            "failure",
+            "load",
+            "output",
+            "parallel",
+            "pipeline_scenario",
+            "shard",
+        ],
+    ),
+    (
+        "sweep",
+        &[
+            "exporters",
+            "failure",
+            "histogram",
+            "load",
+            "markdown",
+            "output",
+            "parallel",
+            "pipeline_scenario",
+            "shard",
+            "verdict_command",
+        ],
+    ),
+    (
+        "plan",
+        &[
+            "exporters",
+            "failure",
+            "markdown",
+            "output",
+            "shard",
+            "sweep",
+        ],
+    ),
+    (
+        "regress",
+        &[
+            "failure",
+            "load",
+            "output",
+            "parallel",
+            "pipeline_scenario",
+            "sweep",
+        ],
+    ),
+    (
+        "cli",
+        &[
+            "exporters",
+            "failure",
+            "hunt_command",
+            "live",
+            "load",
+            "mmc_command",
+            "output",
+            "pipeline_scenario",
+            "plan",
+            "regress",
+            "report",
+            "shard",
+            "sweep",
+            "trial_command",
+            "verdict_command",
+        ],
+    ),
+];
+
+#[test]
+fn core_modules_depend_one_way() {
+    check_module_edges("sim/src", CORE_EDGES);
+}
+
+#[test]
+fn binary_modules_depend_one_way() {
+    check_module_edges("src", BINARY_EDGES);
 }
