@@ -14,34 +14,12 @@ use sim::explore;
 use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
 use std::hint::black_box;
 
+mod common;
+
+use common::{pipeline, scenario};
+
 /// Explored trials in the small hunt.
 const HUNT_TRIALS: u64 = 50;
-
-/// A scenario file with its `extends` chain, merged as `receipt-sim` merges it.
-fn scenario(name: &str) -> toml::Table {
-    let read = |name: &str| -> toml::Table {
-        let path = format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
-        toml::from_str(&std::fs::read_to_string(&path).expect("scenario file")).expect("valid TOML")
-    };
-    let mut chain = vec![read(name)];
-    while let Some(toml::Value::String(base)) = chain.last().expect("not empty").get("extends") {
-        let base = base.trim_start_matches("../").to_string();
-        chain.push(read(&base));
-        assert!(chain.len() < 8, "extends chain too long");
-    }
-    let mut merged = toml::Table::new();
-    for table in chain.into_iter().rev() {
-        sim::scenario::merge_tables(&mut merged, table);
-    }
-    merged
-}
-
-fn pipeline(name: &str) -> PipelineConfig {
-    let config: PipelineConfig =
-        sim::scenario::deserialize(&scenario(name)).expect("a valid scenario");
-    config.validate().expect("a valid configuration");
-    config
-}
 
 fn mmc() -> sim::mmc::MmcScenario {
     let mut scenario: sim::mmc::MmcScenario =

@@ -8,8 +8,12 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::explore;
-use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
+use sim::pipeline::{TrialOptions, run_trial};
 use std::hint::black_box;
+
+mod common;
+
+use common::pipeline;
 
 #[path = "../src/allocator.rs"]
 mod allocator;
@@ -21,29 +25,8 @@ static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 /// Explored trials per criterion iteration.
 const EXPLORED_TRIALS: u64 = 200;
 
-/// A scenario file with its `extends` chain, merged as `receipt-sim` merges it.
-fn scenario(name: &str) -> PipelineConfig {
-    let read = |name: &str| -> toml::Table {
-        let path = format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
-        toml::from_str(&std::fs::read_to_string(&path).expect("scenario file")).expect("valid TOML")
-    };
-    let mut chain = vec![read(name)];
-    while let Some(toml::Value::String(base)) = chain.last().expect("not empty").get("extends") {
-        let base = base.trim_start_matches("../").to_string();
-        chain.push(read(&base));
-        assert!(chain.len() < 8, "extends chain too long");
-    }
-    let mut merged = toml::Table::new();
-    for table in chain.into_iter().rev() {
-        sim::scenario::merge_tables(&mut merged, table);
-    }
-    let config: PipelineConfig = sim::scenario::deserialize(&merged).expect("a valid scenario");
-    config.validate().expect("a valid configuration");
-    config
-}
-
 fn exploration(c: &mut Criterion) {
-    let config = scenario("hunt.toml");
+    let config = pipeline("hunt.toml");
     let events = run_trial(&config, None, &TrialOptions::default())
         .report
         .events;
@@ -64,7 +47,7 @@ fn exploration(c: &mut Criterion) {
 }
 
 fn built_trial(c: &mut Criterion) {
-    let mut config = scenario("scale.toml");
+    let mut config = pipeline("scale.toml");
     config.workload.receipts = 1_000;
     let events = run_trial(&config, None, &TrialOptions::default())
         .report
