@@ -7,7 +7,7 @@
 //! two commits: run it on the first with `-- --save-baseline=before`, check out the second, run it
 //! with `-- --baseline=before`; gungraun prints each count beside the saved one.
 //!
-//! Depends on `sim`, `toml` and `gungraun` only.
+//! Depends on `sim`, the `receipt_sim` library (its loader) and `gungraun` only.
 
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use sim::explore;
@@ -23,14 +23,14 @@ const HUNT_TRIALS: u64 = 50;
 
 fn mmc() -> sim::mmc::MmcScenario {
     let mut scenario: sim::mmc::MmcScenario =
-        sim::scenario::deserialize(&scenario("mmc.toml")).expect("a valid M/M/c scenario");
+        sim::scenario::deserialize(&scenario("mmc")).expect("a valid M/M/c scenario");
     scenario.mmc.customers = 20_000;
     scenario.mmc.validate().expect("a valid M/M/c model");
     scenario
 }
 
 #[library_benchmark]
-#[bench::quick(pipeline("quick.toml"))]
+#[bench::quick(pipeline("quick"))]
 fn trial(config: PipelineConfig) -> u64 {
     black_box(
         run_trial(&config, None, &TrialOptions::default())
@@ -40,7 +40,7 @@ fn trial(config: PipelineConfig) -> u64 {
 }
 
 #[library_benchmark]
-#[bench::hunt(pipeline("hunt.toml"))]
+#[bench::hunt(pipeline("hunt"))]
 fn hunt(config: PipelineConfig) -> usize {
     let events = run_trial(&config, None, &TrialOptions::default())
         .report

@@ -3,8 +3,7 @@
 //! `scale` scenario, shortened). Both configurations are the scenario files, merged along their
 //! `extends` chain as the binary merges them.
 //!
-//! Depends on `sim`, `toml`, `libmimalloc-sys` (through the binary's allocator) and `criterion`
-//! only.
+//! Depends on `sim`, the `receipt_sim` library (its loader and allocator) and `criterion` only.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::explore;
@@ -15,18 +14,15 @@ mod common;
 
 use common::pipeline;
 
-#[path = "../src/allocator.rs"]
-mod allocator;
-
 /// The allocator the binary uses, so that the figures are the binary's.
 #[global_allocator]
-static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+static ALLOCATOR: receipt_sim::allocator::Allocator = receipt_sim::allocator::Allocator;
 
 /// Explored trials per criterion iteration.
 const EXPLORED_TRIALS: u64 = 200;
 
 fn exploration(c: &mut Criterion) {
-    let config = pipeline("hunt.toml");
+    let config = pipeline("hunt");
     let events = run_trial(&config, None, &TrialOptions::default())
         .report
         .events;
@@ -47,7 +43,7 @@ fn exploration(c: &mut Criterion) {
 }
 
 fn built_trial(c: &mut Criterion) {
-    let mut config = pipeline("scale.toml");
+    let mut config = pipeline("scale");
     config.workload.receipts = 1_000;
     let events = run_trial(&config, None, &TrialOptions::default())
         .report

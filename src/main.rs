@@ -4,28 +4,7 @@
 //! `main` is a short pipeline: parse the command line, run the command, print one error line and
 //! exit with a code by class (0 ok, 1 race found, 2 bad input, 3 backend failure).
 
-mod allocator;
-mod cli;
-mod exporters;
-mod failure;
-mod histogram;
-mod hunt_command;
-mod live;
-mod load;
-mod markdown;
-mod mmc_command;
-mod output;
-mod parallel;
-mod pipeline_scenario;
-mod plan;
-mod plots;
-mod regress;
-mod report;
-mod shard;
-mod sweep;
-mod trial_command;
-mod verdict_command;
-
+use receipt_sim::{allocator, cli, failure, output};
 use std::process::ExitCode;
 
 #[global_allocator]

@@ -5,9 +5,7 @@
 mod common;
 mod live;
 
-#[allow(dead_code)]
-#[path = "../src/live/chroma.rs"]
-mod chroma;
+use receipt_sim::live::chroma;
 
 use chroma::{
     ChromaClient, ChromaClientOptions, ChromaCollection, CollectionEntries, ErrorKind, GetOptions,

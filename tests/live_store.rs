@@ -4,9 +4,7 @@
 
 mod live;
 
-#[allow(dead_code)]
-#[path = "../src/live/store.rs"]
-mod store;
+use receipt_sim::live::store;
 
 use std::sync::Arc;
 use store::{Promoted, Promotion, S3Endpoint, Store};

@@ -4,12 +4,7 @@
 //! Runs on tokio, which only this part of the binary uses. Depends on nothing of the rest of the
 //! binary except `failure`; the core knows nothing of it.
 
-// The client and the store expose their whole surface (the live tests drive all of it); calibration
-// uses a part.
 pub mod calibrate;
-#[allow(dead_code)]
 pub mod chroma;
-#[allow(dead_code)]
 pub mod codec;
-#[allow(dead_code)]
 pub mod store;
