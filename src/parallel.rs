@@ -1,7 +1,7 @@
 //! Running independent trials on all cores: one thread per trial at a time, results in index order,
 //! so the output never depends on which thread finished first. Shows a progress bar on a terminal.
 //!
-//! Depends on `std::thread` and `indicatif`.
+//! Depends on `std::thread`, `indicatif` and `sim::pipeline` (a trial's progress).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
@@ -26,6 +26,39 @@ pub fn progress(length: u64, label: &str) -> ProgressBar {
     );
     bar.set_message(label.to_string());
     bar
+}
+
+/// Events between two looks at a running trial: a few per second on a large trial.
+const TRIAL_PROGRESS_EVENTS: u64 = 1 << 16;
+
+/// Progress inside one long trial, on a terminal only (`None` elsewhere): simulated time reached,
+/// receipts saved of all, events per second. The bar is cleared when dropped.
+pub fn trial_progress(receipts: u64) -> Option<(sim::pipeline::Observer, ProgressBar)> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(receipts), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("trial [{bar:20}] {pos}/{len} saved, {msg} ({elapsed})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let drawn = bar.clone();
+    let call = move |progress: &sim::pipeline::TrialProgress| {
+        let per_s = progress.events as f64 / drawn.elapsed().as_secs_f64().max(1e-9);
+        drawn.set_position(progress.receipts_saved);
+        drawn.set_message(format!(
+            "{:.1} h simulated, {:.2} M events/s",
+            progress.now.as_secs_f64() / 3600.0,
+            per_s / 1e6
+        ));
+    };
+    let observer = sim::pipeline::Observer {
+        every_events: TRIAL_PROGRESS_EVENTS,
+        call: std::sync::Arc::new(call),
+    };
+    Some((observer, bar))
 }
 
 /// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.

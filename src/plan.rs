@@ -249,6 +249,9 @@ fn configurations(
     Ok(configs)
 }
 
+/// Sees the configurations after each bisection step, with the cases the step ran.
+type OnStep<'a> = dyn FnMut(&[Configuration], u64) -> Result<(), Failure> + 'a;
+
 /// Bisects each configuration's bracket: every step runs one load per configuration.
 fn bisect(
     sweep: &Sweep,
@@ -256,7 +259,7 @@ fn bisect(
     load_axis: &str,
     integral: bool,
     configs: &mut [Configuration],
-    on_step: &mut dyn FnMut(&[Configuration], u64) -> Result<(), Failure>,
+    on_step: &mut OnStep<'_>,
 ) -> Result<(), Failure> {
     let steps = sweep.spec.plan.as_ref().map_or(4, |p| p.bisection_steps);
     let mut next_index = sweep.spec.cases_total;
