@@ -23,9 +23,6 @@ const COUNTEREXAMPLE_FORMAT: u32 = 1;
 /// The most history records printed by `replay`.
 const EXCERPT_PRINTED_MAX: usize = 60;
 
-/// How often a running hunt lands its partial result (wall clock: trials take milliseconds).
-const LAND_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
-
 pub struct HuntFlags<'a> {
     pub trials: usize,
     pub time_budget: Option<std::time::Duration>,
@@ -316,7 +313,7 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         .events;
     let started = std::time::Instant::now();
     let deadline = flags.time_budget.map(|budget| started + budget);
-    let mut landed = started;
+    let mut pace = crate::output::Pace::new();
     let mut failure: Option<Failure> = None;
     crate::parallel::for_each_done(
         owned.len(),
@@ -328,8 +325,7 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         },
         |k, explored| {
             tally.add(owned[k], &explored);
-            if failure.is_none() && landed.elapsed() >= LAND_PERIOD {
-                landed = std::time::Instant::now();
+            if failure.is_none() && pace.due() {
                 failure = land(flags.export, &assemble(header(false), &tally)).err();
             }
         },

@@ -176,7 +176,7 @@ impl Output {
     pub fn write_partial(&self, bytes: &[u8]) -> Result<(), Failure> {
         match self {
             Output::File { path } => {
-                write_atomically(path, bytes)?;
+                stage(path, bytes, false)?;
                 land(path)
             }
             Output::Stdout | Output::Device { .. } => Ok(()),
@@ -185,6 +185,39 @@ impl Output {
 
     pub fn write_json<T: serde::Serialize>(&self, value: &T) -> Result<(), Failure> {
         self.write(&json_bytes(value)?)
+    }
+}
+
+/// How often a command lands a partial result at most (wall clock: on a fast sweep the cases take
+/// milliseconds, and rendering the result after each would cost more than running them).
+const LAND_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When the next partial result is due: after a case, once `LAND_PERIOD` has passed since the
+/// last one landed (the first, with no case done, lands before any work).
+pub struct Pace {
+    landed: std::time::Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace::new()
+    }
+}
+
+impl Pace {
+    pub fn new() -> Pace {
+        Pace {
+            landed: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether to land now; if so, the period starts again.
+    pub fn due(&mut self) -> bool {
+        let due = self.landed.elapsed() >= LAND_PERIOD;
+        if due {
+            self.landed = std::time::Instant::now();
+        }
+        due
     }
 }
 
@@ -241,6 +274,13 @@ fn parent_dir(path: &Path) -> PathBuf {
 /// Writes `bytes` to a temporary file beside `path`, to be renamed over `path` by `commit` (a
 /// later write to the same path replaces the earlier one).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    stage(path, bytes, true)
+}
+
+/// `write_atomically`, synced to the disk only when `durable`: a partial result, replaced a case
+/// later, is renamed whole (no reader or crash of the process sees half of it) but not synced,
+/// which would cost more than the cases on a fast sweep.
+fn stage(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Failure> {
     let dir = parent_dir(path);
     let fail = |error: std::io::Error| {
         Failure::bad_input(format!("{}: cannot write: {error}", path.display()))
@@ -258,7 +298,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(fail)?;
     }
-    file.as_file().sync_all().map_err(fail)?;
+    if durable {
+        file.as_file().sync_all().map_err(fail)?;
+    }
     let temporary = file
         .into_temp_path()
         .keep()

@@ -370,9 +370,10 @@ pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), F
     land(&assemble(Vec::new(), 0, false))?;
     let mut done: Vec<CaseResult> = Vec::new();
     let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
     run_cases(&cases, sweep.spec.replications, "cases", |case| {
         done.push(case);
-        if failure.is_none() {
+        if failure.is_none() && pace.due() {
             failure = configurations(&sweep.spec, &objective, &load_axis, &done)
                 .and_then(|configs| land(&assemble(configs, done.len() as u64, false)))
                 .err();
@@ -392,6 +393,9 @@ pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), F
         &mut configs,
         &mut |configs, ran| {
             cases_done += ran;
+            if !pace.due() {
+                return Ok(());
+            }
             land(&assemble(configs.to_vec(), cases_done, false))
         },
     )?;

@@ -567,9 +567,10 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
     let started = std::time::Instant::now();
     let mut done: Vec<CaseResult> = Vec::with_capacity(cases.len());
     let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
     run_cases(&cases, spec.replications, "cases", |case| {
         done.push(case);
-        if failure.is_none() {
+        if failure.is_none() && pace.due() {
             let partial = SweepResult::assemble(spec, shard, done.clone());
             failure = exports
                 .write_partial(&serde_json::to_value(&partial).unwrap_or(Value::Null))

@@ -185,6 +185,7 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
     let mut pending: BTreeMap<usize, Vec<Option<TrialSummary>>> = BTreeMap::new();
     land(flags, &cells, &results)?;
     let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
     crate::parallel::for_each_done(
         cells.len() * trials,
         None,
@@ -202,7 +203,7 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
                     let cell_index = (index / per_pair) * 2 + cell;
                     results[cell_index] = Some(fold(summaries.by_ref().take(trials)));
                 }
-                if failure.is_none() {
+                if failure.is_none() && pace.due() {
                     failure = land(flags, &cells, &results).err();
                 }
             }
