@@ -88,9 +88,12 @@ pub struct SweepArgs {
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
-    /// Shard results written by `sweep --shard`.
+    /// Shard results written by `sweep --shard`, `hunt --shard` or `verdict --shard`.
     #[arg(required = true)]
     pub files: Vec<String>,
+    /// Where to write the merged hunt's counterexample files.
+    #[arg(long, value_name = "DIR", default_value = "out/hunt")]
+    pub out: String,
     #[command(flatten)]
     pub exports: ExportArgs,
 }
@@ -139,7 +142,10 @@ fn planning(command: Command) -> Result<(), Failure> {
             let shard = crate::shard::resolve(args.shard.as_deref())?;
             crate::sweep::sweep(&args.sweep, shard, &exports)
         }
-        Command::Merge(args) => crate::sweep::merge(&args.files, &args.exports.create()?),
+        Command::Merge(args) => {
+            let exports = args.exports.create()?;
+            crate::sweep::merge(&args.files, std::path::Path::new(&args.out), &exports)
+        }
         Command::Plan(args) => {
             let exports = args.exports.create()?;
             let objective = crate::plan::Objective::parse(&args.slo, args.max_anomaly_share)?;
@@ -186,6 +192,11 @@ pub struct HuntArgs {
     /// Where to write counterexample files.
     #[arg(long, value_name = "DIR", default_value = "out/hunt")]
     pub out: String,
+    /// Explore shard I of N (from 0): trials whose index is I modulo N; `merge` joins the
+    /// shards. Also taken from SLURM_ARRAY_TASK_ID/COUNT, JOB_COMPLETION_INDEX with
+    /// RECEIPT_SIM_SHARD_COUNT, or AWS_BATCH_JOB_ARRAY_INDEX/SIZE.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -496,6 +507,7 @@ fn hunt(args: HuntArgs) -> Result<(), Failure> {
     let flags = crate::hunt_command::HuntFlags {
         trials: args.trials,
         time_budget,
+        shard: crate::shard::resolve(args.shard.as_deref())?,
         out: std::path::Path::new(&args.out),
         export: export.as_ref(),
     };

@@ -19,10 +19,7 @@ pub struct HtmlExporter;
 
 impl Exporter for JsonExporter {
     fn render(&self, result: &Value) -> Result<Vec<u8>, Failure> {
-        let mut bytes = serde_json::to_vec_pretty(result)
-            .map_err(|error| Failure::bad_input(format!("cannot encode JSON: {error}")))?;
-        bytes.push(b'\n');
-        Ok(bytes)
+        crate::output::json_bytes(result)
     }
 }
 
@@ -71,6 +68,16 @@ impl Exports {
     pub fn write(&self, result: &Value) -> Result<(), Failure> {
         for (output, exporter) in &self.outputs {
             output.write(&exporter.render(result)?)?;
+        }
+        Ok(())
+    }
+
+    /// Lands `result`, the cases done so far, in every export file now (`Output::write_partial`).
+    pub fn write_partial(&self, result: &Value) -> Result<(), Failure> {
+        for (output, exporter) in &self.outputs {
+            if matches!(output, Output::File { .. }) {
+                output.write_partial(&exporter.render(result)?)?;
+            }
         }
         Ok(())
     }

@@ -2,12 +2,13 @@
 //! receipts affected per anomaly class and cause with 95 % intervals, one shrunk counterexample file
 //! per class and cause; and the exact re-run of such a file.
 //!
-//! Depends on `pipeline_scenario`, `parallel`, `output` and `sim::explore`.
+//! Depends on `pipeline_scenario`, `parallel`, `output`, `shard`, `exporters` and `sim::explore`.
 
 use crate::failure::Failure;
 use crate::load::Loaded;
 use crate::output::{Output, write_atomically};
 use crate::pipeline_scenario;
+use crate::shard::Shard;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sim::explore::{self, Choices, Explored};
@@ -25,12 +26,14 @@ const EXCERPT_PRINTED_MAX: usize = 60;
 pub struct HuntFlags<'a> {
     pub trials: usize,
     pub time_budget: Option<std::time::Duration>,
+    /// Trial `k` of `0..trials` belongs to shard `k mod N`; `merge` joins the shards.
+    pub shard: Shard,
     pub out: &'a Path,
     pub export: Option<&'a Output>,
 }
 
 /// A counterexample file: everything needed to run the trial again, and what it showed.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CounterexampleFile {
     pub receipt_sim_counterexample: u32,
     pub class: Class,
@@ -47,49 +50,235 @@ pub struct CounterexampleFile {
     pub replay: String,
 }
 
-/// The result of `hunt`.
-#[derive(Serialize)]
+/// The result of `hunt` (one shard or all) and of `merge` of hunt shards. Nothing in it depends
+/// on the machine or the wall clock, so merged shards equal the whole hunt byte for byte.
+#[derive(Serialize, Deserialize)]
 pub struct HuntResult {
     pub schema_version: u32,
-    pub command: &'static str,
+    pub command: String,
     pub scenario: Value,
     pub seed: u64,
+    pub shard: Shard,
+    /// `--trials`: the shard runs the trials of `0..trials_requested` it owns.
+    pub trials_requested: u64,
+    /// False while the hunt runs, or when `--time-budget` stopped it early.
+    pub complete: bool,
     pub trials: u64,
     pub receipts: u64,
-    pub elapsed_s: f64,
-    pub trials_per_s: f64,
-    pub threads: u64,
     pub anomalies: HuntAnomalies,
     pub counterexamples: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct HuntAnomalies {
     /// Trials showing each class.
-    pub by_class: BTreeMap<&'static str, u64>,
-    pub receipts_affected: BTreeMap<&'static str, u64>,
+    pub by_class: BTreeMap<String, u64>,
+    pub receipts_affected: BTreeMap<String, u64>,
     pub kinds: Vec<KindResult>,
 }
 
 /// One anomaly class and cause found by a hunt.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct KindResult {
-    pub class: &'static str,
-    pub cause: &'static str,
-    pub description: &'static str,
+    pub class: Class,
+    pub cause: Cause,
+    pub description: String,
     pub trials: u64,
     pub receipts_affected: u64,
     pub share: f64,
     pub share_ci95: [f64; 2],
+    /// The lowest trial index showing the kind: its trial is the one shrunk.
+    pub first_trial: u64,
+    pub first_choices: Choices,
     pub counterexample: Option<String>,
     pub counterexample_receipts: Option<u64>,
+    /// The counterexample file's content, so shards merge without their folders.
+    pub counterexample_file: Option<CounterexampleFile>,
 }
 
-#[derive(Default)]
+/// A shrunk counterexample and where it is written.
+#[derive(Clone)]
+struct Shrunk {
+    path: PathBuf,
+    file: CounterexampleFile,
+}
+
 struct KindTally {
     trials: u64,
     receipts: u64,
-    first: Option<Choices>,
+    first_trial: u64,
+    first_choices: Choices,
+    shrunk: Option<Shrunk>,
+}
+
+/// What the trials of a hunt (or of merged shards) found: a function of the set of trials, not
+/// of the order they finished in.
+#[derive(Default)]
+struct Tally {
+    trials: u64,
+    receipts: u64,
+    kinds: BTreeMap<(Class, Cause), KindTally>,
+}
+
+impl Tally {
+    fn add(&mut self, index: u64, explored: &Explored) {
+        self.trials += 1;
+        self.receipts += explored.receipts;
+        for (kind, receipts) in &explored.affected {
+            let tally = self.kinds.entry(*kind).or_insert(KindTally {
+                trials: 0,
+                receipts: 0,
+                first_trial: index,
+                first_choices: explored.choices,
+                shrunk: None,
+            });
+            tally.trials += 1;
+            tally.receipts += receipts;
+            if index < tally.first_trial {
+                tally.first_trial = index;
+                tally.first_choices = explored.choices;
+            }
+        }
+    }
+
+    /// Joins another shard's tally; each kind keeps the counterexample of its lowest trial.
+    fn join(&mut self, other: Tally) {
+        self.trials += other.trials;
+        self.receipts += other.receipts;
+        for (kind, theirs) in other.kinds {
+            match self.kinds.get_mut(&kind) {
+                None => {
+                    self.kinds.insert(kind, theirs);
+                }
+                Some(mine) => {
+                    mine.trials += theirs.trials;
+                    mine.receipts += theirs.receipts;
+                    if theirs.first_trial < mine.first_trial {
+                        mine.first_trial = theirs.first_trial;
+                        mine.first_choices = theirs.first_choices;
+                        mine.shrunk = theirs.shrunk;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a hunt result says about its trials, beside the tally.
+struct HuntHeader {
+    scenario: Value,
+    seed: u64,
+    shard: Shard,
+    trials_requested: u64,
+    complete: bool,
+}
+
+fn assemble(header: HuntHeader, tally: &Tally) -> HuntResult {
+    let mut by_class: BTreeMap<String, u64> = Class::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), 0))
+        .collect();
+    let mut affected_by_class = by_class.clone();
+    let mut kinds = Vec::new();
+    for ((class, cause), kind) in &tally.kinds {
+        *by_class.entry(class.name().to_string()).or_default() += kind.trials;
+        *affected_by_class
+            .entry(class.name().to_string())
+            .or_default() += kind.receipts;
+        let path = kind.shrunk.as_ref().map(|s| s.path.display().to_string());
+        kinds.push(KindResult {
+            class: *class,
+            cause: *cause,
+            description: cause.description().to_string(),
+            trials: kind.trials,
+            receipts_affected: kind.receipts,
+            share: kind.receipts as f64 / tally.receipts.max(1) as f64,
+            share_ci95: sim::stats::wilson_ci95(kind.receipts, tally.receipts),
+            first_trial: kind.first_trial,
+            first_choices: kind.first_choices,
+            counterexample: path,
+            counterexample_receipts: kind.shrunk.as_ref().map(|s| s.file.receipts),
+            counterexample_file: kind.shrunk.as_ref().map(|s| s.file.clone()),
+        });
+    }
+    HuntResult {
+        schema_version: crate::output::SCHEMA_VERSION,
+        command: "hunt".to_string(),
+        scenario: header.scenario,
+        seed: header.seed,
+        shard: header.shard,
+        trials_requested: header.trials_requested,
+        complete: header.complete,
+        trials: tally.trials,
+        receipts: tally.receipts,
+        counterexamples: kinds
+            .iter()
+            .filter_map(|k| k.counterexample.clone())
+            .collect(),
+        anomalies: HuntAnomalies {
+            by_class,
+            receipts_affected: affected_by_class,
+            kinds,
+        },
+    }
+}
+
+/// A result as a JSON value, keys in name order as every exporter writes them.
+fn as_value(result: &HuntResult) -> Value {
+    serde_json::to_value(result).unwrap_or(Value::Null)
+}
+
+/// The human summary of a hunt's tally.
+fn summary(tally: &Tally) -> String {
+    let mut text = String::new();
+    if tally.kinds.is_empty() {
+        let upper = sim::stats::wilson_ci95(0, tally.receipts)[1];
+        let _ = writeln!(
+            text,
+            "  no anomaly in {} receipts (95% upper bound on the share: {upper:.4})",
+            tally.receipts
+        );
+    }
+    for ((class, cause), kind) in &tally.kinds {
+        let ci = sim::stats::wilson_ci95(kind.receipts, tally.receipts);
+        let _ = writeln!(
+            text,
+            "  {} {:<27} {:>6} trials  receipts {:.4} (95% CI {:.4} .. {:.4})  {}",
+            class.name(),
+            cause.name(),
+            kind.trials,
+            kind.receipts as f64 / tally.receipts.max(1) as f64,
+            ci[0],
+            ci[1],
+            kind.shrunk
+                .as_ref()
+                .map_or("(did not shrink)".to_string(), |s| s
+                    .path
+                    .display()
+                    .to_string())
+        );
+    }
+    text
+}
+
+fn land(export: Option<&Output>, result: &HuntResult) -> Result<(), Failure> {
+    match export {
+        Some(export) => export.write_partial(&crate::output::json_bytes(&as_value(result))?),
+        None => Ok(()),
+    }
+}
+
+/// Exit status of a hunt: a race found when any kind of anomaly was.
+fn found(tally: &Tally, out: &Path) -> Result<(), Failure> {
+    if tally.kinds.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::race_found(format!(
+            "{} kinds of anomaly found; counterexamples in {}",
+            tally.kinds.len(),
+            out.display()
+        )))
+    }
 }
 
 pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
@@ -106,146 +295,219 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         ))
     })?;
     let config = &scenario.config;
+    let header = |complete: bool| HuntHeader {
+        scenario: crate::load::toml_to_json(&loaded.table),
+        seed: config.seed,
+        shard: flags.shard,
+        trials_requested: flags.trials as u64,
+        complete,
+    };
+    let owned: Vec<u64> = (0..flags.trials as u64)
+        .filter(|index| flags.shard.owns(*index))
+        .collect();
+    let mut tally = Tally::default();
+    land(flags.export, &assemble(header(false), &tally))?;
     // PCT spreads its priority changes over the events a plain trial takes.
     let expected_events = sim::pipeline::run_trial(config, None, &Default::default())
         .report
         .events;
     let started = std::time::Instant::now();
     let deadline = flags.time_budget.map(|budget| started + budget);
-    let explored: Vec<Explored> = crate::parallel::map_until_with(
-        flags.trials,
+    let mut pace = crate::output::Pace::new();
+    let mut failure: Option<Failure> = None;
+    crate::parallel::for_each_done(
+        owned.len(),
         deadline,
         "trials",
-        || (),
-        |(), index| {
-            let choices = explore::choices_for(config.seed, index as u64, expected_events);
+        |k| {
+            let choices = explore::choices_for(config.seed, owned[k], expected_events);
             explore::explore(config, &choices)
         },
+        |k, explored| {
+            tally.add(owned[k], &explored);
+            if failure.is_none() && pace.due() {
+                failure = land(flags.export, &assemble(header(false), &tally)).err();
+            }
+        },
     );
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     let elapsed = started.elapsed().as_secs_f64();
-    let receipts_total: u64 = explored.iter().map(|e| e.receipts).sum();
-    let mut kinds: BTreeMap<(Class, Cause), KindTally> = BTreeMap::new();
-    for trial in &explored {
-        for (kind, receipts) in &trial.affected {
-            let tally = kinds.entry(*kind).or_default();
-            tally.trials += 1;
-            tally.receipts += receipts;
-            tally.first.get_or_insert(trial.choices);
-        }
-    }
-    let counterexamples: Vec<(Class, Cause, PathBuf, usize)> =
-        crate::parallel::map(kinds.len(), "shrinking", |i| {
-            let (kind, tally) = kinds.iter().nth(i).expect("index within kinds");
-            let choices = tally.first.expect("a kind has a first trial");
-            write_counterexample(config, &choices, *kind, flags.out)
-        })
-        .into_iter()
-        .collect::<Result<Vec<_>, Failure>>()?
-        .into_iter()
-        .flatten()
+    let kinds: Vec<((Class, Cause), Choices)> = tally
+        .kinds
+        .iter()
+        .map(|(kind, t)| (*kind, t.first_choices))
         .collect();
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "hunt: {} trials of {} receipts in {:.1} s ({:.0} trials/s on {} threads), seeds from {}",
-        explored.len(),
-        receipts_total / explored.len().max(1) as u64,
+    let shrunk = crate::parallel::map(kinds.len(), "shrinking", |i| {
+        shrink_kind(config, &kinds[i].1, kinds[i].0, flags.out)
+    });
+    for ((kind, _), shrunk) in kinds.iter().zip(shrunk) {
+        let shrunk = shrunk?;
+        if let Some(shrunk) = &shrunk {
+            write_counterexample(shrunk)?;
+        }
+        tally.kinds.get_mut(kind).expect("a kind found").shrunk = shrunk;
+    }
+    let text = format!(
+        "hunt: shard {}/{}: {} trials of {} receipts in {:.1} s ({:.0} trials/s on {} threads), seeds from {}\n{}",
+        flags.shard.index,
+        flags.shard.count,
+        tally.trials,
+        tally.receipts / tally.trials.max(1),
         elapsed,
-        explored.len() as f64 / elapsed.max(1e-9),
+        tally.trials as f64 / elapsed.max(1e-9),
         crate::parallel::threads(),
-        config.seed
+        config.seed,
+        summary(&tally)
     );
-    if kinds.is_empty() {
-        let upper = sim::stats::wilson_ci95(0, receipts_total)[1];
-        let _ = writeln!(
-            text,
-            "  no anomaly in {receipts_total} receipts (95% upper bound on the share: {upper:.4})"
-        );
-    }
-    let mut kinds_json = Vec::new();
-    for ((class, cause), tally) in &kinds {
-        let ci = sim::stats::wilson_ci95(tally.receipts, receipts_total);
-        let share = tally.receipts as f64 / receipts_total.max(1) as f64;
-        let file = counterexamples
-            .iter()
-            .find(|(c, k, _, _)| c == class && k == cause);
-        let _ = writeln!(
-            text,
-            "  {} {:<27} {:>6} trials  receipts {:.4} (95% CI {:.4} .. {:.4})  {}",
-            class.name(),
-            cause.name(),
-            tally.trials,
-            share,
-            ci[0],
-            ci[1],
-            file.map_or("(did not shrink)".to_string(), |(_, _, path, _)| path
-                .display()
-                .to_string())
-        );
-        kinds_json.push(KindResult {
-            class: class.name(),
-            cause: cause.name(),
-            description: cause.description(),
-            trials: tally.trials,
-            receipts_affected: tally.receipts,
-            share,
-            share_ci95: ci,
-            counterexample: file.map(|(_, _, path, _)| path.display().to_string()),
-            counterexample_receipts: file.map(|(_, _, _, receipts)| *receipts as u64),
-        });
-    }
     crate::output::say(matches!(flags.export, Some(Output::Stdout)), &text);
     if let Some(export) = flags.export {
-        let mut by_class: BTreeMap<&str, u64> = Class::ALL.iter().map(|c| (c.name(), 0)).collect();
-        let mut affected_by_class: BTreeMap<&str, u64> = by_class.clone();
-        for ((class, _), tally) in &kinds {
-            *by_class.entry(class.name()).or_default() += tally.trials;
-            *affected_by_class.entry(class.name()).or_default() += tally.receipts;
-        }
-        let value = HuntResult {
-            schema_version: crate::output::SCHEMA_VERSION,
-            command: "hunt",
-            scenario: crate::load::toml_to_json(&loaded.table),
-            seed: config.seed,
-            trials: explored.len() as u64,
-            receipts: receipts_total,
-            elapsed_s: elapsed,
-            trials_per_s: explored.len() as f64 / elapsed.max(1e-9),
-            threads: crate::parallel::threads() as u64,
-            anomalies: HuntAnomalies {
-                by_class,
-                receipts_affected: affected_by_class,
-                kinds: kinds_json,
-            },
-            counterexamples: counterexamples
-                .iter()
-                .map(|(_, _, path, _)| path.display().to_string())
-                .collect(),
-        };
-        export.write_json(&value)?;
+        let complete = tally.trials == owned.len() as u64;
+        export.write_json(&as_value(&assemble(header(complete), &tally)))?;
     }
-    if kinds.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::race_found(format!(
-            "{} kinds of anomaly found; counterexamples in {}",
-            kinds.len(),
-            flags.out.display()
-        )))
-    }
+    found(&tally, flags.out)
 }
 
-/// Shrinks the first trial that showed `kind` and writes its counterexample file.
-fn write_counterexample(
+/// `merge` of hunt shards: the trials of every shard, each kind's counterexample from its lowest
+/// trial, written into `out` — exactly the result of the unsharded hunt run with `--out out`.
+pub fn merge(
+    parts: &[(String, Value)],
+    out: &Path,
+    exports: &crate::exporters::Exports,
+) -> Result<(), Failure> {
+    let mut tally = Tally::default();
+    let mut first: Option<(String, HuntResult)> = None;
+    let mut seen: Vec<u64> = Vec::new();
+    for (file, value) in parts {
+        let part: HuntResult = serde_json::from_value(value.clone())
+            .map_err(|error| Failure::bad_input(format!("{file}: not a hunt result: {error}")))?;
+        check_part(file, &part, first.as_ref())?;
+        if seen.contains(&part.shard.index) {
+            return Err(Failure::bad_input(format!(
+                "{file}: shard {} given twice: shards overlap",
+                part.shard.index
+            )));
+        }
+        seen.push(part.shard.index);
+        tally.join(tally_of(&part));
+        if first.is_none() {
+            first = Some((file.clone(), part));
+        }
+    }
+    let Some((_, first)) = first else {
+        return Err(Failure::bad_input("merge: name at least one shard file"));
+    };
+    if let Some(missing) = (0..first.shard.count).find(|index| !seen.contains(index)) {
+        return Err(Failure::bad_input(format!(
+            "merge: shard {missing} of {} is in no file: a shard is missing",
+            first.shard.count
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|error| {
+        Failure::bad_input(format!("--out {}: cannot create: {error}", out.display()))
+    })?;
+    for kind in tally.kinds.values_mut() {
+        if let Some(shrunk) = &mut kind.shrunk {
+            shrunk.path = out.join(counterexample_name(shrunk.file.class, shrunk.file.cause));
+            shrunk.file.replay = format!("receipt-sim replay {}", shrunk.path.display());
+            write_counterexample(shrunk)?;
+        }
+    }
+    let header = HuntHeader {
+        scenario: first.scenario,
+        seed: first.seed,
+        shard: Shard::WHOLE,
+        trials_requested: first.trials_requested,
+        complete: true,
+    };
+    exports.write(&as_value(&assemble(header, &tally)))?;
+    let text = format!(
+        "merged {} hunt shards: {} trials\n{}",
+        parts.len(),
+        tally.trials,
+        summary(&tally)
+    );
+    crate::output::say(exports.json_on_stdout(), &text);
+    found(&tally, out)
+}
+
+/// A shard must be whole and of the same hunt as the first.
+fn check_part(
+    file: &str,
+    part: &HuntResult,
+    first: Option<&(String, HuntResult)>,
+) -> Result<(), Failure> {
+    if part.schema_version != crate::output::SCHEMA_VERSION {
+        return Err(Failure::bad_input(format!(
+            "{file}: schema_version {} (this build reads {})",
+            part.schema_version,
+            crate::output::SCHEMA_VERSION
+        )));
+    }
+    if !part.complete {
+        return Err(Failure::bad_input(format!(
+            "{file}: an unfinished shard ({} trials done; stopped, or cut by --time-budget): \
+             run it again without a budget",
+            part.trials
+        )));
+    }
+    let Some((first_file, first)) = first else {
+        return Ok(());
+    };
+    let same = part.scenario == first.scenario
+        && part.seed == first.seed
+        && part.trials_requested == first.trials_requested
+        && part.shard.count == first.shard.count;
+    if !same {
+        return Err(Failure::bad_input(format!(
+            "{file}: a shard of another hunt than {first_file} (scenario, seed, --trials or \
+             shard count differ)"
+        )));
+    }
+    Ok(())
+}
+
+fn tally_of(part: &HuntResult) -> Tally {
+    let mut tally = Tally {
+        trials: part.trials,
+        receipts: part.receipts,
+        kinds: BTreeMap::new(),
+    };
+    for kind in &part.anomalies.kinds {
+        let shrunk = kind.counterexample_file.as_ref().map(|file| Shrunk {
+            path: PathBuf::from(kind.counterexample.clone().unwrap_or_default()),
+            file: file.clone(),
+        });
+        tally.kinds.insert(
+            (kind.class, kind.cause),
+            KindTally {
+                trials: kind.trials,
+                receipts: kind.receipts_affected,
+                first_trial: kind.first_trial,
+                first_choices: kind.first_choices,
+                shrunk,
+            },
+        );
+    }
+    tally
+}
+
+fn counterexample_name(class: Class, cause: Cause) -> String {
+    format!("{}-{}.json", class.name(), cause.name())
+}
+
+/// Shrinks the first trial that showed `kind` into a counterexample to be written in `out`.
+fn shrink_kind(
     config: &PipelineConfig,
     choices: &Choices,
     kind: (Class, Cause),
     out: &Path,
-) -> Result<Option<(Class, Cause, PathBuf, usize)>, Failure> {
+) -> Result<Option<Shrunk>, Failure> {
     let Some(found) = explore::shrink(config, choices, kind) else {
         return Ok(None);
     };
-    let path = out.join(format!("{}-{}.json", kind.0.name(), kind.1.name()));
+    let path = out.join(counterexample_name(kind.0, kind.1));
     let anomaly = found
         .judged
         .oracle
@@ -269,16 +531,11 @@ fn write_counterexample(
         excerpt: serde_json::to_value(&anomaly.excerpt).unwrap_or(Value::Null),
         replay: format!("receipt-sim replay {}", path.display()),
     };
-    let mut bytes = serde_json::to_vec_pretty(&file)
-        .map_err(|error| Failure::bad_input(format!("cannot encode a counterexample: {error}")))?;
-    bytes.push(b'\n');
-    write_atomically(&path, &bytes)?;
-    Ok(Some((
-        kind.0,
-        kind.1,
-        path,
-        found.judged.trial.report.receipts as usize,
-    )))
+    Ok(Some(Shrunk { path, file }))
+}
+
+fn write_counterexample(shrunk: &Shrunk) -> Result<(), Failure> {
+    write_atomically(&shrunk.path, &crate::output::json_bytes(&shrunk.file)?)
 }
 
 pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {

@@ -2,7 +2,9 @@
 //! temporary file in the same folder, and renamed into place together when the command ends
 //! (`commit`), so a reader never sees half a file, nor the new outputs of a command beside the old
 //! ones of another. A failed command removes its temporaries (`discard`), and so does SIGINT or
-//! SIGTERM (`remove_on_signal`). `-` means standard output; a FIFO or a device is written in
+//! SIGTERM (`remove_on_signal`). A command that works case by case also lands a partial result
+//! after each case (`Output::write_partial`, hyperfine's way): the same staging, renamed at once,
+//! so a crash or a signal leaves the complete result of the cases done, never half a file. `-` means standard output; a FIFO or a device is written in
 //! place, never replaced.
 //!
 //! Depends on `tempfile`, `signal-hook` and the file system only.
@@ -38,6 +40,22 @@ pub fn commit() -> Result<(), Failure> {
         }
     }
     result
+}
+
+/// Renames the staged temporary of `path` into place now, under the staging lock.
+fn land(path: &Path) -> Result<(), Failure> {
+    let mut staged = staged();
+    let Some(index) = staged
+        .iter()
+        .position(|(_, staged_path)| staged_path == path)
+    else {
+        return Ok(());
+    };
+    let (temporary, path) = staged.remove(index);
+    std::fs::rename(&temporary, &path).map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        Failure::bad_input(format!("{}: cannot write: {error}", path.display()))
+    })
 }
 
 /// Removes every staged temporary: nothing of a failed command lands.
@@ -152,12 +170,63 @@ impl Output {
         }
     }
 
-    pub fn write_json<T: serde::Serialize>(&self, value: &T) -> Result<(), Failure> {
-        let mut bytes = serde_json::to_vec_pretty(value)
-            .map_err(|error| Failure::bad_input(format!("cannot encode JSON: {error}")))?;
-        bytes.push(b'\n');
-        self.write(&bytes)
+    /// Replaces a regular file's content now, through the same staging as `write`, renamed into
+    /// place at once: the partial result of a command that is still working. Standard output and
+    /// devices receive only the final `write`, once.
+    pub fn write_partial(&self, bytes: &[u8]) -> Result<(), Failure> {
+        match self {
+            Output::File { path } => {
+                stage(path, bytes, false)?;
+                land(path)
+            }
+            Output::Stdout | Output::Device { .. } => Ok(()),
+        }
     }
+
+    pub fn write_json<T: serde::Serialize>(&self, value: &T) -> Result<(), Failure> {
+        self.write(&json_bytes(value)?)
+    }
+}
+
+/// How often a command lands a partial result at most (wall clock: on a fast sweep the cases take
+/// milliseconds, and rendering the result after each would cost more than running them).
+const LAND_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When the next partial result is due: after a case, once `LAND_PERIOD` has passed since the
+/// last one landed (the first, with no case done, lands before any work).
+pub struct Pace {
+    landed: std::time::Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace::new()
+    }
+}
+
+impl Pace {
+    pub fn new() -> Pace {
+        Pace {
+            landed: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether to land now; if so, the period starts again.
+    pub fn due(&mut self) -> bool {
+        let due = self.landed.elapsed() >= LAND_PERIOD;
+        if due {
+            self.landed = std::time::Instant::now();
+        }
+        due
+    }
+}
+
+/// A value as pretty JSON ending in a newline, as every JSON output is written.
+pub fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Failure> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|error| Failure::bad_input(format!("cannot encode JSON: {error}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// An output path the file system can hold: not empty, no name over `NAME_BYTES_MAX` bytes, the
@@ -205,6 +274,13 @@ fn parent_dir(path: &Path) -> PathBuf {
 /// Writes `bytes` to a temporary file beside `path`, to be renamed over `path` by `commit` (a
 /// later write to the same path replaces the earlier one).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    stage(path, bytes, true)
+}
+
+/// `write_atomically`, synced to the disk only when `durable`: a partial result, replaced a case
+/// later, is renamed whole (no reader or crash of the process sees half of it) but not synced,
+/// which would cost more than the cases on a fast sweep.
+fn stage(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Failure> {
     let dir = parent_dir(path);
     let fail = |error: std::io::Error| {
         Failure::bad_input(format!("{}: cannot write: {error}", path.display()))
@@ -222,7 +298,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(fail)?;
     }
-    file.as_file().sync_all().map_err(fail)?;
+    if durable {
+        file.as_file().sync_all().map_err(fail)?;
+    }
     let temporary = file
         .into_temp_path()
         .keep()
@@ -269,6 +347,19 @@ mod tests {
         commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         // No temporary files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_partial_write_lands_at_once_and_the_final_one_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partial.json");
+        let output = Output::create(path.to_str().unwrap(), "--export-json").unwrap();
+        output.write_partial(b"one case").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one case");
+        output.write(b"all cases").unwrap();
+        commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"all cases");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -1,7 +1,7 @@
 //! Running independent trials on all cores: one thread per trial at a time, results in index order,
 //! so the output never depends on which thread finished first. Shows a progress bar on a terminal.
 //!
-//! Depends on `std::thread` and `indicatif`.
+//! Depends on `std::thread`, `indicatif` and `sim::pipeline` (a trial's progress).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
@@ -28,34 +28,71 @@ pub fn progress(length: u64, label: &str) -> ProgressBar {
     bar
 }
 
-/// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.
-pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let results = map_until_with(count, None, label, || (), |_, index| task(index));
-    assert_eq!(results.len(), count, "without a deadline every index runs");
-    results
+/// Events between two looks at a running trial: a few per second on a large trial.
+const TRIAL_PROGRESS_EVENTS: u64 = 1 << 16;
+
+/// Progress inside one long trial, on a terminal only (`None` elsewhere): simulated time reached,
+/// receipts saved of all, events per second. The bar is cleared when dropped.
+pub fn trial_progress(receipts: u64) -> Option<(sim::pipeline::Observer, ProgressBar)> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(receipts), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("trial [{bar:20}] {pos}/{len} saved, {msg} ({elapsed})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let drawn = bar.clone();
+    let call = move |progress: &sim::pipeline::TrialProgress| {
+        let per_s = progress.events as f64 / drawn.elapsed().as_secs_f64().max(1e-9);
+        drawn.set_position(progress.receipts_saved);
+        drawn.set_message(format!(
+            "{:.1} h simulated, {:.2} M events/s",
+            progress.now.as_secs_f64() / 3600.0,
+            per_s / 1e6
+        ));
+    };
+    let observer = sim::pipeline::Observer {
+        every_events: TRIAL_PROGRESS_EVENTS,
+        call: std::sync::Arc::new(call),
+    };
+    Some((observer, bar))
 }
 
-/// Like `map`, but stops handing out new indices once `deadline` has passed (wall clock: how long
-/// to explore is the user's choice, not part of any trial), and lends each task a state of its
-/// worker thread, made once per worker by `init` (a trial arena, say). Returns the results of
-/// indices `0..k` for the `k` handed out, all of which ran to completion.
-pub fn map_until_with<S, T: Send>(
+/// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.
+pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    for_each_done(count, None, label, task, |index, result| {
+        results[index] = Some(result);
+    });
+    results
+        .into_iter()
+        .map(|r| r.expect("without a deadline every index runs"))
+        .collect()
+}
+
+/// Runs `task(0..count)` on up to `threads()` threads and hands each result to `done` as soon as
+/// it is ready (in completion order, one call at a time), so the caller can save partial results.
+/// Once `deadline` has passed (wall clock: how long to explore is the user's choice, not part of
+/// any trial) no new index is handed out: the indices run are then `0..k` for some `k`, each run
+/// to completion. Returns `k`.
+pub fn for_each_done<T: Send>(
     count: usize,
     deadline: Option<std::time::Instant>,
     label: &str,
-    init: impl Fn() -> S + Sync,
-    task: impl Fn(&mut S, usize) -> T + Sync,
-) -> Vec<T> {
+    task: impl Fn(usize) -> T + Sync,
+    done: impl FnMut(usize, T) + Send,
+) -> usize {
     let next = AtomicUsize::new(0);
+    let ran = AtomicUsize::new(0);
     let bar = progress(count as u64, label);
     let workers = threads().min(count.max(1));
-    // Each worker keeps what it ran, (index, result); they are put in index order at the end.
-    let ran: Mutex<Vec<Vec<(usize, T)>>> = Mutex::new(Vec::with_capacity(workers));
+    let done = Mutex::new(done);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                let mut state = init();
-                let mut mine = Vec::new();
                 loop {
                     if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                         break;
@@ -64,59 +101,16 @@ pub fn map_until_with<S, T: Send>(
                     if index >= count {
                         break;
                     }
-                    mine.push((index, task(&mut state, index)));
-                    bar.inc(1);
-                }
-                ran.lock().expect("no worker panicked").push(mine);
-            });
-        }
-    });
-    bar.finish_and_clear();
-    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
-    for (index, result) in ran
-        .into_inner()
-        .expect("no worker panicked")
-        .into_iter()
-        .flatten()
-    {
-        results[index] = Some(result);
-    }
-    let done = results.iter().take_while(|r| r.is_some()).count();
-    results
-        .into_iter()
-        .take(done)
-        .map(|r| r.expect("a prefix of indices ran"))
-        .collect()
-}
-
-/// Runs `task(0..count)` on up to `threads()` threads and hands each result to `done` as soon as
-/// it is ready (in completion order, one call at a time), so the caller can save partial results.
-pub fn for_each_done<T: Send>(
-    count: usize,
-    label: &str,
-    task: impl Fn(usize) -> T + Sync,
-    done: impl FnMut(usize, T) + Send,
-) {
-    let next = AtomicUsize::new(0);
-    let bar = progress(count as u64, label);
-    let workers = threads().min(count.max(1));
-    let done = Mutex::new(done);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= count {
-                        break;
-                    }
                     let result = task(index);
                     (done.lock().expect("no worker panicked"))(index, result);
+                    ran.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
                 }
             });
         }
     });
     bar.finish_and_clear();
+    ran.into_inner()
 }
 
 #[cfg(test)]
@@ -132,6 +126,7 @@ mod tests {
         let mut seen = [0; 50];
         super::for_each_done(
             50,
+            None,
             "test",
             |i| i * 2,
             |i, value| {

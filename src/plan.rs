@@ -157,6 +157,10 @@ pub struct PlanResult {
     pub slo: Objective,
     pub load_axis: String,
     pub spec: SweepSpec,
+    /// False while the plan runs: the answers from the cases so far.
+    pub complete: bool,
+    /// Grid and bisection cases run.
+    pub cases_done: u64,
     pub loads: Vec<LoadAnswer>,
     pub configurations: Vec<Configuration>,
 }
@@ -245,6 +249,9 @@ fn configurations(
     Ok(configs)
 }
 
+/// Sees the configurations after each bisection step, with the cases the step ran.
+type OnStep<'a> = dyn FnMut(&[Configuration], u64) -> Result<(), Failure> + 'a;
+
 /// Bisects each configuration's bracket: every step runs one load per configuration.
 fn bisect(
     sweep: &Sweep,
@@ -252,6 +259,7 @@ fn bisect(
     load_axis: &str,
     integral: bool,
     configs: &mut [Configuration],
+    on_step: &mut OnStep<'_>,
 ) -> Result<(), Failure> {
     let steps = sweep.spec.plan.as_ref().map_or(4, |p| p.bisection_steps);
     let mut next_index = sweep.spec.cases_total;
@@ -294,6 +302,7 @@ fn bisect(
             configs[*i].points.push(point(objective, *load, case, true));
             bracket(&mut configs[*i]);
         }
+        on_step(configs, todo.len() as u64)?;
     }
     Ok(())
 }
@@ -340,26 +349,57 @@ pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), F
     }
     let integral = axis.values.iter().all(|v| v.is_i64() || v.is_u64());
     let cases = sweep.cases(Shard::WHOLE)?;
-    let mut done: Vec<CaseResult> = Vec::new();
-    run_cases(&cases, sweep.spec.replications, "cases", |case| {
-        done.push(case)
-    });
-    done.sort_by_key(|case| case.index);
-    let mut configs = configurations(&sweep.spec, &objective, &load_axis, &done)?;
-    bisect(&sweep, &objective, &load_axis, integral, &mut configs)?;
     let mut sorted_loads = loads.clone();
     sorted_loads.sort_by(f64::total_cmp);
     sorted_loads.dedup();
-    let result = PlanResult {
+    let assemble = |configs: Vec<Configuration>, cases_done: u64, complete: bool| PlanResult {
         schema_version: SCHEMA_VERSION,
         command: "plan".to_string(),
         objective: objective.text.clone(),
-        slo: objective,
-        load_axis,
+        slo: objective.clone(),
+        load_axis: load_axis.clone(),
         spec: sweep.spec.clone(),
+        complete,
+        cases_done,
         loads: answers(&configs, &sorted_loads),
         configurations: configs,
     };
+    let land = |result: &PlanResult| {
+        exports.write_partial(&serde_json::to_value(result).unwrap_or(Value::Null))
+    };
+    land(&assemble(Vec::new(), 0, false))?;
+    let mut done: Vec<CaseResult> = Vec::new();
+    let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
+    run_cases(&cases, sweep.spec.replications, "cases", |case| {
+        done.push(case);
+        if failure.is_none() && pace.due() {
+            failure = configurations(&sweep.spec, &objective, &load_axis, &done)
+                .and_then(|configs| land(&assemble(configs, done.len() as u64, false)))
+                .err();
+        }
+    });
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    done.sort_by_key(|case| case.index);
+    let mut configs = configurations(&sweep.spec, &objective, &load_axis, &done)?;
+    let mut cases_done = done.len() as u64;
+    bisect(
+        &sweep,
+        &objective,
+        &load_axis,
+        integral,
+        &mut configs,
+        &mut |configs, ran| {
+            cases_done += ran;
+            if !pace.due() {
+                return Ok(());
+            }
+            land(&assemble(configs.to_vec(), cases_done, false))
+        },
+    )?;
+    let result = assemble(configs, cases_done, true);
     let value = serde_json::to_value(&result).unwrap_or(Value::Null);
     exports.write(&value)?;
     crate::output::say(exports.json_on_stdout(), &crate::markdown::markdown(&value));

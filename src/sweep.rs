@@ -18,8 +18,8 @@
 //! cost = { "compaction.reserved_concurrency" = 1.0 }
 //! ```
 //!
-//! Depends on `load`, `pipeline_scenario`, `parallel`, `histogram`, `shard`, `exporters` and
-//! `sim::explore`.
+//! Depends on `load`, `pipeline_scenario`, `parallel`, `histogram`, `shard`, `exporters`,
+//! `hunt_command` and `verdict_command` (their merges) and `sim::explore`.
 
 use crate::exporters::Exports;
 use crate::failure::Failure;
@@ -490,6 +490,7 @@ pub fn run_cases(
     let mut pending: BTreeMap<usize, Vec<Option<Replicated>>> = BTreeMap::new();
     crate::parallel::for_each_done(
         cases.len() * per_case,
+        None,
         label,
         |index| replicate(&cases[index / per_case], (index % per_case) as u64),
         |index, replicated| {
@@ -559,19 +560,20 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
     let sweep = Sweep::read(path)?;
     let cases = sweep.cases(shard)?;
     let spec = &sweep.spec;
-    exports.write(
+    exports.write_partial(
         &serde_json::to_value(SweepResult::assemble(spec, shard, Vec::new()))
             .unwrap_or(Value::Null),
     )?;
     let started = std::time::Instant::now();
     let mut done: Vec<CaseResult> = Vec::with_capacity(cases.len());
     let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
     run_cases(&cases, spec.replications, "cases", |case| {
         done.push(case);
-        if failure.is_none() {
+        if failure.is_none() && pace.due() {
             let partial = SweepResult::assemble(spec, shard, done.clone());
             failure = exports
-                .write(&serde_json::to_value(&partial).unwrap_or(Value::Null))
+                .write_partial(&serde_json::to_value(&partial).unwrap_or(Value::Null))
                 .err();
         }
     });
@@ -581,6 +583,7 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let result = SweepResult::assemble(spec, shard, done);
     assert!(result.complete);
+    exports.write(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
     let trials = result.cases_done * spec.replications;
     let text = format!(
         "sweep {path}: shard {}/{}: {} of {} cases, {} trials in {:.1} s ({:.2} cases/s, {:.1} trials/s on {} threads)\n{}",
@@ -599,12 +602,18 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
     Ok(())
 }
 
-/// `merge FILES`: the shards of one sweep into the result of the whole.
-pub fn merge(files: &[String], exports: &Exports) -> Result<(), Failure> {
+/// `merge FILES`: the shards of one sweep, hunt or verdict into the result of the whole (a
+/// hunt's counterexamples are written in `out`).
+pub fn merge(files: &[String], out: &Path, exports: &Exports) -> Result<(), Failure> {
+    let command_of = |file: &String| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .map(|value| value["command"].clone())
+    };
     if let Some(first) = files.first()
-        && let Ok(text) = std::fs::read_to_string(first)
-        && let Ok(value) = serde_json::from_str::<Value>(&text)
-        && value["command"] == "verdict"
+        && let Some(command) = command_of(first)
+        && (command == "verdict" || command == "hunt")
     {
         let mut parts = Vec::new();
         for file in files {
@@ -612,12 +621,18 @@ pub fn merge(files: &[String], exports: &Exports) -> Result<(), Failure> {
                 .map_err(|error| Failure::bad_input(format!("{file}: cannot read: {error}")))?;
             let value: Value = serde_json::from_str(&text)
                 .map_err(|error| Failure::bad_input(format!("{file}: not JSON: {error}")))?;
-            if value["command"] != "verdict" {
-                return Err(Failure::bad_input(format!("{file}: not a verdict result")));
+            if value["command"] != command {
+                return Err(Failure::bad_input(format!(
+                    "{file}: not a {command} result"
+                )));
             }
             parts.push((file.clone(), value));
         }
-        return crate::verdict_command::merge(&parts, exports);
+        return if command == "hunt" {
+            crate::hunt_command::merge(&parts, out, exports)
+        } else {
+            crate::verdict_command::merge(&parts, exports)
+        };
     }
     let mut spec: Option<SweepSpec> = None;
     let mut cases: BTreeMap<u64, CaseResult> = BTreeMap::new();

@@ -1,7 +1,8 @@
 //! `run` and `compare` for pipeline scenarios: one trial (or the same receipts and random draws
 //! through both flows), judged by the oracle, printed for people and exported for machines.
 //!
-//! Depends on `pipeline_scenario`, `output`, `sim::explore` and `sim::stats`.
+//! Depends on `pipeline_scenario`, `output`, `parallel` (progress), `sim::explore` and
+//! `sim::stats`.
 
 use crate::failure::Failure;
 use crate::load::Loaded;
@@ -40,11 +41,16 @@ fn options(history: bool) -> TrialOptions {
 
 pub fn run(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
     let scenario = pipeline_scenario::load(loaded)?;
-    let judged = explore::judge(
-        &scenario.config,
-        scenario.receipts(),
-        &options(flags.history.is_some()),
-    );
+    let mut options = options(flags.history.is_some());
+    let receipts = scenario
+        .receipts()
+        .map_or(scenario.config.workload.receipts, |r| r.len() as u64);
+    let progress = crate::parallel::trial_progress(receipts);
+    options.observer = progress.as_ref().map(|(observer, _)| observer.clone());
+    let judged = explore::judge(&scenario.config, scenario.receipts(), &options);
+    if let Some((_, bar)) = progress {
+        bar.finish_and_clear();
+    }
     check_settled(&judged, loaded)?;
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();

@@ -56,6 +56,8 @@ pub struct VerdictResult {
     pub schema_version: u32,
     pub command: &'static str,
     pub shard: crate::shard::Shard,
+    /// False while the verdict runs: the pairs judged so far.
+    pub complete: bool,
     pub overrides: Vec<String>,
     pub trials_per_cell: u64,
     pub loads: Vec<LoadResult>,
@@ -177,13 +179,56 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
         .filter(|cell| flags.shard.owns(cell.pair))
         .collect();
     let trials = flags.trials;
-    let summaries = crate::parallel::map(cells.len() * trials, "trials", |index| {
-        let cell = &cells[index / trials];
-        summarise_trial(&cell.config, (index % trials) as u64)
-    });
-    let mut results: Vec<CellResult> = (0..cells.len()).map(|_| CellResult::default()).collect();
-    for (index, summary) in summaries.into_iter().enumerate() {
-        let result = &mut results[index / trials];
+    // Both cells of a pair are judged before the pair lands: trials `2 * trials` at a time.
+    let per_pair = 2 * trials;
+    let mut results: Vec<Option<CellResult>> = (0..cells.len()).map(|_| None).collect();
+    let mut pending: BTreeMap<usize, Vec<Option<TrialSummary>>> = BTreeMap::new();
+    land(flags, &cells, &results)?;
+    let mut failure: Option<Failure> = None;
+    let mut pace = crate::output::Pace::new();
+    crate::parallel::for_each_done(
+        cells.len() * trials,
+        None,
+        "trials",
+        |index| summarise_trial(&cells[index / trials].config, (index % trials) as u64),
+        |index, summary| {
+            let slots = pending
+                .entry(index / per_pair)
+                .or_insert_with(|| (0..per_pair).map(|_| None).collect());
+            slots[index % per_pair] = Some(summary);
+            if slots.iter().all(Option::is_some) {
+                let slots = pending.remove(&(index / per_pair)).expect("pending");
+                let mut summaries = slots.into_iter().map(|s| s.expect("all ran"));
+                for cell in 0..2 {
+                    let cell_index = (index / per_pair) * 2 + cell;
+                    results[cell_index] = Some(fold(summaries.by_ref().take(trials)));
+                }
+                if failure.is_none() && pace.due() {
+                    failure = land(flags, &cells, &results).err();
+                }
+            }
+        },
+    );
+    assert!(pending.is_empty(), "every pair completed");
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let result = assemble(flags, &cells, &results);
+    let json_on_stdout = matches!(flags.export_json, Some(Output::Stdout));
+    crate::output::say(json_on_stdout, &result.markdown);
+    if let Some(output) = flags.export_markdown {
+        output.write(result.markdown.as_bytes())?;
+    }
+    if let Some(output) = flags.export_json {
+        output.write_json(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
+    }
+    Ok(())
+}
+
+/// A cell's result from its trials, in seed order.
+fn fold(summaries: impl Iterator<Item = TrialSummary>) -> CellResult {
+    let mut result = CellResult::default();
+    for summary in summaries {
         result.receipts += summary.receipts;
         result.affected_any += summary.affected_any;
         result.never_visible += summary.never_visible;
@@ -197,35 +242,58 @@ pub fn verdict(flags: &VerdictFlags<'_>) -> Result<(), Failure> {
             result.visible.record(latency);
         }
     }
-    let rows: Vec<Value> = cells
+    result
+}
+
+/// The verdict over the pairs judged so far (both cells of a pair, or neither).
+fn assemble(
+    flags: &VerdictFlags<'_>,
+    cells: &[Cell],
+    results: &[Option<CellResult>],
+) -> VerdictResult {
+    let (done_cells, done_results): (Vec<&Cell>, Vec<&CellResult>) = cells
         .iter()
-        .zip(&results)
+        .zip(results)
+        .filter_map(|(cell, result)| result.as_ref().map(|result| (cell, result)))
+        .unzip();
+    let rows: Vec<Value> = done_cells
+        .iter()
+        .zip(&done_results)
         .map(|(cell, result)| row_json(cell, result))
         .collect();
-    let claims = claims(&cells, &results);
-    let markdown = markdown(trials, &rows, &claims);
-    let json_on_stdout = matches!(flags.export_json, Some(Output::Stdout));
-    crate::output::say(json_on_stdout, &markdown);
+    let claims = claims(&done_cells, &done_results);
+    let markdown = markdown(flags.trials, &rows, &claims);
+    // Keys in name order, as `merge` writes them, so merged shards equal the whole.
+    VerdictResult {
+        schema_version: crate::output::SCHEMA_VERSION,
+        command: "verdict",
+        shard: flags.shard,
+        complete: done_cells.len() == cells.len(),
+        overrides: flags.overrides.to_vec(),
+        trials_per_cell: flags.trials as u64,
+        loads: LOADS
+            .iter()
+            .map(|(name, overrides)| LoadResult { name, overrides })
+            .collect(),
+        rows,
+        claims,
+        markdown,
+    }
+}
+
+/// Lands the verdict so far in the export files.
+fn land(
+    flags: &VerdictFlags<'_>,
+    cells: &[Cell],
+    results: &[Option<CellResult>],
+) -> Result<(), Failure> {
+    let result = assemble(flags, cells, results);
     if let Some(output) = flags.export_markdown {
-        output.write(markdown.as_bytes())?;
+        output.write_partial(result.markdown.as_bytes())?;
     }
     if let Some(output) = flags.export_json {
-        // Keys in name order, as `merge` writes them, so merged shards equal the whole.
-        let result = VerdictResult {
-            schema_version: crate::output::SCHEMA_VERSION,
-            command: "verdict",
-            shard: flags.shard,
-            overrides: flags.overrides.to_vec(),
-            trials_per_cell: trials as u64,
-            loads: LOADS
-                .iter()
-                .map(|(name, overrides)| LoadResult { name, overrides })
-                .collect(),
-            rows,
-            claims,
-            markdown,
-        };
-        output.write_json(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
+        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
+        output.write_partial(&crate::output::json_bytes(&value)?)?;
     }
     Ok(())
 }
@@ -267,7 +335,7 @@ fn row_json(cell: &Cell, result: &CellResult) -> Value {
 
 /// The claim, per configuration and load: the new flow (no wait) is free of anomalies, and no
 /// worse than the old flow.
-fn claims(cells: &[Cell], results: &[CellResult]) -> Vec<Value> {
+fn claims(cells: &[&Cell], results: &[&CellResult]) -> Vec<Value> {
     let mut claims = Vec::new();
     for pair in cells.chunks(2).zip(results.chunks(2)) {
         let ([old_cell, new_cell], [old, new]) = pair else {
@@ -419,6 +487,12 @@ pub fn merge(
     let mut rows: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
     let mut claims: BTreeMap<u64, Value> = BTreeMap::new();
     for (file, part) in parts {
+        if part["complete"] != true {
+            return Err(Failure::bad_input(format!(
+                "{file}: an unfinished shard ({} pairs done): run it again",
+                part["claims"].as_array().map_or(0, Vec::len)
+            )));
+        }
         for key in ["trials_per_cell", "overrides", "schema_version"] {
             if part[key] != first[key] {
                 return Err(Failure::bad_input(format!(
@@ -453,6 +527,7 @@ pub fn merge(
         schema_version: crate::output::SCHEMA_VERSION,
         command: "verdict",
         shard: crate::shard::Shard::WHOLE,
+        complete: true,
         overrides: serde_json::from_value(first["overrides"].clone()).unwrap_or_default(),
         trials_per_cell: trials,
         loads: LOADS

@@ -388,3 +388,48 @@ fn hunt_finds_the_dropped_label_race_and_its_counterexamples_replay() {
     let untouched = replay_tampered(dir.path(), &counterexample, |_| {});
     assert_eq!(untouched.status.code(), Some(0), "{}", stderr(&untouched));
 }
+
+#[test]
+fn a_long_trial_shows_progress_on_a_terminal_only_and_the_same_result() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: `script` (util-linux) is not installed to give the trial a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_receipt-sim");
+    let run = |name: &str| {
+        let json = dir.path().join(name);
+        format!(
+            "{bin} run built --set workload.receipts=3000 --json {}",
+            json.display()
+        )
+    };
+    let plain = Command::new("sh")
+        .args(["-c", &run("plain.json")])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("saved,"), "{}", stderr(&plain));
+    // `script` runs the command on a pseudo-terminal and copies what it drew to standard output.
+    let on_terminal = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} >/dev/null", run("terminal.json")),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(on_terminal.status.code(), Some(0));
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(drawn.contains("/3000 saved,"), "{drawn}");
+    assert!(drawn.contains("h simulated"), "{drawn}");
+    assert_eq!(
+        std::fs::read(dir.path().join("plain.json")).unwrap(),
+        std::fs::read(dir.path().join("terminal.json")).unwrap(),
+        "progress changes nothing the trial does"
+    );
+}

@@ -373,3 +373,165 @@ fn sharded_verdict_merges_into_the_unsharded_verdict_byte_for_byte() {
     assert!(std::fs::read(&whole).unwrap() == std::fs::read(&merged).unwrap());
     assert_eq!(read_json(&whole)["rows"].as_array().unwrap().len(), 36);
 }
+
+/// The counterexample files of a folder, by name.
+fn folder(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn sharded_hunt_merges_into_the_unsharded_hunt_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole_dir, shards_dir) = (dir.path().join("whole"), dir.path().join("shards"));
+    std::fs::create_dir_all(&whole_dir).unwrap();
+    std::fs::create_dir_all(&shards_dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_receipt-sim");
+    let hunt = ["hunt", "hunt", "--trials", "300"];
+    // Found races exit 1; the counterexamples go to `ce` beside each result.
+    let whole = Command::new(bin)
+        .args(hunt)
+        .args(["--out", "ce", "--json", "hunt.json"])
+        .current_dir(&whole_dir)
+        .output()
+        .unwrap();
+    assert_eq!(whole.status.code(), Some(1), "{}", stderr(&whole));
+    let mut files = Vec::new();
+    for index in 0..3 {
+        let name = format!("shard-{index}.json");
+        let mut command = Command::new(bin);
+        command
+            .args(hunt)
+            .args(["--out", &format!("ce-{index}"), "--json", &name])
+            .current_dir(&shards_dir);
+        // Shard 2 comes from AWS Batch's array index, the others from the flag.
+        if index == 2 {
+            command
+                .env("AWS_BATCH_JOB_ARRAY_INDEX", "2")
+                .env("AWS_BATCH_JOB_ARRAY_SIZE", "3");
+        } else {
+            command.args(["--shard", &format!("{index}/3")]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&output)
+        );
+        let part = read_json(&shards_dir.join(&name));
+        assert_eq!(part["shard"]["index"], index);
+        assert_eq!(part["complete"], true);
+        assert_eq!(part["trials"], 100);
+        files.push(name);
+    }
+    files.reverse();
+    let merged = Command::new(bin)
+        .arg("merge")
+        .args(&files)
+        .args(["--out", "ce", "--json", "hunt.json"])
+        .current_dir(&shards_dir)
+        .output()
+        .unwrap();
+    assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
+    let (a, b) = (
+        std::fs::read(whole_dir.join("hunt.json")).unwrap(),
+        std::fs::read(shards_dir.join("hunt.json")).unwrap(),
+    );
+    assert!(a == b, "the merged hunt differs from the unsharded one");
+    let value = read_json(&whole_dir.join("hunt.json"));
+    assert_eq!(value["trials"], 300);
+    assert!(!value["counterexamples"].as_array().unwrap().is_empty());
+    assert_eq!(
+        folder(&whole_dir.join("ce")),
+        folder(&shards_dir.join("ce")),
+        "the same counterexample files"
+    );
+    // A missing shard is refused with one line.
+    let incomplete = Command::new(bin)
+        .args(["merge", &files[0], &files[1], "--out", "ce2", "--json", "-"])
+        .current_dir(&shards_dir)
+        .output()
+        .unwrap();
+    common::assert_bad_input(&incomplete, &["shard", "missing"]);
+}
+
+/// Starts a command, waits for its JSON export to land with `key` above zero, kills it with
+/// SIGTERM and returns the export as it was left.
+fn killed_after_the_first_case(args: &[&str], json: &Path, key: &str) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let landed = std::fs::read_to_string(json)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        let done = |value: Value| {
+            let count = value[key].as_u64();
+            count
+                .or(value[key].as_array().map(|a| a.len() as u64))
+                .unwrap_or(0)
+        };
+        if landed.is_some_and(|value| done(value) > 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{args:?}: no case landed in two minutes"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "{args:?}: ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{args:?}: killed by SIGTERM");
+    let names: Vec<String> = std::fs::read_dir(json.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{args:?}: no temporary left: {names:?}");
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+#[test]
+fn a_killed_command_leaves_complete_partial_results() {
+    let sweeps = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/sweeps");
+    let built = format!("{sweeps}/built.toml");
+    let cases: [(&[&str], &str); 4] = [
+        (&["sweep", &built], "cases_done"),
+        (
+            &["plan", &built, "--slo", "labels_visible.p99 < 120s"],
+            "cases_done",
+        ),
+        (&["verdict", "--trials", "40"], "rows"),
+        (&["hunt", "hunt", "--trials", "1000000", "--out"], "trials"),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    for (args, key) in cases {
+        let mut args = args.to_vec();
+        if args[0] == "hunt" {
+            args.push(out.path().to_str().unwrap());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("partial.json");
+        let partial = killed_after_the_first_case(&args, &json, key);
+        assert_eq!(partial["complete"], false, "{args:?}");
+        assert_eq!(partial["schema_version"], 1, "{args:?}");
+    }
+}

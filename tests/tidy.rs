@@ -230,7 +230,15 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
     ),
     (
         "hunt_command",
-        &["failure", "load", "output", "parallel", "pipeline_scenario"],
+        &[
+            "exporters",
+            "failure",
+            "load",
+            "output",
+            "parallel",
+            "pipeline_scenario",
+            "shard",
+        ],
     ),
     (
         "verdict_command",
@@ -250,6 +258,7 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
             "exporters",
             "failure",
             "histogram",
+            "hunt_command",
             "load",
             "markdown",
             "output",

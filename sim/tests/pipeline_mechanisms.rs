@@ -327,6 +327,7 @@ fn overload_stops_at_the_horizon_and_reports_backlog() {
         tie_break: TieBreak::Fifo,
         history: HistoryFilter::Off,
         report: sim::pipeline::ReportDetail::Full,
+        observer: None,
     };
     let limited = run_trial(&config, None, &options).report;
     assert_eq!(limited.stop, "event_limit");
@@ -413,4 +414,34 @@ fn history_names_the_words_written_and_the_words_sent() {
             .iter()
             .all(|p| p.ids.iter().all(|id| id.is_word()))
     );
+}
+
+#[test]
+fn an_observer_sees_the_progress_and_changes_nothing() {
+    use sim::pipeline::{Observer, TrialProgress};
+    use std::sync::{Arc, Mutex};
+    let config = burst(PipelineConfig::built(), 40);
+    let plain = run(&config);
+    let seen: Arc<Mutex<Vec<TrialProgress>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let options = TrialOptions {
+        observer: Some(Observer {
+            every_events: 100,
+            call: Arc::new(move |progress| sink.lock().unwrap().push(*progress)),
+        }),
+        ..TrialOptions::default()
+    };
+    let observed = run_trial(&config, None, &options);
+    assert_eq!(observed.report, plain.report);
+    assert_eq!(observed.latencies, plain.latencies);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, plain.report.events / 100);
+    for (k, pair) in seen.windows(2).enumerate() {
+        assert_eq!(pair[1].events, 100 * (k as u64 + 2));
+        assert!(pair[0].now <= pair[1].now);
+        assert!(pair[0].receipts_saved <= pair[1].receipts_saved);
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last.receipts, 40);
+    assert!(last.receipts_saved > 0 && last.receipts_saved <= 40);
 }

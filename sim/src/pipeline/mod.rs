@@ -37,6 +37,32 @@ pub struct TrialOptions {
     /// The trial stops after this many events (a model that never ends is reported, not hung).
     pub event_limit: u64,
     pub report: ReportDetail,
+    /// Sees the trial's progress every so many events; never changes what the trial does.
+    pub observer: Option<Observer>,
+}
+
+/// What a running trial has reached, for a progress display.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TrialProgress {
+    pub now: Instant,
+    pub events: u64,
+    pub receipts: u64,
+    /// Receipts whose labels are saved.
+    pub receipts_saved: u64,
+}
+
+/// A read-only look at a running trial every `every_events` events (at least 1). The trial
+/// keeps no clock and does no I/O; the callback may (the binary draws a progress bar).
+#[derive(Clone)]
+pub struct Observer {
+    pub every_events: u64,
+    pub call: std::sync::Arc<dyn Fn(&TrialProgress) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Observer {{ every_events: {} }}", self.every_events)
+    }
 }
 
 /// How much of the report a trial computes.
@@ -58,6 +84,7 @@ impl Default for TrialOptions {
             history: HistoryFilter::Off,
             event_limit: u64::MAX,
             report: ReportDetail::Full,
+            observer: None,
         }
     }
 }
@@ -265,7 +292,7 @@ pub fn run_trial<C: TrialConfig + ?Sized>(
         History::new(options.history.clone()),
         options.report,
     );
-    simulation.run();
+    simulation.run_observed(options.observer.as_ref());
     finish(simulation)
 }
 

@@ -532,15 +532,44 @@ impl<'a> Simulation<'a> {
 
     /// Schedules every arrival and the first sample, then runs the engine until it stops.
     pub fn run(&mut self) {
+        self.run_observed(None);
+    }
+
+    /// `run`, showing `observer` the progress every `observer.every_events` events (a counter
+    /// per event, nothing more, on the hot path).
+    pub fn run_observed(&mut self, observer: Option<&crate::pipeline::Observer>) {
         // Arrivals are scheduled one at a time, each by the one before, to keep the queue small.
         if let Some(first) = self.receipts.first() {
             self.engine
                 .schedule_at(first.arrival_instant(), Event::Arrival(first.index));
         }
+        let every_events = observer.map_or(u64::MAX, |o| o.every_events.max(1));
+        let mut countdown = every_events;
         while let Some((now, event)) = self.engine.next() {
             self.handle(now, event);
+            countdown -= 1;
+            if countdown == 0 {
+                countdown = every_events;
+                if let Some(observer) = observer {
+                    (observer.call)(&self.reached(now));
+                }
+            }
         }
         self.engine.assert_accounted();
+    }
+
+    /// What the trial has reached at `now`.
+    fn reached(&self, now: Instant) -> crate::pipeline::TrialProgress {
+        crate::pipeline::TrialProgress {
+            now,
+            events: self.engine.events(),
+            receipts: self.receipts.len() as u64,
+            receipts_saved: self
+                .progress
+                .iter()
+                .filter(|p| p.saved_at.is_some())
+                .count() as u64,
+        }
     }
 
     fn handle(&mut self, now: Instant, event: Event) {
