@@ -334,6 +334,11 @@ fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
         "latency (s)", "p50", "p90", "p99", "max", "count"
     );
     latency_row(text, "labels saved", &report.latency_ms.labels_saved);
+    latency_row(
+        text,
+        "  from embedding",
+        &report.latency_ms.labels_saved_from_embedding,
+    );
     latency_row(text, "labels visible", &report.latency_ms.labels_visible);
     for (stage, summary) in &report.latency_ms.stages {
         if summary.count > 0 {

@@ -414,3 +414,29 @@ fn history_names_the_words_written_and_the_words_sent() {
             .all(|p| p.ids.iter().all(|id| id.is_word()))
     );
 }
+
+/// "Labels saved" measured from the start of embedding, the window of the note's "35–60 s" (new
+/// flow: embedding 15–30 s and LangGraph 20–30 s) and "35–120 s" (old flow: the wait between
+/// them), beside the same figure measured from the receipt's arrival, which adds the queue wait
+/// and OCR.
+#[test]
+fn labels_saved_from_embedding_is_the_notes_window() {
+    let mut config = spaced(PipelineConfig::default(), 8, secs(1800));
+    config.flow = Flow::New;
+    let report = run(&config).report;
+    let window = &report.latency_ms.labels_saved_from_embedding;
+    let saved = &report.latency_ms.labels_saved;
+    assert_eq!(window.count, 8);
+    assert!(
+        (35_000.0..=65_000.0).contains(&window.p50),
+        "new flow {window:?}"
+    );
+    // Arrival adds OCR (15–30 s) and the metadata writes in front of the embedding.
+    assert!(saved.p50 >= window.p50 + 15_000.0, "{saved:?} {window:?}");
+    config.flow = Flow::Old;
+    let old = run(&config).report;
+    let old_window = &old.latency_ms.labels_saved_from_embedding;
+    assert_eq!(old_window.count, 8);
+    assert!(old_window.p50 > window.p50, "{old_window:?} {window:?}");
+    assert!(old_window.max < 120_000.0 + 60_000.0, "{old_window:?}");
+}

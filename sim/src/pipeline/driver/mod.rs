@@ -304,6 +304,10 @@ pub struct Progress {
     pub arrived: bool,
     pub started: bool,
     pub saved_at: Option<Instant>,
+    /// The start of the embedding of the receipt's latest upload attempt.
+    pub embedding_started_at: Option<Instant>,
+    /// From `embedding_started_at` to the labels' save of the same attempt.
+    pub saved_from_embedding: Option<Duration>,
     pub finished: bool,
     pub run_id: u32,
     /// Bit per collection: the delta of the current run was uploaded.
