@@ -594,8 +594,15 @@ impl CompactionInvocation {
                 let Response::Touched(ids) = response else {
                     panic!("a metadata update answered {response:?}")
                 };
+                // The code at 54acc5869 (`apply_metadata_updates_in_memory` in
+                // infra/chromadb_compaction/lambdas/compaction/metadata_handler.py) records
+                // `updated_count = 0` as a result and the message counts as done; under
+                // `missing_id = "retry"` it fails and comes back, as a label update does.
                 if ids == 0 {
                     self.notes.push_back(CompactionNote::MetadataDropped(index));
+                    if self.settings.missing_id == MissingId::Retry {
+                        self.outcomes[index] = Outcome::Failed;
+                    }
                 }
                 self.ids_touched += ids;
                 self.next_apply(now, position + 1);
@@ -959,6 +966,39 @@ mod tests {
                 effect,
                 Effect::Collection(CollectionOp::UpdateLabels { .. })
             )));
+            assert_eq!(
+                invocation.outcomes(),
+                &[expected, Outcome::Done],
+                "{missing_id:?}"
+            );
+        }
+    }
+
+    /// A merchant update that finds none of the receipt's ids: counted done at 54acc5869
+    /// (`apply_metadata_updates_in_memory`, metadata_handler.py), retried under `retry`.
+    #[test]
+    fn a_metadata_update_without_ids_is_dropped_or_retried_as_configured() {
+        for (missing_id, expected) in [
+            (MissingId::Drop, Outcome::Done),
+            (MissingId::Retry, Outcome::Failed),
+        ] {
+            let settings = CompactionSettings {
+                missing_id,
+                ..settings()
+            };
+            let kind = MessageKind::Metadata {
+                merchant: Some(7),
+                event: EventName::Modify,
+            };
+            let messages = vec![message(1, kind), label(2, EventName::Modify)];
+            let mut invocation =
+                CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+            drive(&mut invocation, |effect, _| match effect {
+                Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. }) => {
+                    Response::Touched(0)
+                }
+                other => idle(other),
+            });
             assert_eq!(
                 invocation.outcomes(),
                 &[expected, Outcome::Done],

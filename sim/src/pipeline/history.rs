@@ -104,6 +104,8 @@ pub enum HistoryEvent {
     MessagesDeleted,
     MessagesFailed,
     DeadLettered,
+    /// A message reached its queue's retention period and SQS deleted it (detail: the queue).
+    ExpiredByRetention,
     CompactionKilled,
     LabelsVisible,
     /// Injected: a compaction invocation stalls (detail: where and for how long).
@@ -131,6 +133,7 @@ impl HistoryEvent {
                 | HistoryEvent::MerchantUpdated
                 | HistoryEvent::EmbeddingNotFound
                 | HistoryEvent::DeadLettered
+                | HistoryEvent::ExpiredByRetention
         )
     }
 }

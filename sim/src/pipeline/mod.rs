@@ -188,6 +188,8 @@ pub struct TrialReport {
     /// Receipts whose labels were never saved (still in flight, or dead-lettered).
     pub never_saved: u64,
     pub dead_lettered: PerQueue<u64>,
+    /// Messages SQS deleted at the queue's retention period.
+    pub expired_by_retention: PerQueue<u64>,
     pub lock_failures: LockFailures,
     pub publishes: BTreeMap<&'static str, u64>,
     pub pointer_conflicts: u64,
@@ -352,6 +354,11 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
             upload: simulation.upload_queue.counters().dead_lettered,
             lines: simulation.queues[0].counters().dead_lettered,
             words: simulation.queues[1].counters().dead_lettered,
+        },
+        expired_by_retention: PerQueue {
+            upload: simulation.upload_queue.counters().expired_by_retention,
+            lines: simulation.queues[0].counters().expired_by_retention,
+            words: simulation.queues[1].counters().expired_by_retention,
         },
         lock_failures: LockFailures {
             busy_at_quick_check: counters.busy_at_quick_check,

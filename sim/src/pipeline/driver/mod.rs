@@ -336,6 +336,8 @@ pub struct Simulation<'a> {
     poll_at: PollTimes,
     /// When each compaction mapping's batching window opened, if it is open.
     window_started: [Option<Instant>; 2],
+    /// Expired messages already written to the history: upload, lines and words queues.
+    expired_recorded: [usize; 3],
     pub progress: Vec<Progress>,
     pub visibility: Visibility,
     pub stages: Stages,
@@ -477,6 +479,7 @@ impl<'a> Simulation<'a> {
             compactions: Slots::new(),
             poll_at: PollTimes::default(),
             window_started: [None; 2],
+            expired_recorded: [0; 3],
             progress: vec![Progress::default(); receipts.len()],
             visibility: Visibility::new(receipts.len()),
             stages: match detail {
@@ -545,6 +548,11 @@ impl<'a> Simulation<'a> {
             self.handle(now, event);
         }
         self.engine.assert_accounted();
+        let end = self.engine.now();
+        self.upload_queue.expire_until(end);
+        self.queues[0].expire_until(end);
+        self.queues[1].expire_until(end);
+        self.record_expired();
     }
 
     fn handle(&mut self, now: Instant, event: Event) {

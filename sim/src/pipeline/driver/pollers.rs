@@ -84,6 +84,7 @@ impl Simulation<'_> {
                     );
                 }
             }
+            self.record_expired();
             let handles: Vec<(ReceiptIndex, ReceiptHandle)> = received
                 .iter()
                 .map(|message| (message.body, message.handle))
@@ -262,6 +263,48 @@ impl Simulation<'_> {
         }
     }
 
+    /// History records, stamped with the instant of expiry, for the messages the queues' retention
+    /// removed since the last call (SQS deletes a message at its retention period without a trace;
+    /// the history keeps one so that the loss has a cause).
+    pub(super) fn record_expired(&mut self) {
+        if self.history.filter.is_off() {
+            return;
+        }
+        let expired = self.upload_queue.expired();
+        for message in &expired[self.expired_recorded[0]..] {
+            let receipt = message.body;
+            self.history.record(
+                message.moved_at,
+                Actor::Workload,
+                HistoryEvent::ExpiredByRetention,
+                Some(receipt),
+                &[],
+                || "upload".to_string(),
+            );
+        }
+        self.expired_recorded[0] = expired.len();
+        for collection in Collection::ALL {
+            let queue = &self.queues[collection.index()];
+            let recorded = self.expired_recorded[1 + collection.index()];
+            let fresh: Vec<_> = queue.expired()[recorded..]
+                .iter()
+                .map(|message| (message.moved_at, message.body))
+                .collect();
+            self.expired_recorded[1 + collection.index()] = queue.expired().len();
+            for (at, message) in fresh {
+                let ids = self.message_ids(&message);
+                self.history.record(
+                    at,
+                    Actor::Queue { collection },
+                    HistoryEvent::ExpiredByRetention,
+                    Some(message.receipt),
+                    ids.as_slice(),
+                    || describe_messages(collection, std::slice::from_ref(&message)),
+                );
+            }
+        }
+    }
+
     /// Whether the mapping's batching window lets it receive now; otherwise the window is opened
     /// (or kept) and a poll is due when it closes.
     pub(super) fn batching_window_open(&mut self, now: Instant, collection: Collection) -> bool {
@@ -299,6 +342,7 @@ impl Simulation<'_> {
             let mut received = std::mem::take(&mut self.received_messages);
             self.queues[queue_index].receive_into(now, batch_size, &mut received);
             self.record_dead_letters(now, collection, dead_before);
+            self.record_expired();
             if received.is_empty() || self.throttled(now, collection, &received) {
                 self.received_messages = received;
                 break;
