@@ -114,7 +114,8 @@ pub enum HistoryEvent {
     KilledAfterPointer,
     /// Injected: a stream processor invocation failed after sending; the mapping retries the batch.
     StreamRetried,
-    /// Injected: a compaction invocation start was throttled after the mapping received the batch.
+    /// A compaction invocation start was refused after the mapping received the batch: injected
+    /// (no detail) or by the reserved concurrency (detail `reserved concurrency`).
     Throttled,
 }
 

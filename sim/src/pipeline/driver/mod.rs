@@ -26,7 +26,7 @@ mod working_copy;
 
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
-    FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
+    FailureReporting, MappingPollers, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
     UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
@@ -338,6 +338,10 @@ pub struct Simulation<'a> {
     window_started: [Option<Instant>; 2],
     /// Expired messages already written to the history: upload, lines and words queues.
     expired_recorded: [usize; 3],
+    /// Per compaction mapping: invocations it started that still run, and since when its queue
+    /// has had messages (its pollers scale up from then).
+    mapping_running: [u32; 2],
+    mapping_busy_since: [Option<Instant>; 2],
     pub progress: Vec<Progress>,
     pub visibility: Visibility,
     pub stages: Stages,
@@ -480,6 +484,8 @@ impl<'a> Simulation<'a> {
             poll_at: PollTimes::default(),
             window_started: [None; 2],
             expired_recorded: [0; 3],
+            mapping_running: [0; 2],
+            mapping_busy_since: [None; 2],
             progress: vec![Progress::default(); receipts.len()],
             visibility: Visibility::new(receipts.len()),
             stages: match detail {
