@@ -138,7 +138,10 @@ fn reserved_concurrency_is_never_exceeded_under_a_burst() {
     assert_eq!(report.concurrency_max.upload, 20);
     assert_eq!(report.concurrency_max.compaction, 4);
     assert_eq!(report.concurrency_max.stream_processor, 1);
-    assert_eq!(report.throttles.upload, 0, "the upload poller waits for room");
+    assert_eq!(
+        report.throttles.upload, 0,
+        "the upload poller waits for room"
+    );
     // The compaction mappings' pollers receive whatever the function's room: the reserved
     // concurrency refuses the batches beyond it (throttles) and is never exceeded.
     assert!(report.throttles.compaction > 0);

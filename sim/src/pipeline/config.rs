@@ -323,6 +323,33 @@ pub struct QueuesConfig {
     pub maximum_concurrency: u32,
 }
 
+/// What the publish compares to see that the pointer moved since the invocation read it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftCheck {
+    /// The pointer's text, the version id, as the code at 54acc5869 does
+    /// (infra/chromadb_compaction/lambdas/enhanced_compaction_handler.py keeps
+    /// `expected_pointer = dl.get("version_id")`): a version id reused within its resolution
+    /// looks unchanged.
+    VersionId,
+    /// The pointer object's etag, which changes with every write.
+    Etag,
+}
+
+/// Whether the publish re-reads the lock (owner and expiry) before the upload and again before
+/// the pointer write.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnershipCheck {
+    /// As the code at 54acc5869 does (`upload_snapshot_atomic` in
+    /// receipt_label/receipt_label/utils/chroma_s3_helpers.py calls
+    /// `LockManager.validate_ownership`, lock_manager.py, before the upload and before the
+    /// pointer write): check then act, not atomic.
+    BeforeUploadAndPointer,
+    /// No re-check: the lock taken at publish is trusted to the end.
+    Off,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PointerPromotion {
@@ -371,6 +398,8 @@ pub struct CompactionConfig {
     /// Waits before each further try to take the lock at publish (two tries after 0.1 s and 0.2 s).
     pub publish_lock_retry_delays: Vec<Duration>,
     pub pointer_promotion: PointerPromotion,
+    pub drift_check: DriftCheck,
+    pub ownership_check: OwnershipCheck,
     /// Version ids are `floor(now / resolution)`: two publishes in one tick reuse an id.
     pub version_id_resolution: Duration,
     pub upsert: UpsertMode,
@@ -580,6 +609,8 @@ impl Default for CompactionConfig {
             heartbeat_interval: Duration::from_secs(30),
             publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)],
             pointer_promotion: PointerPromotion::Blind,
+            drift_check: DriftCheck::VersionId,
+            ownership_check: OwnershipCheck::BeforeUploadAndPointer,
             version_id_resolution: Duration::from_secs(1),
             upsert: UpsertMode::Merge,
             missing_id: MissingId::Drop,

@@ -101,6 +101,8 @@ pub enum HistoryEvent {
     Published,
     PointerPromoted,
     PointerConflict,
+    /// The ownership re-check before the upload or the pointer write found the lock lost.
+    OwnershipLost,
     MessagesDeleted,
     MessagesFailed,
     DeadLettered,

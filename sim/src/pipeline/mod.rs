@@ -70,6 +70,8 @@ pub struct TrialCounters {
     pub pointer_moved_at_quick_check: u64,
     pub pointer_moved_at_publish: u64,
     pub pointer_conflicts: u64,
+    /// Publishes abandoned because the ownership re-check found the lock lost.
+    pub ownership_lost: u64,
     /// Publishes promoted, per collection (lines, words).
     pub publishes: [u64; 2],
     pub embedding_not_found: u64,

@@ -44,7 +44,7 @@ use crate::metrics::{Series, Stage, Stages};
 use crate::random::{Stream, Streams, mix64};
 use crate::services::collection::{EntryPatch, UpsertMode};
 use crate::services::lambda::{Invocation, Lambda, LambdaParams};
-use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner};
+use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner, OwnerStatus};
 use crate::services::object_store::{
     Etag, FileCache, HeadMove, PublishId, SnapshotParams, SnapshotStore, VersionId as StoreVersion,
 };
@@ -531,6 +531,8 @@ impl<'a> Simulation<'a> {
                     .then_some(compaction.heartbeat_interval),
                 publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
                 pointer_promotion: compaction.pointer_promotion,
+                drift_check: compaction.drift_check,
+                ownership_check: compaction.ownership_check,
                 missing_id: compaction.missing_id,
                 mark_runs: compaction.mark_runs,
                 in_batch_ordering: compaction.in_batch_ordering,

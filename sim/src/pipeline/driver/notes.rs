@@ -153,6 +153,10 @@ impl Simulation<'_> {
                     self.counters.pointer_conflicts += 1;
                     HistoryEvent::PointerConflict
                 }
+                CompactionNote::OwnershipLost => {
+                    self.counters.ownership_lost += 1;
+                    HistoryEvent::OwnershipLost
+                }
                 CompactionNote::DeltaLost(index) => {
                     self.counters.deltas_unreadable += 1;
                     let receipt = state.machine.messages()[index].receipt;
