@@ -160,4 +160,3 @@ fn maximum_concurrency_within_the_reserved_concurrency_prevents_throttled_dead_l
     assert_eq!(capped.report.throttles.compaction, 0);
     assert_eq!(dead_unprocessed(&capped), 0);
 }
-
