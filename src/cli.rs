@@ -360,7 +360,7 @@ pub fn main() -> Result<(), Failure> {
 
 /// The most trials `hunt` explores (each keeps a few hundred bytes until the end).
 const HUNT_TRIALS_MAX: usize = 1_000_000;
-/// The most trials per cell of `verdict` (it judges 36 cells).
+/// The most trials per cell of `verdict` (it judges 40 cells).
 const VERDICT_TRIALS_MAX: usize = 10_000;
 
 /// A count flag in `1..=max`.

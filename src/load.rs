@@ -41,6 +41,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/fixes/all.toml"),
     ),
     (
+        "fixes/maximum_concurrency.toml",
+        include_str!("../scenarios/fixes/maximum_concurrency.toml"),
+    ),
+    (
         "fixes/cas_pointer.toml",
         include_str!("../scenarios/fixes/cas_pointer.toml"),
     ),

@@ -184,6 +184,9 @@ pub struct AnomaliesResult<'a> {
     pub receipts_affected: u64,
     pub receipts_affected_by_class: std::collections::BTreeMap<&'static str, u64>,
     pub receipts_checked: u64,
+    /// Label and metadata findings an absent embedding hides, apart from the counts above.
+    pub masked_ids_by_class: std::collections::BTreeMap<&'static str, u64>,
+    pub masked_receipts_by_class: std::collections::BTreeMap<&'static str, u64>,
     pub list: &'a [oracle::Anomaly],
 }
 
@@ -222,6 +225,8 @@ impl<'a> AnomaliesResult<'a> {
             receipts_affected: report.receipts_affected,
             receipts_affected_by_class: names(&report.receipts_affected_by_class),
             receipts_checked: report.receipts_checked,
+            masked_ids_by_class: names(&report.masked.ids_by_class),
+            masked_receipts_by_class: names(&report.masked.receipts_by_class),
             list: &report.anomalies,
         }
     }
@@ -340,6 +345,11 @@ fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
         "latency (s)", "p50", "p90", "p99", "max", "count"
     );
     latency_row(text, "labels saved", &report.latency_ms.labels_saved);
+    latency_row(
+        text,
+        "  from embedding",
+        &report.latency_ms.labels_saved_from_embedding,
+    );
     latency_row(text, "labels visible", &report.latency_ms.labels_visible);
     for (stage, summary) in &report.latency_ms.stages {
         if summary.count > 0 {
@@ -396,6 +406,24 @@ pub fn describe_anomalies(text: &mut String, report: &oracle::Report) {
         counts.join("  "),
         report.receipts_affected,
         report.receipts_checked
+    );
+    let masked: Vec<String> = report
+        .masked
+        .ids_by_class
+        .iter()
+        .map(|(class, ids)| {
+            let receipts = report.masked.receipts_by_class.get(class).copied();
+            format!(
+                "{} {ids} ids ({} receipts)",
+                class.name(),
+                receipts.unwrap_or(0)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        text,
+        "  masked by an absent embedding: {}",
+        masked.join("  ")
     );
     for anomaly in report.anomalies.iter().take(ANOMALIES_PRINTED_MAX) {
         let receipt = anomaly.receipt.map_or("-".to_string(), |r| r.to_string());

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The configurations judged: the two profiles and every fix.
-pub const CONFIGURATIONS: [&str; 9] = [
+pub const CONFIGURATIONS: [&str; 10] = [
     "described",
     "built",
     "fixes/forward_inserts",
@@ -27,6 +27,7 @@ pub const CONFIGURATIONS: [&str; 9] = [
     "fixes/sync_on_merge",
     "fixes/honoured_wait",
     "fixes/cas_pointer",
+    "fixes/maximum_concurrency",
     "fixes/all",
 ];
 

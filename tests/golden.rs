@@ -198,6 +198,7 @@ pipeline_cases! {
     fix_all => "fixes/all",
     fix_cas_pointer => "fixes/cas_pointer",
     fix_sync_on_merge => "fixes/sync_on_merge",
+    fix_maximum_concurrency => "fixes/maximum_concurrency",
 }
 
 #[test]

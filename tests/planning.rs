@@ -371,7 +371,8 @@ fn sharded_verdict_merges_into_the_unsharded_verdict_byte_for_byte() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_ok(&args);
     assert!(std::fs::read(&whole).unwrap() == std::fs::read(&merged).unwrap());
-    assert_eq!(read_json(&whole)["rows"].as_array().unwrap().len(), 36);
+    // Ten configurations (two profiles, eight fixes) at two loads in two flows.
+    assert_eq!(read_json(&whole)["rows"].as_array().unwrap().len(), 40);
 }
 
 /// The counterexample files of a folder, by name.

@@ -138,9 +138,19 @@ fn reserved_concurrency_is_never_exceeded_under_a_burst() {
     assert_eq!(report.concurrency_max.upload, 20);
     assert_eq!(report.concurrency_max.compaction, 4);
     assert_eq!(report.concurrency_max.stream_processor, 1);
-    assert!(
-        report.throttles.upload + report.throttles.compaction == 0,
-        "pollers never ask beyond capacity"
+    assert_eq!(
+        report.throttles.upload, 0,
+        "the upload poller waits for room"
+    );
+    // The compaction mappings' pollers receive whatever the function's room: the reserved
+    // concurrency refuses the batches beyond it (throttles) and is never exceeded.
+    assert!(report.throttles.compaction > 0);
+    config.queues.mapping_pollers = sim::pipeline::config::MappingPollers::FunctionCapacity;
+    let waiting = run(&config).report;
+    assert_eq!(waiting.concurrency_max.compaction, 4);
+    assert_eq!(
+        waiting.throttles.compaction, 0,
+        "pollers that wait for room never ask beyond capacity"
     );
 }
 
@@ -444,4 +454,30 @@ fn an_observer_sees_the_progress_and_changes_nothing() {
     let last = seen.last().unwrap();
     assert_eq!(last.receipts, 40);
     assert!(last.receipts_saved > 0 && last.receipts_saved <= 40);
+}
+
+/// "Labels saved" measured from the start of embedding, the window of the note's "35–60 s" (new
+/// flow: embedding 15–30 s and LangGraph 20–30 s) and "35–120 s" (old flow: the wait between
+/// them), beside the same figure measured from the receipt's arrival, which adds the queue wait
+/// and OCR.
+#[test]
+fn labels_saved_from_embedding_is_the_notes_window() {
+    let mut config = spaced(PipelineConfig::default(), 8, secs(1800));
+    config.flow = Flow::New;
+    let report = run(&config).report;
+    let window = &report.latency_ms.labels_saved_from_embedding;
+    let saved = &report.latency_ms.labels_saved;
+    assert_eq!(window.count, 8);
+    assert!(
+        (35_000.0..=65_000.0).contains(&window.p50),
+        "new flow {window:?}"
+    );
+    // Arrival adds OCR (15–30 s) and the metadata writes in front of the embedding.
+    assert!(saved.p50 >= window.p50 + 15_000.0, "{saved:?} {window:?}");
+    config.flow = Flow::Old;
+    let old = run(&config).report;
+    let old_window = &old.latency_ms.labels_saved_from_embedding;
+    assert_eq!(old_window.count, 8);
+    assert!(old_window.p50 > window.p50, "{old_window:?} {window:?}");
+    assert!(old_window.max < 120_000.0 + 60_000.0, "{old_window:?}");
 }

@@ -24,6 +24,8 @@ pub enum Cause {
     RemoveClearedLabels,
     /// The message carrying the change went to the dead-letter queue.
     DeadLettered,
+    /// The message carrying the change reached its queue's retention period and was deleted.
+    ExpiredByRetention,
     /// The receipt's delta upload failed and the run went on without it.
     DeltaLost,
     /// A newer visible version was built on a base without this id's change (a concurrent
@@ -55,6 +57,7 @@ impl Cause {
             Cause::MergeOverwroteLabels => "merge_overwrote_labels",
             Cause::RemoveClearedLabels => "remove_cleared_labels",
             Cause::DeadLettered => "dead_lettered",
+            Cause::ExpiredByRetention => "expired_by_retention",
             Cause::DeltaLost => "delta_lost",
             Cause::StaleBase => "stale_base",
             Cause::VersionIdReused => "version_id_reused",
@@ -78,6 +81,7 @@ impl Cause {
             Cause::MergeOverwroteLabels => "delta merge overwrote label fields already applied",
             Cause::RemoveClearedLabels => "label REMOVE cleared the word's remaining labels",
             Cause::DeadLettered => "message dead-lettered after the receive limit",
+            Cause::ExpiredByRetention => "message deleted at the queue's retention period",
             Cause::DeltaLost => "delta upload failed and was ignored",
             Cause::StaleBase => "a later version was built on a base without this change",
             Cause::VersionIdReused => "an upload reused the pointer's version id",
@@ -150,6 +154,9 @@ pub fn explain(
     let last_naming = |event: HistoryEvent| evidence.last_naming(event);
     if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
+    }
+    if any(HistoryEvent::ExpiredByRetention) {
+        return Cause::ExpiredByRetention;
     }
     match class {
         Class::E => {

@@ -116,6 +116,36 @@ pub struct Report {
     /// Anomalies counted but not listed: past `ANOMALIES_LISTED_PER_KIND_MAX` of one class and
     /// cause, only the lowest receipts are listed.
     pub anomalies_unlisted: u64,
+    /// Findings an absent embedding hides, counted apart from the anomalies above.
+    pub masked: Masked,
+}
+
+/// Label and metadata findings hidden behind an absent embedding (class E): the id is missing
+/// from the snapshot, so its fields cannot be compared, yet DynamoDB says it owes the snapshot
+/// labels (L: the word has label items) or a merchant change (M: a merchant update of the
+/// receipt reached the compaction). Counted by class, in ids and in receipts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Masked {
+    pub ids_by_class: BTreeMap<Class, u64>,
+    pub receipts_by_class: BTreeMap<Class, u64>,
+}
+
+impl Masked {
+    fn new() -> Masked {
+        let zero = || [Class::L, Class::M].iter().map(|c| (*c, 0)).collect();
+        Masked {
+            ids_by_class: zero(),
+            receipts_by_class: zero(),
+        }
+    }
+
+    /// Adds one receipt's masked ids of `class`.
+    fn add(&mut self, class: Class, ids: u64) {
+        if ids > 0 {
+            *self.ids_by_class.entry(class).or_default() += ids;
+            *self.receipts_by_class.entry(class).or_default() += 1;
+        }
+    }
 }
 
 impl Report {
@@ -206,9 +236,11 @@ fn check_with(input: &Input<'_>, detail: Detail) -> Report {
             .map(|publish| store.reader(publish))
     });
     let mut findings: Vec<Finding> = Vec::new();
+    let mut masked = Masked::new();
     for receipt in 0..input.receipts {
         findings.clear();
         compare_receipt(input, &readers, receipt, &mut findings);
+        count_masked(input, &index, receipt, &findings, &mut masked);
         for anomaly in group_findings(input, &index, &lineage, findings.drain(..), detail) {
             tally.add(anomaly);
         }
@@ -217,6 +249,7 @@ fn check_with(input: &Input<'_>, detail: Detail) -> Report {
         tally.add(anomaly);
     }
     let mut report = tally.finish(u64::from(input.receipts));
+    report.masked = masked;
     if detail == Detail::Full {
         for anomaly in &mut report.anomalies {
             anomaly.excerpt = excerpt(&index, anomaly);
@@ -300,6 +333,7 @@ impl Tally {
                 .count() as u64,
             receipts_checked,
             anomalies_unlisted: self.unlisted,
+            masked: Masked::default(),
         }
     }
 }
@@ -363,6 +397,30 @@ fn compare_receipt(
             Collection::Lines => shape.line_ids(receipt).for_each(&mut compare),
             Collection::Words => shape.embedded_word_ids(receipt).for_each(&mut compare),
         }
+    }
+}
+
+/// Counts the label and metadata findings that one receipt's absent ids hide (see `Masked`).
+fn count_masked(
+    input: &Input<'_>,
+    index: &HistoryIndex<'_>,
+    receipt: ReceiptIndex,
+    findings: &[Finding],
+    masked: &mut Masked,
+) {
+    let absent = || findings.iter().filter(|f| f.class == Class::E);
+    if absent().next().is_none() {
+        return;
+    }
+    let labelled = absent()
+        .filter(|f| f.collection == Collection::Words && input.table.has_label_items(f.id))
+        .count();
+    masked.add(Class::L, labelled as u64);
+    let merchant_updated = index
+        .of_receipt(receipt)
+        .any(|record| record.event == crate::pipeline::history::HistoryEvent::MerchantUpdated);
+    if merchant_updated {
+        masked.add(Class::M, absent().count() as u64);
     }
 }
 

@@ -13,7 +13,9 @@
 //! `outcomes` per message at the end. The driver reports them to the queue (per item or whole
 //! batch). Depends on `effect`, `config`, `entities` and `metrics`.
 
-use super::config::{InBatchOrdering, MissingId, PointerPromotion, StallPoint};
+use super::config::{
+    DriftCheck, InBatchOrdering, MissingId, OwnershipCheck, PointerPromotion, StallPoint,
+};
 use super::effect::{
     CollectionOp, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
     TableRead, TableWrite, VersionId, Work,
@@ -33,6 +35,8 @@ pub struct CompactionSettings {
     /// Shared, so cloning the settings for each invocation does not allocate.
     pub publish_lock_retry_delays: Arc<[Duration]>,
     pub pointer_promotion: PointerPromotion,
+    pub drift_check: DriftCheck,
+    pub ownership_check: OwnershipCheck,
     pub missing_id: MissingId,
     pub mark_runs: bool,
     pub in_batch_ordering: InBatchOrdering,
@@ -64,6 +68,8 @@ pub enum CompactionNote {
     PointerMovedAtPublish,
     /// The compare-and-swap promotion failed.
     PointerConflict,
+    /// The ownership re-check found the lock no longer this invocation's (taken over or expired).
+    OwnershipLost,
     /// A delta could not be downloaded or unpacked; the message still counts as done.
     DeltaLost(usize),
     /// A label message found no embedding for its word.
@@ -102,6 +108,10 @@ enum Step {
     },
     HeartbeatStart,
     PublishReread,
+    /// The ownership re-check before the upload (`then_promote` false) or the pointer write.
+    ValidateOwnership {
+        then_promote: bool,
+    },
     Upload,
     Promote,
     HeartbeatStop {
@@ -238,6 +248,10 @@ impl CompactionInvocation {
             Step::CacheLoad => Effect::CacheLoad {
                 collection,
                 version: self.pointer.0,
+            },
+            Step::ValidateOwnership { .. } => Effect::LockValidate {
+                collection,
+                owner: self.owner.expect("validated while held"),
             },
             Step::QuickLock | Step::PublishLock { .. } => Effect::LockAcquire {
                 collection,
@@ -405,7 +419,7 @@ impl CompactionInvocation {
             },
             Step::QuickReread => {
                 // A failed re-read cannot show the pointer still: the check fails like a move.
-                let moved = pointer_of(response) != Some(self.pointer);
+                let moved = !self.pointer_unchanged(response);
                 if moved {
                     self.notes
                         .push_back(CompactionNote::PointerMovedAtQuickCheck);
@@ -430,21 +444,34 @@ impl CompactionInvocation {
             Step::PublishSleep { tries } => self.enter(now, Step::PublishLock { tries }),
             Step::HeartbeatStart => self.enter(now, Step::PublishReread),
             Step::PublishReread => {
-                if pointer_of(response) != Some(self.pointer) {
+                if !self.pointer_unchanged(response) {
                     if !response.is_failure() {
                         self.notes.push_back(CompactionNote::PointerMovedAtPublish);
                     }
                     self.leave_publish(now, true);
                 } else {
                     self.publish_started = now;
-                    self.enter(now, Step::Upload);
+                    self.validate_then(now, false);
+                }
+            }
+            Step::ValidateOwnership { then_promote } => {
+                if lock_of(response) == self.owner {
+                    let next = if then_promote {
+                        Step::Promote
+                    } else {
+                        Step::Upload
+                    };
+                    self.enter(now, next);
+                } else {
+                    self.notes.push_back(CompactionNote::OwnershipLost);
+                    self.leave_publish(now, true);
                 }
             }
             Step::Upload => {
                 match response {
                     Response::Published { version } => {
                         self.version = version;
-                        self.enter(now, Step::Promote);
+                        self.validate_then(now, true);
                     }
                     // The upload failed: nothing to promote, the batch fails under the lock.
                     Response::Failed(_) => self.leave_publish(now, true),
@@ -505,6 +532,26 @@ impl CompactionInvocation {
                 self.fail_all(now);
             }
         }
+    }
+
+    /// Whether a pointer re-read shows the pointer as first read, by the configured compare: the
+    /// version-id text (a reused id looks unchanged) or the etag.
+    fn pointer_unchanged(&self, response: Response) -> bool {
+        match (pointer_of(response), self.settings.drift_check) {
+            (None, _) => false,
+            (Some((version, _)), DriftCheck::VersionId) => version == self.pointer.0,
+            (Some(pointer), DriftCheck::Etag) => pointer == self.pointer,
+        }
+    }
+
+    /// Goes on to the upload (or the pointer write), through the ownership re-check if on.
+    fn validate_then(&mut self, now: Instant, then_promote: bool) {
+        let next = match self.settings.ownership_check {
+            OwnershipCheck::BeforeUploadAndPointer => Step::ValidateOwnership { then_promote },
+            OwnershipCheck::Off if then_promote => Step::Promote,
+            OwnershipCheck::Off => Step::Upload,
+        };
+        self.enter(now, next);
     }
 
     fn leave_publish(&mut self, now: Instant, failing: bool) {
@@ -594,8 +641,15 @@ impl CompactionInvocation {
                 let Response::Touched(ids) = response else {
                     panic!("a metadata update answered {response:?}")
                 };
+                // The code at 54acc5869 (`apply_metadata_updates_in_memory` in
+                // infra/chromadb_compaction/lambdas/compaction/metadata_handler.py) records
+                // `updated_count = 0` as a result and the message counts as done; under
+                // `missing_id = "retry"` it fails and comes back, as a label update does.
                 if ids == 0 {
                     self.notes.push_back(CompactionNote::MetadataDropped(index));
+                    if self.settings.missing_id == MissingId::Retry {
+                        self.outcomes[index] = Outcome::Failed;
+                    }
                 }
                 self.ids_touched += ids;
                 self.next_apply(now, position + 1);
@@ -712,6 +766,8 @@ mod tests {
             publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)]
                 .into(),
             pointer_promotion: PointerPromotion::Cas,
+            drift_check: DriftCheck::Etag,
+            ownership_check: OwnershipCheck::Off,
             missing_id: MissingId::Drop,
             mark_runs: true,
             in_batch_ordering: InBatchOrdering::Arrival,
@@ -964,6 +1020,118 @@ mod tests {
                 &[expected, Outcome::Done],
                 "{missing_id:?}"
             );
+        }
+    }
+
+    /// A merchant update that finds none of the receipt's ids: counted done at 54acc5869
+    /// (`apply_metadata_updates_in_memory`, metadata_handler.py), retried under `retry`.
+    #[test]
+    fn a_metadata_update_without_ids_is_dropped_or_retried_as_configured() {
+        for (missing_id, expected) in [
+            (MissingId::Drop, Outcome::Done),
+            (MissingId::Retry, Outcome::Failed),
+        ] {
+            let settings = CompactionSettings {
+                missing_id,
+                ..settings()
+            };
+            let kind = MessageKind::Metadata {
+                merchant: Some(7),
+                event: EventName::Modify,
+            };
+            let messages = vec![message(1, kind), label(2, EventName::Modify)];
+            let mut invocation =
+                CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+            drive(&mut invocation, |effect, _| match effect {
+                Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. }) => {
+                    Response::Touched(0)
+                }
+                other => idle(other),
+            });
+            assert_eq!(
+                invocation.outcomes(),
+                &[expected, Outcome::Done],
+                "{missing_id:?}"
+            );
+        }
+    }
+
+    /// `upload_snapshot_atomic` (chroma_s3_helpers.py at 54acc5869) validates ownership before
+    /// the upload and again before the pointer write; a lease lost in between fails the publish
+    /// after the upload and before the pointer moves.
+    #[test]
+    fn an_ownership_recheck_fails_the_publish_before_the_pointer_write() {
+        let settings = CompactionSettings {
+            ownership_check: OwnershipCheck::BeforeUploadAndPointer,
+            ..settings()
+        };
+        for lost_at in [0usize, 1] {
+            let mut invocation = CompactionInvocation::new(
+                Instant::ZERO,
+                settings.clone(),
+                Collection::Words,
+                vec![label(1, EventName::Modify)],
+            );
+            let mut validations = 0usize;
+            let effects = drive(&mut invocation, |effect, _| match effect {
+                Effect::LockValidate { owner, .. } => {
+                    validations += 1;
+                    let holding = validations - 1 < lost_at;
+                    Response::Lock {
+                        owner: holding.then_some(*owner),
+                    }
+                }
+                other => idle(other),
+            });
+            let uploaded = effects
+                .iter()
+                .any(|e| matches!(e, Effect::PutObject(ObjectKey::Snapshot { .. })));
+            assert_eq!(uploaded, lost_at == 1, "lost at check {lost_at}");
+            assert!(
+                !effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::WritePointer { .. }))
+            );
+            assert_eq!(invocation.outcomes(), &[Outcome::Failed]);
+        }
+    }
+
+    /// A version id reused within its resolution leaves the pointer's text as it was read: the
+    /// version-id compare of the code at 54acc5869 (`expected_pointer = dl.get("version_id")`,
+    /// enhanced_compaction_handler.py) goes on to publish on a stale base; the etag compare sees
+    /// the pointer was rewritten and fails the batch.
+    #[test]
+    fn a_reused_version_id_passes_the_text_compare_and_not_the_etag_compare() {
+        for (drift_check, publishes) in [(DriftCheck::VersionId, true), (DriftCheck::Etag, false)] {
+            let settings = CompactionSettings {
+                drift_check,
+                pointer_promotion: PointerPromotion::Blind,
+                ..settings()
+            };
+            let mut invocation = CompactionInvocation::new(
+                Instant::ZERO,
+                settings,
+                Collection::Words,
+                vec![label(1, EventName::Modify)],
+            );
+            let mut reads = 0;
+            let effects = drive(&mut invocation, |effect, _| match effect {
+                Effect::ReadPointer(_) => {
+                    reads += 1;
+                    // The first read and the quick check see etag 9; by publish another
+                    // invocation rewrote the pointer under the same version id.
+                    let etag = if reads <= 2 { 9 } else { 10 };
+                    Response::Pointer {
+                        version: Some(5),
+                        etag,
+                    }
+                }
+                other => idle(other),
+            });
+            let promoted = effects
+                .iter()
+                .any(|e| matches!(e, Effect::WritePointer { .. }));
+            assert_eq!(promoted, publishes, "{drift_check:?}");
         }
     }
 

@@ -49,6 +49,8 @@ pub const BYTES_PER_ENTRY_MAX: u64 = 1 << 20;
 pub const BYTES_PER_S_MIN: f64 = 1e6;
 /// The most receive limits and retries: more only spins the model.
 pub const RECEIVE_LIMIT_MAX: u32 = 1000;
+/// The most concurrent batches a queue mapping may be given (the service stops at 1 000–1 250).
+pub const POLLERS_MAX: u32 = 1250;
 
 /// Which upload flow runs: the old one waits for the compaction before LangGraph, the new does not.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +268,19 @@ pub enum QueueKind {
     Standard,
 }
 
+/// How a compaction queue's event source mapping receives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingPollers {
+    /// The service: the mapping's pollers receive whether or not the function has room; a batch
+    /// the function's concurrency refuses is throttled, stays invisible until its visibility
+    /// timeout and has cost a receive (AWS Lambda Developer Guide, "Configuring scaling behavior
+    /// for SQS event source mappings", services-sqs-scaling.html).
+    Independent,
+    /// A receive only when an invocation can start: no throttle ever costs a receive.
+    FunctionCapacity,
+}
+
 /// How a compaction invocation reports failed messages.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -290,8 +305,49 @@ pub struct QueuesConfig {
     /// Standard queues: probability that a send is delivered twice.
     pub duplicate_share: f64,
     pub deduplication_window: Duration,
-    /// The compaction mapping polls each queue this often when it is empty.
+    /// The compaction mapping polls each queue this often when it is empty, and backs off this
+    /// long after a throttled batch.
     pub poll_interval: Duration,
+    /// Whether the mappings' pollers receive regardless of the function's concurrency.
+    pub mapping_pollers: MappingPollers,
+    /// Standard queues: the concurrent batches a mapping starts with (5), the batches it adds per
+    /// minute while messages remain (300) and its most (1 000), per services-sqs-scaling.html.
+    /// FIFO queues have at most one batch in flight per message group instead.
+    pub pollers_initial: u32,
+    pub pollers_added_per_minute: u32,
+    pub pollers_max: u32,
+    /// The mapping's `ScalingConfig.MaximumConcurrency` (2..=1000): the most invocations it
+    /// starts at once; 0 leaves it unset, as the code at 54acc5869 does
+    /// (infra/chromadb_compaction/components/lambda_functions.py,
+    /// `_create_event_source_mappings`, sets no scaling_config).
+    pub maximum_concurrency: u32,
+}
+
+/// What the publish compares to see that the pointer moved since the invocation read it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftCheck {
+    /// The pointer's text, the version id, as the code at 54acc5869 does
+    /// (infra/chromadb_compaction/lambdas/enhanced_compaction_handler.py keeps
+    /// `expected_pointer = dl.get("version_id")`): a version id reused within its resolution
+    /// looks unchanged.
+    VersionId,
+    /// The pointer object's etag, which changes with every write.
+    Etag,
+}
+
+/// Whether the publish re-reads the lock (owner and expiry) before the upload and again before
+/// the pointer write.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnershipCheck {
+    /// As the code at 54acc5869 does (`upload_snapshot_atomic` in
+    /// receipt_label/receipt_label/utils/chroma_s3_helpers.py calls
+    /// `LockManager.validate_ownership`, lock_manager.py, before the upload and before the
+    /// pointer write): check then act, not atomic.
+    BeforeUploadAndPointer,
+    /// No re-check: the lock taken at publish is trusted to the end.
+    Off,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +398,8 @@ pub struct CompactionConfig {
     /// Waits before each further try to take the lock at publish (two tries after 0.1 s and 0.2 s).
     pub publish_lock_retry_delays: Vec<Duration>,
     pub pointer_promotion: PointerPromotion,
+    pub drift_check: DriftCheck,
+    pub ownership_check: OwnershipCheck,
     /// Version ids are `floor(now / resolution)`: two publishes in one tick reuse an id.
     pub version_id_resolution: Duration,
     pub upsert: UpsertMode,
@@ -532,6 +590,11 @@ impl Default for QueuesConfig {
             duplicate_share: 0.0,
             deduplication_window: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
+            mapping_pollers: MappingPollers::Independent,
+            pollers_initial: 5,
+            pollers_added_per_minute: 300,
+            pollers_max: 1000,
+            maximum_concurrency: 0,
         }
     }
 }
@@ -546,6 +609,8 @@ impl Default for CompactionConfig {
             heartbeat_interval: Duration::from_secs(30),
             publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)],
             pointer_promotion: PointerPromotion::Blind,
+            drift_check: DriftCheck::VersionId,
+            ownership_check: OwnershipCheck::BeforeUploadAndPointer,
             version_id_resolution: Duration::from_secs(1),
             upsert: UpsertMode::Merge,
             missing_id: MissingId::Drop,
@@ -1079,6 +1144,30 @@ impl QueuesConfig {
             self.poll_interval >= PERIOD_MIN,
             "queues.poll_interval",
             "must be at least 1ms",
+        )?;
+        self.validate_pollers()
+    }
+
+    fn validate_pollers(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=POLLERS_MAX).contains(&self.pollers_max),
+            "queues.pollers_max",
+            &format!("must lie in 1..={POLLERS_MAX}"),
+        )?;
+        check(
+            (1..=self.pollers_max).contains(&self.pollers_initial),
+            "queues.pollers_initial",
+            "must lie in 1..=queues.pollers_max",
+        )?;
+        check(
+            self.pollers_added_per_minute <= POLLERS_MAX,
+            "queues.pollers_added_per_minute",
+            &format!("must be at most {POLLERS_MAX}"),
+        )?;
+        check(
+            self.maximum_concurrency == 0 || (2..=1000).contains(&self.maximum_concurrency),
+            "queues.maximum_concurrency",
+            "must be 0 (unset) or lie in 2..=1000",
         )
     }
 }

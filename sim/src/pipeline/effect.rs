@@ -241,6 +241,13 @@ pub enum Effect {
         collection: Collection,
         owner: LockOwner,
     },
+    /// Read the lock item (owner and expiry): answered by `Response::Lock` with `owner` if it
+    /// still holds an unexpired lease, else `None`. A read, so the answer may be stale by the time
+    /// the holder acts on it.
+    LockValidate {
+        collection: Collection,
+        owner: LockOwner,
+    },
     /// Start (or stop, with `interval` zero) heartbeating a held lock in the background.
     LockHeartbeat {
         collection: Collection,

@@ -101,9 +101,13 @@ pub enum HistoryEvent {
     Published,
     PointerPromoted,
     PointerConflict,
+    /// The ownership re-check before the upload or the pointer write found the lock lost.
+    OwnershipLost,
     MessagesDeleted,
     MessagesFailed,
     DeadLettered,
+    /// A message reached its queue's retention period and SQS deleted it (detail: the queue).
+    ExpiredByRetention,
     CompactionKilled,
     LabelsVisible,
     /// Injected: a compaction invocation stalls (detail: where and for how long).
@@ -112,7 +116,8 @@ pub enum HistoryEvent {
     KilledAfterPointer,
     /// Injected: a stream processor invocation failed after sending; the mapping retries the batch.
     StreamRetried,
-    /// Injected: a compaction invocation start was throttled after the mapping received the batch.
+    /// A compaction invocation start was refused after the mapping received the batch: injected
+    /// (no detail) or by the reserved concurrency (detail `reserved concurrency`).
     Throttled,
 }
 
@@ -131,6 +136,7 @@ impl HistoryEvent {
                 | HistoryEvent::MerchantUpdated
                 | HistoryEvent::EmbeddingNotFound
                 | HistoryEvent::DeadLettered
+                | HistoryEvent::ExpiredByRetention
         )
     }
 }

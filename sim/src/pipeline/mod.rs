@@ -97,6 +97,8 @@ pub struct TrialCounters {
     pub pointer_moved_at_quick_check: u64,
     pub pointer_moved_at_publish: u64,
     pub pointer_conflicts: u64,
+    /// Publishes abandoned because the ownership re-check found the lock lost.
+    pub ownership_lost: u64,
     /// Publishes promoted, per collection (lines, words).
     pub publishes: [u64; 2],
     pub embedding_not_found: u64,
@@ -144,7 +146,11 @@ pub struct ReceiptLatency {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LatencyReport {
+    /// From the receipt's arrival at the upload queue to its last label write.
     pub labels_saved: LatencySummary,
+    /// From the start of the embedding of the attempt that saved the labels to its last label
+    /// write: the window the note's "35–60 s" (new flow) and "35–120 s" (old flow) describe.
+    pub labels_saved_from_embedding: LatencySummary,
     pub labels_visible: LatencySummary,
     pub stages: BTreeMap<String, LatencySummary>,
 }
@@ -211,6 +217,8 @@ pub struct TrialReport {
     /// Receipts whose labels were never saved (still in flight, or dead-lettered).
     pub never_saved: u64,
     pub dead_lettered: PerQueue<u64>,
+    /// Messages SQS deleted at the queue's retention period.
+    pub expired_by_retention: PerQueue<u64>,
     pub lock_failures: LockFailures,
     pub publishes: BTreeMap<&'static str, u64>,
     pub pointer_conflicts: u64,
@@ -317,6 +325,7 @@ fn queue_report(series: &crate::metrics::Series) -> QueueReport {
 fn finish(mut simulation: Simulation<'_>) -> Trial {
     let now = simulation.engine.now();
     let mut saved = crate::metrics::Latency::new();
+    let mut saved_from_embedding = crate::metrics::Latency::new();
     let mut visible = crate::metrics::Latency::new();
     let mut latencies = Vec::with_capacity(simulation.receipts.len());
     let mut never_visible = 0;
@@ -337,6 +346,9 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         }
         if let Some(latency) = labels_saved {
             saved.record(latency);
+        }
+        if let Some(latency) = progress.saved_from_embedding {
+            saved_from_embedding.record(latency);
         }
         never_saved += u64::from(labels_saved.is_none());
         in_flight_receipts += u64::from(progress.arrived && !progress.finished);
@@ -361,6 +373,7 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         ended_at_s: now.as_secs_f64(),
         latency_ms: LatencyReport {
             labels_saved: saved.summary(),
+            labels_saved_from_embedding: saved_from_embedding.summary(),
             labels_visible: visible.summary(),
             stages: simulation.stages.summaries(),
         },
@@ -370,6 +383,11 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
             upload: simulation.upload_queue.counters().dead_lettered,
             lines: simulation.queues[0].counters().dead_lettered,
             words: simulation.queues[1].counters().dead_lettered,
+        },
+        expired_by_retention: PerQueue {
+            upload: simulation.upload_queue.counters().expired_by_retention,
+            lines: simulation.queues[0].counters().expired_by_retention,
+            words: simulation.queues[1].counters().expired_by_retention,
         },
         lock_failures: LockFailures {
             busy_at_quick_check: counters.busy_at_quick_check,

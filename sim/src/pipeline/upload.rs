@@ -38,6 +38,8 @@ pub struct UploadSettings {
 pub enum UploadNote {
     /// The receipt's upload work began.
     Started(ReceiptIndex),
+    /// The receipt's embedding began (the start of the window the note's "35–60 s" describes).
+    EmbeddingStarted(ReceiptIndex),
     Stage(ReceiptIndex, Stage, Duration),
     /// A delta upload failed and was ignored (or given up after its tries).
     DeltaLost(ReceiptIndex, Collection),
@@ -191,7 +193,11 @@ impl UploadInvocation {
             }
             Step::OcrWrite => self.enter(now, Step::MerchantResolution),
             Step::MerchantResolution => self.enter(now, Step::MetadataWrite),
-            Step::MetadataWrite => self.enter(now, Step::Embedding),
+            Step::MetadataWrite => {
+                self.notes
+                    .push_back(UploadNote::EmbeddingStarted(plan.receipt));
+                self.enter(now, Step::Embedding)
+            }
             Step::Embedding => {
                 self.stage(now, Stage::Embedding, self.step_started);
                 self.delta_started = now;

@@ -178,6 +178,8 @@ pub struct Queue<M: Clone> {
     deduplication: BTreeMap<u64, (Instant, MessageId)>,
     deduplication_order: VecDeque<(Instant, u64)>,
     dead_letters: Vec<DeadLetter<M>>,
+    /// Messages that reached `retention` (SQS deletes them); `moved_at` is the expiry instant.
+    expired: Vec<DeadLetter<M>>,
     message_next: u64,
     copy_next: u64,
     counters: QueueCounters,
@@ -208,6 +210,7 @@ impl<M: Clone> Queue<M> {
             deduplication: BTreeMap::new(),
             deduplication_order: VecDeque::new(),
             dead_letters: Vec::new(),
+            expired: Vec::new(),
             message_next: 0,
             copy_next: 0,
             counters: QueueCounters::default(),
@@ -370,6 +373,14 @@ impl<M: Clone> Queue<M> {
             if listed_visible && copy.invisible_until.is_none() {
                 self.visible_gone += 1;
             }
+            self.expired.push(DeadLetter {
+                message_id: copy.message_id,
+                moved_at: copy.sent_at.add(retention),
+                body: copy.body,
+                group: copy.group,
+                receive_count: copy.receive_count,
+                sent_at: copy.sent_at,
+            });
         }
     }
 
@@ -616,6 +627,17 @@ impl<M: Clone> Queue<M> {
     pub fn dead_letters(&self) -> &[DeadLetter<M>] {
         &self.dead_letters
     }
+
+    /// The messages that reached the retention limit, in the order they expired.
+    pub fn expired(&self) -> &[DeadLetter<M>] {
+        &self.expired
+    }
+
+    /// Brings retention (and visibility timeouts) to `now` without receiving, so that a message
+    /// past its retention is listed in `expired` even if nothing receives from the queue.
+    pub fn expire_until(&mut self, now: Instant) {
+        self.advance(now);
+    }
 }
 
 #[cfg(test)]
@@ -797,5 +819,18 @@ mod tests {
         let batch = queue.receive(after, 10);
         assert_eq!(bodies(&batch), vec![2]);
         assert_eq!(queue.counters().expired_by_retention, 1);
+        let expired = queue.expired();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].body, 1);
+        assert_eq!(
+            expired[0].moved_at,
+            Instant(0).add(queue.params().retention)
+        );
+        // Nothing receives again: `expire_until` lists the second message, in flight, at its
+        // expiry too.
+        queue.expire_until(after.add(Duration::from_secs(3600)));
+        assert_eq!(queue.expired().len(), 2);
+        assert_eq!(queue.expired()[1].body, 2);
+        assert_eq!(queue.depth(), 0);
     }
 }

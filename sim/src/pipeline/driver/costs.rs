@@ -64,9 +64,9 @@ impl Simulation<'_> {
             Effect::ReadPointer(_) | Effect::WritePointer { .. } => {
                 store_config.pointer_operation.sample(stream)
             }
-            Effect::LockAcquire { .. } | Effect::LockRelease { .. } => {
-                compaction.lock_operation.sample(stream)
-            }
+            Effect::LockAcquire { .. }
+            | Effect::LockRelease { .. }
+            | Effect::LockValidate { .. } => compaction.lock_operation.sample(stream),
             Effect::LockHeartbeat { .. } => Duration::ZERO,
             Effect::CacheLoad {
                 collection,

@@ -134,7 +134,7 @@ impl Simulation<'_> {
         }
         self.compaction_lambda.finish(now, state.invocation.id);
         self.compactions.release(slot);
-        self.wake_queues_after(now, collection);
+        self.compaction_ended(now, collection);
     }
 
     /// Whether a finished stream processor invocation fails by injection after its sends, so that

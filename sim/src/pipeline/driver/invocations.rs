@@ -160,7 +160,7 @@ impl Simulation<'_> {
         }
         self.compaction_lambda.finish(now, state.invocation.id);
         self.compactions.release(slot);
-        self.wake_queues_after(now, collection);
+        self.compaction_ended(now, collection);
     }
 
     pub(super) fn step_compaction(&mut self, now: Instant, slot: u32, generation: u32) {
@@ -352,7 +352,7 @@ impl Simulation<'_> {
                     String::new,
                 );
                 self.compactions.release(slot);
-                self.wake_queues_after(now, collection);
+                self.compaction_ended(now, collection);
             }
         }
     }

@@ -21,6 +21,16 @@ impl Simulation<'_> {
                     Err(_) => Response::Lock { owner: None },
                 }
             }
+            Effect::LockValidate { collection, owner } => {
+                // A holder about to act reads its lease: counted as the lock's own check is.
+                let lock = &mut self.locks[collection.index()];
+                match lock.check(now, ServiceOwner(*owner)) {
+                    OwnerStatus::Holding => Response::Lock {
+                        owner: Some(*owner),
+                    },
+                    _ => Response::Lock { owner: None },
+                }
+            }
             Effect::LockRelease { collection, owner } => {
                 self.locks[collection.index()].release(now, ServiceOwner(*owner));
                 Response::Done

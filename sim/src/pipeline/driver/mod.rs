@@ -26,7 +26,7 @@ mod working_copy;
 
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
-    FailureReporting, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
+    FailureReporting, MappingPollers, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
     UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
@@ -44,7 +44,7 @@ use crate::metrics::{Series, Stage, Stages};
 use crate::random::{Stream, Streams, mix64};
 use crate::services::collection::{EntryPatch, UpsertMode};
 use crate::services::lambda::{Invocation, Lambda, LambdaParams};
-use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner};
+use crate::services::lock::{LeaseLock, LockOwner as ServiceOwner, OwnerStatus};
 use crate::services::object_store::{
     Etag, FileCache, HeadMove, PublishId, SnapshotParams, SnapshotStore, VersionId as StoreVersion,
 };
@@ -304,6 +304,10 @@ pub struct Progress {
     pub arrived: bool,
     pub started: bool,
     pub saved_at: Option<Instant>,
+    /// The start of the embedding of the receipt's latest upload attempt.
+    pub embedding_started_at: Option<Instant>,
+    /// From `embedding_started_at` to the labels' save of the same attempt.
+    pub saved_from_embedding: Option<Duration>,
     pub finished: bool,
     pub run_id: u32,
     /// Bit per collection: the delta of the current run was uploaded.
@@ -332,6 +336,12 @@ pub struct Simulation<'a> {
     poll_at: PollTimes,
     /// When each compaction mapping's batching window opened, if it is open.
     window_started: [Option<Instant>; 2],
+    /// Expired messages already written to the history: upload, lines and words queues.
+    expired_recorded: [usize; 3],
+    /// Per compaction mapping: invocations it started that still run, and since when its queue
+    /// has had messages (its pollers scale up from then).
+    mapping_running: [u32; 2],
+    mapping_busy_since: [Option<Instant>; 2],
     pub progress: Vec<Progress>,
     pub visibility: Visibility,
     pub stages: Stages,
@@ -473,6 +483,9 @@ impl<'a> Simulation<'a> {
             compactions: Slots::new(),
             poll_at: PollTimes::default(),
             window_started: [None; 2],
+            expired_recorded: [0; 3],
+            mapping_running: [0; 2],
+            mapping_busy_since: [None; 2],
             progress: vec![Progress::default(); receipts.len()],
             visibility: Visibility::new(receipts.len()),
             stages: match detail {
@@ -518,6 +531,8 @@ impl<'a> Simulation<'a> {
                     .then_some(compaction.heartbeat_interval),
                 publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
                 pointer_promotion: compaction.pointer_promotion,
+                drift_check: compaction.drift_check,
+                ownership_check: compaction.ownership_check,
                 missing_id: compaction.missing_id,
                 mark_runs: compaction.mark_runs,
                 in_batch_ordering: compaction.in_batch_ordering,
@@ -556,6 +571,11 @@ impl<'a> Simulation<'a> {
             }
         }
         self.engine.assert_accounted();
+        let end = self.engine.now();
+        self.upload_queue.expire_until(end);
+        self.queues[0].expire_until(end);
+        self.queues[1].expire_until(end);
+        self.record_expired();
     }
 
     /// What the trial has reached at `now`.

@@ -59,6 +59,9 @@ impl Simulation<'_> {
                         String::new,
                     );
                 }
+                UploadNote::EmbeddingStarted(receipt) => {
+                    self.progress[receipt as usize].embedding_started_at = Some(now);
+                }
                 UploadNote::Stage(_, stage, duration) => self.stages.record(stage, duration),
                 UploadNote::DeltaLost(receipt, collection) => {
                     self.counters.deltas_lost += 1;
@@ -75,7 +78,10 @@ impl Simulation<'_> {
                 }
                 UploadNote::WaitCapped(_) => self.counters.waits_capped += 1,
                 UploadNote::LabelsSaved(receipt) => {
-                    self.progress[receipt as usize].saved_at = Some(now);
+                    let progress = &mut self.progress[receipt as usize];
+                    progress.saved_at = Some(now);
+                    progress.saved_from_embedding =
+                        progress.embedding_started_at.map(|at| now.since(at));
                     self.history.record(
                         now,
                         Actor::Upload {
@@ -146,6 +152,10 @@ impl Simulation<'_> {
                 CompactionNote::PointerConflict => {
                     self.counters.pointer_conflicts += 1;
                     HistoryEvent::PointerConflict
+                }
+                CompactionNote::OwnershipLost => {
+                    self.counters.ownership_lost += 1;
+                    HistoryEvent::OwnershipLost
                 }
                 CompactionNote::DeltaLost(index) => {
                     self.counters.deltas_unreadable += 1;

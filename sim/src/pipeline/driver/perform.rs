@@ -62,6 +62,7 @@ impl Simulation<'_> {
             }
             Effect::LockAcquire { .. }
             | Effect::LockRelease { .. }
+            | Effect::LockValidate { .. }
             | Effect::LockHeartbeat { .. } => {
                 self.perform_lock(now, slot, generation, state, effect)
             }

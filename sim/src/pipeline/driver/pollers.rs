@@ -84,6 +84,7 @@ impl Simulation<'_> {
                     );
                 }
             }
+            self.record_expired();
             let handles: Vec<(ReceiptIndex, ReceiptHandle)> = received
                 .iter()
                 .map(|message| (message.body, message.handle))
@@ -262,6 +263,48 @@ impl Simulation<'_> {
         }
     }
 
+    /// History records, stamped with the instant of expiry, for the messages the queues' retention
+    /// removed since the last call (SQS deletes a message at its retention period without a trace;
+    /// the history keeps one so that the loss has a cause).
+    pub(super) fn record_expired(&mut self) {
+        if self.history.filter.is_off() {
+            return;
+        }
+        let expired = self.upload_queue.expired();
+        for message in &expired[self.expired_recorded[0]..] {
+            let receipt = message.body;
+            self.history.record(
+                message.moved_at,
+                Actor::Workload,
+                HistoryEvent::ExpiredByRetention,
+                Some(receipt),
+                &[],
+                || "upload".to_string(),
+            );
+        }
+        self.expired_recorded[0] = expired.len();
+        for collection in Collection::ALL {
+            let queue = &self.queues[collection.index()];
+            let recorded = self.expired_recorded[1 + collection.index()];
+            let fresh: Vec<_> = queue.expired()[recorded..]
+                .iter()
+                .map(|message| (message.moved_at, message.body))
+                .collect();
+            self.expired_recorded[1 + collection.index()] = queue.expired().len();
+            for (at, message) in fresh {
+                let ids = self.message_ids(&message);
+                self.history.record(
+                    at,
+                    Actor::Queue { collection },
+                    HistoryEvent::ExpiredByRetention,
+                    Some(message.receipt),
+                    ids.as_slice(),
+                    || describe_messages(collection, std::slice::from_ref(&message)),
+                );
+            }
+        }
+    }
+
     /// Whether the mapping's batching window lets it receive now; otherwise the window is opened
     /// (or kept) and a poll is due when it closes.
     pub(super) fn batching_window_open(&mut self, now: Instant, collection: Collection) -> bool {
@@ -282,11 +325,98 @@ impl Simulation<'_> {
         true
     }
 
+    /// Whether the compaction mappings' pollers receive regardless of the function's room.
+    fn independent_pollers(&self) -> bool {
+        self.config.queues.mapping_pollers == MappingPollers::Independent
+    }
+
+    /// The batches mapping `collection` may have in flight at `now`. Standard queues: 5 at first,
+    /// up to 300 more a minute while messages remain, at most 1 000 (services-sqs-scaling.html);
+    /// FIFO queues: the queue itself hands out one batch per message group at a time, so only
+    /// the pollers' bound applies. `maximum_concurrency`, when set, caps both.
+    pub(super) fn mapping_limit(&self, now: Instant, collection: Collection) -> u32 {
+        let queues = &self.config.queues;
+        let scaled = match (queues.kind, self.mapping_busy_since[collection.index()]) {
+            (ConfigQueueKind::Fifo, _) => queues.pollers_max,
+            (ConfigQueueKind::Standard, None) => queues.pollers_initial,
+            (ConfigQueueKind::Standard, Some(since)) => {
+                let added = u128::from(queues.pollers_added_per_minute)
+                    * u128::from(now.since(since).as_nanos())
+                    / 60_000_000_000;
+                let added = u32::try_from(added).unwrap_or(u32::MAX);
+                queues
+                    .pollers_max
+                    .min(queues.pollers_initial.saturating_add(added))
+            }
+        };
+        match queues.maximum_concurrency {
+            0 => scaled,
+            cap => scaled.min(cap),
+        }
+    }
+
+    /// Keeps the instant since which the mapping's queue has had messages, for its scaling.
+    fn note_mapping_load(&mut self, now: Instant, collection: Collection) {
+        let index = collection.index();
+        let has_messages = self.queues[index].depth() > 0;
+        if !has_messages && self.mapping_running[index] == 0 {
+            self.mapping_busy_since[index] = None;
+        } else if has_messages && self.mapping_busy_since[index].is_none() {
+            self.mapping_busy_since[index] = Some(now);
+        }
+    }
+
+    /// Whether the mapping may receive one more batch now: the function has room (when the
+    /// pollers wait for it) and the mapping is below its limit.
+    fn mapping_has_room(&self, now: Instant, collection: Collection) -> bool {
+        if !self.independent_pollers() {
+            return self.compaction_lambda.has_capacity();
+        }
+        self.mapping_running[collection.index()] < self.mapping_limit(now, collection)
+    }
+
+    /// A batch the function's reserved concurrency refused: it stays invisible until its
+    /// visibility timeout, its receive counted, and the mapping backs off one poll interval.
+    fn throttle_batch(
+        &mut self,
+        now: Instant,
+        collection: Collection,
+        received: &[Received<Message>],
+    ) {
+        if self.history.filter.wants(HistoryEvent::Throttled, None) {
+            let messages: Vec<Message> = received.iter().map(|message| message.body).collect();
+            let actor = Actor::Queue { collection };
+            let event = HistoryEvent::Throttled;
+            self.record_messages(now, actor, event, collection, &messages, || {
+                "reserved concurrency".to_string()
+            });
+        }
+        let backoff = now.add(self.config.queues.poll_interval);
+        self.wake(Poller::Queue(collection), backoff);
+    }
+
+    /// A compaction invocation of `collection`'s mapping ended (finished or killed).
+    pub(super) fn compaction_ended(&mut self, now: Instant, collection: Collection) {
+        let running = &mut self.mapping_running[collection.index()];
+        assert!(
+            *running > 0,
+            "a mapping ended an invocation it did not start"
+        );
+        *running -= 1;
+        self.wake_queues_after(now, collection);
+    }
+
     pub(super) fn poll_queue(&mut self, now: Instant, collection: Collection) {
         let batch_size = self.config.queues.batch_size as usize;
         let queue_index = collection.index();
-        for _ in 0..self.config.compaction.reserved_concurrency {
-            if !self.compaction_lambda.has_capacity() {
+        self.note_mapping_load(now, collection);
+        let receives_max = if self.independent_pollers() {
+            self.config.queues.pollers_max
+        } else {
+            self.config.compaction.reserved_concurrency
+        };
+        for _ in 0..receives_max {
+            if !self.mapping_has_room(now, collection) {
                 return;
             }
             if self.queues[queue_index].next_visible_at(now) != Some(now) {
@@ -299,14 +429,17 @@ impl Simulation<'_> {
             let mut received = std::mem::take(&mut self.received_messages);
             self.queues[queue_index].receive_into(now, batch_size, &mut received);
             self.record_dead_letters(now, collection, dead_before);
+            self.record_expired();
             if received.is_empty() || self.throttled(now, collection, &received) {
                 self.received_messages = received;
                 break;
             }
-            let invocation = self
-                .compaction_lambda
-                .try_start(now)
-                .expect("capacity checked");
+            let Some(invocation) = self.compaction_lambda.try_start(now) else {
+                self.throttle_batch(now, collection, &received);
+                self.received_messages = received;
+                break;
+            };
+            self.mapping_running[queue_index] += 1;
             let mut messages = Vec::with_capacity(received.len());
             let mut handles = Vec::with_capacity(received.len());
             for message in received.drain(..) {
@@ -378,10 +511,11 @@ impl Simulation<'_> {
         self.wake_queue(now, finished);
     }
 
-    /// Wakes a compaction mapping when its queue has something receivable and the function has
-    /// room; a full function wakes both mappings when an invocation ends.
+    /// Wakes a compaction mapping when its queue has something receivable and the mapping has
+    /// room (independent pollers: below its limit; otherwise: the function has room); a full
+    /// mapping or function wakes both mappings when an invocation ends.
     pub(super) fn wake_queue(&mut self, now: Instant, collection: Collection) {
-        if !self.compaction_lambda.has_capacity() {
+        if !self.mapping_has_room(now, collection) {
             return;
         }
         if let Some(at) = self.queues[collection.index()].next_visible_at(now) {

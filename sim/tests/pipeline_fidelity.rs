@@ -1,0 +1,162 @@
+//! Mechanisms of the real pipeline, each in a small hand-built trial with a known outcome, and
+//! each citing what it follows: a message that reaches its queue's retention period is a cause;
+//! what an absent embedding hides is counted apart; the queue mappings' pollers receive whatever
+//! the function's concurrency, so a throttled batch costs a receive.
+
+use sim::oracle::{self, Cause, Class};
+use sim::pipeline::config::MappingPollers;
+use sim::pipeline::history::{HistoryEvent, HistoryRecord};
+use sim::pipeline::{Flow, PipelineConfig};
+use std::collections::BTreeSet;
+
+mod common;
+
+use common::{burst, events, run_with_history, secs};
+
+fn judge(trial: &sim::pipeline::Trial) -> oracle::Report {
+    oracle::check(&sim::explore::oracle_input(trial))
+}
+
+/// SQS deletes a message at the queue's retention period (`MessageRetentionPeriod`; the code at
+/// 54acc5869 sets 345 600 s on both compaction queues in
+/// infra/chromadb_compaction/components/sqs_queues.py, `ChromaDBQueues.__init__`). With one
+/// compaction at a time and a retention shorter than the backlog, messages expire: each leaves a
+/// history record, and every anomaly names a cause, none `unexplained`.
+#[test]
+fn retention_expiry_is_a_cause() {
+    let mut config = burst(PipelineConfig::default(), 12);
+    config.flow = Flow::New;
+    config.compaction.reserved_concurrency = 1;
+    config.queues.retention = secs(90);
+    let trial = run_with_history(&config);
+    assert_eq!(trial.report.stop, "empty");
+    let expired = events(&trial, HistoryEvent::ExpiredByRetention).count();
+    assert!(expired > 0, "nothing expired");
+    assert_eq!(
+        expired as u64,
+        trial.report.expired_by_retention.lines + trial.report.expired_by_retention.words
+    );
+    let report = judge(&trial);
+    let causes: Vec<Cause> = report.anomalies.iter().map(|a| a.cause).collect();
+    assert!(causes.contains(&Cause::ExpiredByRetention), "{causes:?}");
+    assert!(!causes.contains(&Cause::Unexplained), "{causes:?}");
+    // The same trial with the real retention loses nothing to it.
+    config.queues.retention = secs(345_600);
+    let kept = run_with_history(&config);
+    assert_eq!(events(&kept, HistoryEvent::ExpiredByRetention).count(), 0);
+    assert!(
+        judge(&kept)
+            .anomalies
+            .iter()
+            .all(|a| a.cause != Cause::ExpiredByRetention)
+    );
+}
+
+/// A receipt whose embeddings never reach the snapshot (every delta message expired) still owes
+/// it labels: those L findings are counted apart as masked, not dropped.
+#[test]
+fn an_absent_embedding_reports_the_labels_it_hides() {
+    let mut config = burst(PipelineConfig::default(), 24);
+    config.flow = Flow::New;
+    config.compaction.reserved_concurrency = 1;
+    config.queues.retention = secs(30);
+    let trial = run_with_history(&config);
+    let report = judge(&trial);
+    let absent = report.receipts_affected_by_class[&Class::E];
+    assert!(absent > 0, "no embedding went missing");
+    let masked = report.masked.ids_by_class[&Class::L];
+    assert!(masked > 0, "{:?}", report.masked);
+    assert!(report.masked.receipts_by_class[&Class::L] <= absent);
+}
+
+/// The messages a record names: `(collection, receipt/sequence/group/kind)` tokens.
+fn message_tokens(record: &HistoryRecord) -> Vec<String> {
+    let collection = record
+        .detail
+        .split(' ')
+        .find(|word| *word == "lines" || *word == "words")
+        .unwrap_or("-");
+    record
+        .detail
+        .split(' ')
+        .filter(|token| token.split('/').count() == 4)
+        .map(|token| format!("{collection} {token}"))
+        .collect()
+}
+
+fn tokens_of(trial: &sim::pipeline::Trial, event: HistoryEvent) -> BTreeSet<String> {
+    events(trial, event).flat_map(message_tokens).collect()
+}
+
+/// One compaction at a time for two mappings whose pollers start 5 batches each: the batch the
+/// function refuses is throttled, and with a receive limit of 1 that one receive was its last, so
+/// it is dead-lettered without ever reaching an invocation ("a throttled batch returns to the
+/// queue after the visibility timeout and counts toward the receive limit": AWS Lambda Developer
+/// Guide, services-sqs-scaling.html and with-sqs.html). Pollers that wait for the function's room
+/// never throttle.
+#[test]
+fn a_throttled_batch_costs_a_receive() {
+    let mut config = burst(PipelineConfig::default(), 6);
+    config.flow = Flow::New;
+    config.compaction.reserved_concurrency = 1;
+    config.queues.receive_limit = 1;
+    config.queues.visibility_timeout = secs(120);
+    let trial = run_with_history(&config);
+    let throttled = tokens_of(&trial, HistoryEvent::Throttled);
+    let received = tokens_of(&trial, HistoryEvent::BatchReceived);
+    let dead = tokens_of(&trial, HistoryEvent::DeadLettered);
+    assert!(!throttled.is_empty(), "no batch was throttled");
+    assert!(trial.report.throttles.compaction > 0);
+    let never_invoked: Vec<&String> = dead
+        .iter()
+        .filter(|token| throttled.contains(*token) && !received.contains(*token))
+        .collect();
+    assert!(
+        !never_invoked.is_empty(),
+        "a throttled message dead-lettered without an invocation: {dead:?}"
+    );
+    config.queues.mapping_pollers = MappingPollers::FunctionCapacity;
+    let waiting = run_with_history(&config);
+    assert_eq!(events(&waiting, HistoryEvent::Throttled).count(), 0);
+    assert_eq!(waiting.report.throttles.compaction, 0);
+}
+
+/// Messages dead-lettered without ever reaching an invocation: every receive they had was
+/// throttled.
+fn dead_unprocessed(trial: &sim::pipeline::Trial) -> usize {
+    let received = tokens_of(trial, HistoryEvent::BatchReceived);
+    tokens_of(trial, HistoryEvent::DeadLettered)
+        .iter()
+        .filter(|token| !received.contains(*token))
+        .count()
+}
+
+/// A reserved concurrency of 4 far below the batches the two mappings start (a FIFO mapping takes
+/// one batch per ready message group, and every receipt has its groups): throttled receives
+/// dead-letter messages that no invocation ever saw, as the real project later saw at a reserved
+/// concurrency of 2 (about 12 000 messages). The documented remedy, each mapping's
+/// `maximum_concurrency` set so that together they stay within the reserved concurrency
+/// (AWS::Lambda::EventSourceMapping ScalingConfig, MaximumConcurrency 2..=1000), throttles
+/// nothing, and no message dead-letters unprocessed.
+#[test]
+fn maximum_concurrency_within_the_reserved_concurrency_prevents_throttled_dead_letters() {
+    let mut config = burst(PipelineConfig::default(), 40);
+    config.flow = Flow::New;
+    config.compaction.reserved_concurrency = 4;
+    config.queues.visibility_timeout = secs(300);
+    let unset = run_with_history(&config);
+    config.queues.maximum_concurrency = 2;
+    let capped = run_with_history(&config);
+    assert!(
+        unset.report.throttles.compaction > 20,
+        "{:?}",
+        unset.report.throttles
+    );
+    assert!(
+        dead_unprocessed(&unset) > 10,
+        "{}",
+        dead_unprocessed(&unset)
+    );
+    assert_eq!(capped.report.throttles.compaction, 0);
+    assert_eq!(dead_unprocessed(&capped), 0);
+}
