@@ -11,6 +11,7 @@ mod failure;
 mod histogram;
 mod hunt_command;
 mod live;
+mod live_command;
 mod load;
 mod markdown;
 mod mmc_command;

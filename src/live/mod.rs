@@ -11,5 +11,6 @@ pub mod calibrate;
 pub mod chroma;
 #[allow(dead_code)]
 pub mod codec;
+pub mod performer;
 #[allow(dead_code)]
 pub mod store;

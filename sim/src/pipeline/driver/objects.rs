@@ -75,10 +75,10 @@ impl<P: Performer> Simulation<'_, P> {
                 let answer =
                     self.performer
                         .open_working_copy(now, invocation, *collection, *version, model);
-                if answer.is_failure() {
-                    if let Some(working_copy) = state.working_copy.take() {
-                        self.stores[collection.index()].discard(working_copy);
-                    }
+                if answer.is_failure()
+                    && let Some(working_copy) = state.working_copy.take()
+                {
+                    self.stores[collection.index()].discard(working_copy);
                 }
                 answer
             }

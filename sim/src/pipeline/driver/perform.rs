@@ -29,11 +29,12 @@ impl<P: Performer> Simulation<'_, P> {
                 if P::RECORDS {
                     self.delta_records(*receipt, *collection, &mut records);
                 }
+                // The upload names the delta by the run it inserts next (the id it made first).
                 let answer = self.performer.put_delta(
                     now,
                     *collection,
                     *receipt,
-                    run as u32,
+                    run as u32 + 1,
                     &records,
                     Response::Done,
                 );
