@@ -1,8 +1,9 @@
 //! The pipeline model: the upload Lambda, the stream processor and the compaction Lambda as sans-IO
 //! state machines (`upload`, `stream_processor`, `compaction`, speaking `effect`), the simulated
 //! driver that runs them on the service models (`driver`), "labels visible" tracking
-//! (`visibility`), the history (`history`), the configuration (`config`), and the entry points
-//! `run_trial` and `generate_receipts`.
+//! (`visibility`), the history (`history`), the configuration (`config`), the performer seam the
+//! driver performs data-plane effects through (`performer`), and the entry points `run_trial`,
+//! `run_trial_with` and `generate_receipts`.
 //!
 //! Architecture invariant: the state machines know no engine, no service model and no clock; only
 //! the driver does. Depends on `engine`, `services`, `metrics`, `workload`, `entities`.
