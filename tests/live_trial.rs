@@ -55,15 +55,18 @@ fn decisions(result: &Value) -> (Value, Value, Vec<Value>) {
     )
 }
 
-fn assert_same_as_simulation(store: &str, environment: &[(&str, String)]) {
+fn assert_same_as_simulation(store: &str, environment: &[(&str, String)], sets: &[&str]) {
     let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
         return;
     };
-    let pure = export(&["run", "quick"], &[]);
-    let live = export(
-        &["live", "quick", "--chroma", &chroma, "--store", store],
-        environment,
-    );
+    let mut run = vec!["run", "quick"];
+    let mut live = vec!["live", "quick", "--chroma", &chroma, "--store", store];
+    for set in sets {
+        run.extend(["--set", set]);
+        live.extend(["--set", set]);
+    }
+    let pure = export(&run, &[]);
+    let live = export(&live, environment);
     assert_eq!(live["command"], "live");
     assert_eq!(decisions(&live), decisions(&pure), "{store}");
     assert!(
@@ -88,25 +91,23 @@ fn assert_same_as_simulation(store: &str, environment: &[(&str, String)]) {
 
 #[test]
 fn live_quick_in_memory_matches_the_simulation() {
-    assert_same_as_simulation("memory://", &[]);
+    assert_same_as_simulation("memory://", &[], &[]);
 }
 
 #[test]
 fn live_quick_on_local_files_matches_the_simulation() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    assert_same_as_simulation(&url, &[]);
+    assert_same_as_simulation(&url, &[], &[]);
 }
 
-#[test]
-fn live_quick_on_seaweedfs_matches_the_simulation() {
-    let Some(endpoint) = live::server_variable("RECEIPT_SIM_S3_SEAWEED_ENDPOINT") else {
-        return;
-    };
+/// The SeaweedFS endpoint's store URL and environment, or `None` when skipped.
+fn seaweedfs() -> Option<(String, Vec<(&'static str, String)>)> {
+    let endpoint = live::server_variable("RECEIPT_SIM_S3_SEAWEED_ENDPOINT")?;
     let variable =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
     let bucket = variable("RECEIPT_SIM_S3_BUCKET", "receipt-sim");
-    let environment = [
+    let environment = vec![
         ("AWS_ENDPOINT_URL", endpoint),
         (
             "AWS_ACCESS_KEY_ID",
@@ -119,5 +120,22 @@ fn live_quick_on_seaweedfs_matches_the_simulation() {
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ALLOW_HTTP", "true".to_string()),
     ];
-    assert_same_as_simulation(&format!("s3://{bucket}"), &environment);
+    Some((format!("s3://{bucket}"), environment))
+}
+
+#[test]
+fn live_quick_on_seaweedfs_matches_the_simulation() {
+    if let Some((store, environment)) = seaweedfs() {
+        assert_same_as_simulation(&store, &environment, &[]);
+    }
+}
+
+/// With the pointer promoted by compare-and-swap, the servers' etags stand behind the handles
+/// the compaction holds, and the models' compare-and-swap still compares the models' own.
+#[test]
+fn live_quick_with_compare_and_swap_on_seaweedfs_matches_the_simulation() {
+    if let Some((store, environment)) = seaweedfs() {
+        let sets = ["compaction.pointer_promotion=cas", "workload.receipts=16"];
+        assert_same_as_simulation(&store, &environment, &sets);
+    }
 }

@@ -87,8 +87,9 @@ pub struct LivePerformer {
     /// The pointer of each collection (`Collection::index` order).
     pointers: [Store; 2],
     settings: LiveSettings,
-    /// The pointers read so far: etag handle `h` is `read[h - 1]`.
-    read: Vec<Pointer>,
+    /// The pointers read so far, each with the models' etag of the same read: etag handle `h`
+    /// is `read[h - 1]`.
+    read: Vec<(Pointer, EtagHandle)>,
     working: BTreeMap<InvocationId, Working>,
     /// Every Chroma collection this trial made, for the clean-up at the end.
     made: Vec<String>,
@@ -214,11 +215,12 @@ impl LivePerformer {
         answer
     }
 
-    fn handle_of(&mut self, pointer: Pointer) -> EtagHandle {
-        let position = match self.read.iter().position(|read| *read == pointer) {
+    fn handle_of(&mut self, pointer: Pointer, model_etag: EtagHandle) -> EtagHandle {
+        let same = |read: &(Pointer, EtagHandle)| read.0 == pointer && read.1 == model_etag;
+        let position = match self.read.iter().position(same) {
             Some(position) => position,
             None => {
-                self.read.push(pointer);
+                self.read.push((pointer, model_etag));
                 self.read.len() - 1
             }
         };
@@ -388,7 +390,11 @@ impl ObjectStorePerformer for LivePerformer {
         let answer = match self.call("pointer_read", pointer.read_pointer()) {
             Ok(read) => {
                 let version = read.value.as_deref().and_then(|value| value.parse().ok());
-                let etag = self.handle_of(read);
+                let model_etag = match model {
+                    Response::Pointer { etag, .. } => etag,
+                    _ => 0,
+                };
+                let etag = self.handle_of(read, model_etag);
                 Response::Pointer { version, etag }
             }
             Err(error) => self.store_failed(&error),
@@ -455,7 +461,7 @@ impl ObjectStorePerformer for LivePerformer {
         let value = version.to_string();
         let promoted = match expected {
             Some(handle) => {
-                let read = self.read[handle as usize - 1].clone();
+                let read = self.read[handle as usize - 1].0.clone();
                 self.call("pointer_write", store.promote(&read, &value))
             }
             None => self.call("pointer_write", blind_write(store, value)),
@@ -466,6 +472,10 @@ impl ObjectStorePerformer for LivePerformer {
             Err(error) => self.store_failed(&error),
         };
         self.answer("pointer write", answer, model)
+    }
+
+    fn model_etag(&self, handle: EtagHandle) -> EtagHandle {
+        self.read[handle as usize - 1].1
     }
 
     fn delete_snapshots(&mut self, _now: Instant, collection: Collection, versions: &[VersionId]) {

@@ -73,6 +73,9 @@ pub trait ObjectStorePerformer {
     ) -> Response;
     /// Deletes snapshot versions the retention pruned.
     fn delete_snapshots(&mut self, now: Instant, collection: Collection, versions: &[VersionId]);
+    /// The models' etag of the pointer read that answered `handle` (the models' compare-and-swap
+    /// compares their own etags).
+    fn model_etag(&self, handle: EtagHandle) -> EtagHandle;
 }
 
 /// Chroma: one working collection per compaction invocation, never shared.
@@ -178,6 +181,10 @@ impl ObjectStorePerformer for Simulated {
     }
     #[inline(always)]
     fn delete_snapshots(&mut self, _: Instant, _: Collection, _: &[VersionId]) {}
+    #[inline(always)]
+    fn model_etag(&self, handle: EtagHandle) -> EtagHandle {
+        handle
+    }
 }
 
 impl CollectionPerformer for Simulated {

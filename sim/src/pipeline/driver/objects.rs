@@ -152,7 +152,11 @@ impl<P: Performer> Simulation<'_, P> {
         let store = &mut self.stores[collection.index()];
         let written = match expected_etag {
             Some(etag) => store
-                .write_pointer_if_match(now, StoreVersion(version), Etag(etag))
+                .write_pointer_if_match(
+                    now,
+                    StoreVersion(version),
+                    Etag(self.performer.model_etag(etag)),
+                )
                 .ok(),
             None => Some(store.write_pointer(now, StoreVersion(version))),
         };
