@@ -44,6 +44,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Re-run a baseline's scenarios and seeds and fail on any changed figure.
     Regress(RegressArgs),
+    /// Run one scenario as `run` does, with the object store and Chroma real: each compaction
+    /// loads the snapshot into a Chroma collection of its own, applies its messages there, and
+    /// uploads and promotes the new version; the oracle judges what the real store holds.
+    Live(LiveArgs),
     /// Measure a real object store's and ChromaDB's data-plane operations over snapshot sizes, and
     /// write the cost distributions as a scenario fragment to `extends`.
     Calibrate(CalibrateArgs),
@@ -180,6 +184,28 @@ pub struct CalibrateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// The ChromaDB server, e.g. `http://127.0.0.1:8000`.
+    #[arg(long, value_name = "URL")]
+    pub chroma: String,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET` (with the AWS_* environment).
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub store: String,
+    /// Where durations come from: `model` (the scenario's distributions, so the trial takes the
+    /// pure simulation's decisions).
+    #[arg(long, value_name = "MODE", default_value = "model", value_parser = ["model"])]
+    pub timing: String,
+    /// Embedding dimension of the records.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub dimension: u32,
+    /// Exit with code 1 when the oracle finds an anomaly.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct HuntArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
@@ -308,6 +334,7 @@ pub fn main() -> Result<(), Failure> {
             eprint!("{}", calibration.summary);
             out.write(calibration.toml.as_bytes())
         }
+        Command::Live(args) => live(args),
         Command::Compare(args) => compare(args),
         Command::Receipts(args) => receipts(args),
         Command::Hunt(args) => hunt(args),
@@ -479,6 +506,24 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
         Flows::Scenario => crate::trial_command::run(&loaded, &flags),
         Flows::Both => crate::trial_command::compare(&loaded, &flags),
     }
+}
+
+fn live(args: LiveArgs) -> Result<(), Failure> {
+    let export = export(&args.scenario)?;
+    let loaded = load::load(
+        &args.scenario.scenario,
+        args.scenario.seed,
+        &args.scenario.set,
+    )?;
+    let flags = crate::live_command::LiveFlags {
+        chroma: &args.chroma,
+        store: &args.store,
+        dimension: args.dimension,
+        export: export.as_ref(),
+        check: args.check,
+        scenario_name: &args.scenario.scenario,
+    };
+    crate::live_command::live(&loaded, &flags)
 }
 
 fn hunt(args: HuntArgs) -> Result<(), Failure> {

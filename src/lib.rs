@@ -13,6 +13,7 @@ pub mod failure;
 pub mod histogram;
 pub mod hunt_command;
 pub mod live;
+pub mod live_command;
 pub mod load;
 pub mod markdown;
 pub mod mmc_command;

@@ -117,7 +117,7 @@ pub fn compare(loaded: &Loaded, flags: &TrialFlags<'_>) -> Result<(), Failure> {
 
 /// A trial stopped at its event limit spins (a shape the model cannot settle): an error naming
 /// the bound, before any output is written.
-fn check_settled(judged: &Judged, loaded: &Loaded) -> Result<(), Failure> {
+pub fn check_settled(judged: &Judged, loaded: &Loaded) -> Result<(), Failure> {
     if judged.trial.report.stop != "event_limit" {
         return Ok(());
     }
@@ -129,7 +129,7 @@ fn check_settled(judged: &Judged, loaded: &Loaded) -> Result<(), Failure> {
     )))
 }
 
-fn check_outcome(check: bool, judged: &[&Judged]) -> Result<(), Failure> {
+pub fn check_outcome(check: bool, judged: &[&Judged]) -> Result<(), Failure> {
     let anomalies: usize = judged.iter().map(|j| j.oracle.anomalies.len()).sum();
     if check && anomalies > 0 {
         return Err(Failure::race_found(format!(
@@ -323,7 +323,7 @@ fn latency_row(text: &mut String, name: &str, summary: &LatencySummary) {
     );
 }
 
-fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
+pub fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
     let report = &judged.trial.report;
     let flow = match report.flow {
         Flow::Old => "old",

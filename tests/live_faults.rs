@@ -90,3 +90,36 @@ fn a_bad_store_url_is_bad_input() {
     ]);
     common::assert_bad_input(&output, &["--store ftp://x"]);
 }
+
+#[test]
+fn live_with_chroma_down_is_exit_3_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live.json");
+    let args = [
+        "live",
+        "quick",
+        "--chroma",
+        "http://127.0.0.1:1",
+        "--json",
+        out.to_str().unwrap(),
+    ];
+    assert_backend_failure(
+        &args,
+        &[],
+        "chroma at http://127.0.0.1:1 (heartbeat): unreachable",
+        &out,
+    );
+}
+
+#[test]
+fn live_with_an_unknown_store_is_bad_input() {
+    let output = common::receipt_sim(&[
+        "live",
+        "quick",
+        "--chroma",
+        "http://127.0.0.1:1",
+        "--store",
+        "ftp://somewhere",
+    ]);
+    common::assert_bad_input(&output, &["--store ftp://somewhere"]);
+}

@@ -229,6 +229,17 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
         &["failure", "load", "output", "parallel", "pipeline_scenario"],
     ),
     (
+        "live_command",
+        &[
+            "failure",
+            "live",
+            "load",
+            "output",
+            "pipeline_scenario",
+            "trial_command",
+        ],
+    ),
+    (
         "hunt_command",
         &[
             "exporters",
@@ -297,6 +308,7 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
             "failure",
             "hunt_command",
             "live",
+            "live_command",
             "load",
             "mmc_command",
             "output",

@@ -7,4 +7,5 @@
 pub mod calibrate;
 pub mod chroma;
 pub mod codec;
+pub mod performer;
 pub mod store;

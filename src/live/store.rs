@@ -208,6 +208,25 @@ impl Store {
         }
     }
 
+    /// Writes an object, replacing what the key held.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let path = Path::from(key);
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|error| self.error(format!("put {key}"), error))
+    }
+
+    /// Deletes an object; an absent key is no error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = Path::from(key);
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.error(format!("delete {key}"), error)),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
         let path = Path::from(key);
         let read = async { self.inner.get(&path).await?.bytes().await };

@@ -15,6 +15,10 @@ use crate::workload::WordRef;
 /// A snapshot version id: `floor(publish time / resolution)`, shown as `YYYYmmdd_HHMMSS`.
 pub type VersionId = u64;
 
+/// An etag as the state machines hold it: an opaque handle the performer hands out with a pointer
+/// read and maps back on a conditional write (a live store's etags are strings).
+pub type EtagHandle = u64;
+
 /// A lock owner id, handed out by the lock on every successful acquisition.
 pub type LockOwner = u64;
 
@@ -230,7 +234,7 @@ pub enum Effect {
     WritePointer {
         collection: Collection,
         version: VersionId,
-        expected_etag: Option<u64>,
+        expected_etag: Option<EtagHandle>,
     },
     /// Take the collection's lease lock (a conditional put); answered by `Response::Lock`.
     LockAcquire {
@@ -303,7 +307,7 @@ pub enum Response {
     /// The pointer: its version id (`None` before the first publish) and etag.
     Pointer {
         version: Option<VersionId>,
-        etag: u64,
+        etag: EtagHandle,
     },
     /// A lock answer: the new owner id, or `None` when the lock is busy.
     Lock {

@@ -1,8 +1,9 @@
 //! The pipeline model: the upload Lambda, the stream processor and the compaction Lambda as sans-IO
 //! state machines (`upload`, `stream_processor`, `compaction`, speaking `effect`), the simulated
 //! driver that runs them on the service models (`driver`), "labels visible" tracking
-//! (`visibility`), the history (`history`), the configuration (`config`), and the entry points
-//! `run_trial` and `generate_receipts`.
+//! (`visibility`), the history (`history`), the configuration (`config`), the performer seam the
+//! driver performs data-plane effects through (`performer`), and the entry points `run_trial`,
+//! `run_trial_with` and `generate_receipts`.
 //!
 //! Architecture invariant: the state machines know no engine, no service model and no clock; only
 //! the driver does. Depends on `engine`, `services`, `metrics`, `workload`, `entities`.
@@ -12,6 +13,7 @@ pub mod config;
 pub mod driver;
 pub mod effect;
 pub mod history;
+pub mod performer;
 pub mod stream_processor;
 pub mod upload;
 pub mod visibility;
@@ -270,6 +272,17 @@ pub fn run_trial<C: TrialConfig + ?Sized>(
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Trial {
+    run_trial_with(config, receipts, options, performer::Simulated).0
+}
+
+/// Runs one trial as `run_trial` does, with `performer` performing the data-plane effects beside
+/// the models (a live performer talks to real servers); hands the performer back at the end.
+pub fn run_trial_with<C: TrialConfig + ?Sized, P: performer::Performer>(
+    config: &C,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+    performer: P,
+) -> (Trial, P) {
     let config = config.valid();
     let generated;
     let receipts = match receipts {
@@ -293,12 +306,13 @@ pub fn run_trial<C: TrialConfig + ?Sized>(
                 .min(config.event_limit(receipts.len() as u64)),
         )
         .with_tie_break(options.tie_break.clone());
-    let mut simulation = Simulation::new(
+    let mut simulation = Simulation::with_performer(
         config,
         receipts,
         engine,
         History::new(options.history.clone()),
         options.report,
+        performer,
     );
     simulation.run_observed(options.observer.as_ref());
     finish(simulation)
@@ -322,7 +336,7 @@ fn queue_report(series: &crate::metrics::Series) -> QueueReport {
 
 /// The report of a finished trial. A brief one has no stage latencies or queue samples because
 /// the simulation recorded none (`Simulation::new`).
-fn finish(mut simulation: Simulation<'_>) -> Trial {
+fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial, P) {
     let now = simulation.engine.now();
     let mut saved = crate::metrics::Latency::new();
     let mut saved_from_embedding = crate::metrics::Latency::new();
@@ -453,14 +467,16 @@ fn finish(mut simulation: Simulation<'_>) -> Trial {
         table,
         stores,
         mut history,
+        performer,
         ..
     } = simulation;
     history.finish();
-    Trial {
+    let trial = Trial {
         report,
         latencies,
         table,
         stores,
         history,
-    }
+    };
+    (trial, performer)
 }

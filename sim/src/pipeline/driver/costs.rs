@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     pub(super) fn receipt_stream(&self, name: &str, receipt: ReceiptIndex) -> Stream {
         self.streams.stream_indexed(name, u64::from(receipt))
     }

@@ -17,7 +17,7 @@ pub(super) fn strikes(stream: &mut Stream, share: f64) -> bool {
     share > 0.0 && chance(stream, share)
 }
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     /// An injected throttle of the compaction start for a batch the mapping just received: the
     /// invocation is refused, the messages stay in flight until their visibility timeout (the
     /// receive counts towards the receive limit), and the mapping backs off one poll interval.

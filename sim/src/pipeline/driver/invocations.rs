@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     pub(super) fn advance_upload(&mut self, now: Instant, slot: u32, generation: u32) {
         let Some(mut state) = self.uploads.take(slot, generation) else {
             return;

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     /// Lock acquisition, release and the start or stop of heartbeats.
     pub(super) fn perform_lock(
         &mut self,

@@ -34,6 +34,7 @@ use super::effect::{
     TableWrite, VersionId, Work,
 };
 use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
+use super::performer::{Performer, RecordPatch, Simulated};
 use super::stream_processor::{ItemChange, RecordView, RoutingSettings, StreamProcessorInvocation};
 use super::upload::{ReceiptPlan, UploadInvocation, UploadNote, UploadSettings};
 use super::visibility::Visibility;
@@ -314,8 +315,8 @@ pub struct Progress {
     pub deltas: u8,
 }
 
-/// Everything one trial holds while it runs.
-pub struct Simulation<'a> {
+/// Everything one trial holds while it runs; `P` performs the data-plane effects beside the models.
+pub struct Simulation<'a, P = Simulated> {
     pub config: &'a PipelineConfig,
     pub receipts: &'a [Receipt],
     streams: Streams,
@@ -363,6 +364,9 @@ pub struct Simulation<'a> {
     upload_records: Vec<StreamRecord>,
     views: Vec<RecordView>,
     scratch_ids: Vec<ChromaId>,
+    /// Records handed to the performer (only when it asks for them).
+    scratch_records: Vec<RecordPatch>,
+    pub performer: P,
 }
 
 fn queue_params(config: &PipelineConfig) -> QueueParams {
@@ -397,12 +401,26 @@ fn lambda_params(
 }
 
 impl<'a> Simulation<'a> {
+    /// A simulation whose effects are performed on the models alone.
     pub fn new(
         config: &'a PipelineConfig,
         receipts: &'a [Receipt],
         engine: Engine<Event>,
         history: History,
         detail: ReportDetail,
+    ) -> Self {
+        Simulation::with_performer(config, receipts, engine, history, detail, Simulated)
+    }
+}
+
+impl<'a, P: Performer> Simulation<'a, P> {
+    pub fn with_performer(
+        config: &'a PipelineConfig,
+        receipts: &'a [Receipt],
+        engine: Engine<Event>,
+        history: History,
+        detail: ReportDetail,
+        performer: P,
     ) -> Self {
         let streams = Streams::new(config.seed);
         let stream_params = StreamParams {
@@ -542,6 +560,8 @@ impl<'a> Simulation<'a> {
             upload_records: Vec::with_capacity(64),
             views: Vec::with_capacity(64),
             scratch_ids: Vec::with_capacity(256),
+            scratch_records: Vec::new(),
+            performer,
         }
     }
 
@@ -653,7 +673,7 @@ impl<'a> Simulation<'a> {
     // ----- the stream processor -----
 }
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     // ----- the compaction Lambda -----
 
     // ----- steps, deadlines and heartbeats -----
@@ -668,6 +688,6 @@ impl Simulation<'_> {
     }
 }
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     // ----- injected faults (`config::FaultsConfig`) and the history records naming ids -----
 }

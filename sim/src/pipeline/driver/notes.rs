@@ -37,7 +37,7 @@ pub fn describe_messages(collection: Collection, messages: &[Message]) -> String
     text
 }
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     pub(super) fn drain_upload_notes(&mut self, now: Instant, state: &mut UploadSlot) {
         while let Some(note) = state.machine.poll_note() {
             match note {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::pipeline::effect::Failure;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     pub(super) fn cache(&self, state: &CompactionSlot, collection: Collection) -> &FileCache {
         &self.caches[&state.invocation.container.0][collection.index()]
     }
@@ -34,10 +34,11 @@ impl Simulation<'_> {
         match effect {
             Effect::ReadPointer(collection) => {
                 let pointer = self.stores[collection.index()].read_pointer();
-                Response::Pointer {
+                let model = Response::Pointer {
                     version: Some(pointer.version.0),
                     etag: pointer.etag.0,
-                }
+                };
+                self.performer.read_pointer(now, *collection, model)
             }
             Effect::CacheLoad {
                 collection,
@@ -60,15 +61,27 @@ impl Simulation<'_> {
             Effect::OpenWorkingCopy {
                 collection,
                 version,
-            } => match self.cached_publish(state, *collection, *version) {
-                Some((publish, _)) => {
-                    let store = &mut self.stores[collection.index()];
-                    assert!(state.working_copy.is_none());
-                    state.working_copy = Some(store.checkout(publish));
-                    Response::Entries(store.entry_count(publish))
+            } => {
+                let model = match self.cached_publish(state, *collection, *version) {
+                    Some((publish, _)) => {
+                        let store = &mut self.stores[collection.index()];
+                        assert!(state.working_copy.is_none());
+                        state.working_copy = Some(store.checkout(publish));
+                        Response::Entries(store.entry_count(publish))
+                    }
+                    None => Response::Failed(Failure::NotFound),
+                };
+                let invocation = state.invocation.id.0;
+                let answer =
+                    self.performer
+                        .open_working_copy(now, invocation, *collection, *version, model);
+                if answer.is_failure()
+                    && let Some(working_copy) = state.working_copy.take()
+                {
+                    self.stores[collection.index()].discard(working_copy);
                 }
-                None => Response::Failed(Failure::NotFound),
-            },
+                answer
+            }
             other => unreachable!("not a snapshot read: {other:?}"),
         }
     }
@@ -117,9 +130,12 @@ impl Simulation<'_> {
         if let Some(head_move) = outcome.head_move {
             self.head_moved(now, collection, &head_move);
         }
-        Response::Published {
+        let model = Response::Published {
             version: outcome.version.0,
-        }
+        };
+        let invocation = state.invocation.id.0;
+        self.performer
+            .put_snapshot(now, invocation, collection, outcome.version.0, model)
     }
 
     pub(super) fn write_pointer(
@@ -136,14 +152,26 @@ impl Simulation<'_> {
         let store = &mut self.stores[collection.index()];
         let written = match expected_etag {
             Some(etag) => store
-                .write_pointer_if_match(now, StoreVersion(version), Etag(etag))
+                .write_pointer_if_match(
+                    now,
+                    StoreVersion(version),
+                    Etag(self.performer.model_etag(etag)),
+                )
                 .ok(),
             None => Some(store.write_pointer(now, StoreVersion(version))),
         };
-        let outcome = if written.is_some() {
-            PointerOutcome::Promoted
+        let model = if written.is_some() {
+            Response::Done
         } else {
-            PointerOutcome::Conflict
+            Response::Failed(Failure::PreconditionFailed)
+        };
+        let answer = self
+            .performer
+            .write_pointer(now, collection, version, expected_etag, model);
+        let outcome = match answer {
+            Response::Done => PointerOutcome::Promoted,
+            Response::Failed(Failure::PreconditionFailed) => PointerOutcome::Conflict,
+            _ => PointerOutcome::NotWritten,
         };
         if let Some(index) = state.publish_record {
             let record = &mut self.history.publishes[collection.index()][index];
@@ -153,13 +181,17 @@ impl Simulation<'_> {
             }
         }
         let Some(written) = written else {
-            return Response::Failed(Failure::PreconditionFailed);
+            return answer;
         };
-        store.prune_versions(now);
+        let pruned = self.stores[collection.index()].prune_versions(now);
+        if !pruned.is_empty() {
+            let versions: Vec<VersionId> = pruned.iter().map(|version| version.0).collect();
+            self.performer.delete_snapshots(now, collection, &versions);
+        }
         if let Some(head_move) = written.head_move {
             self.head_moved(now, collection, &head_move);
         }
-        Response::Done
+        answer
     }
 
     pub(super) fn head_moved(

@@ -3,7 +3,7 @@
 use super::*;
 use crate::pipeline::effect::Failure;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     pub(super) fn perform_upload(
         &mut self,
         now: Instant,
@@ -22,11 +22,27 @@ impl Simulation<'_> {
                     u64::from(*receipt) << 8 | run << 1 | collection.index() as u64,
                 );
                 if chance(&mut stream, self.config.upload.delta_upload_error_share) {
-                    Response::Failed(Failure::Unavailable)
-                } else {
-                    self.progress[*receipt as usize].deltas |= 1 << collection.index();
-                    Response::Done
+                    return Response::Failed(Failure::Unavailable);
                 }
+                let mut records = std::mem::take(&mut self.scratch_records);
+                records.clear();
+                if P::RECORDS {
+                    self.delta_records(*receipt, *collection, &mut records);
+                }
+                // The upload names the delta by the run it inserts next (the id it made first).
+                let answer = self.performer.put_delta(
+                    now,
+                    *collection,
+                    *receipt,
+                    run as u32 + 1,
+                    &records,
+                    Response::Done,
+                );
+                self.scratch_records = records;
+                if answer == Response::Done {
+                    self.progress[*receipt as usize].deltas |= 1 << collection.index();
+                }
+                answer
             }
             Effect::TableRead(TableRead::RunState { receipt }) => {
                 let run_id = self.progress[*receipt as usize].run_id;
@@ -70,13 +86,22 @@ impl Simulation<'_> {
                 collection,
                 receipt,
             }) => {
-                let uploaded =
-                    self.progress[*receipt as usize].deltas & (1 << collection.index()) != 0;
-                if uploaded && self.table.shape(*receipt).is_some() {
+                let progress = self.progress[*receipt as usize];
+                let uploaded = progress.deltas & (1 << collection.index()) != 0;
+                let model = if uploaded && self.table.shape(*receipt).is_some() {
                     Response::Done
                 } else {
                     Response::Failed(Failure::NotFound)
-                }
+                };
+                let invocation = state.invocation.id.0;
+                self.performer.get_delta(
+                    now,
+                    invocation,
+                    *collection,
+                    *receipt,
+                    progress.run_id,
+                    model,
+                )
             }
             Effect::Collection(operation) => self.perform_collection(now, state, *operation),
             Effect::TableRead(TableRead::WordLabels { receipt, word }) => {

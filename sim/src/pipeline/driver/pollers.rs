@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     /// Whether a poll event at `now` is the one poller `index` waits for; a superseded or
     /// duplicate poll event is skipped (every poll computes the next one it needs).
     pub(super) fn take_poll(&mut self, poller: Poller, now: Instant) -> bool {

@@ -28,7 +28,7 @@ pub(super) fn final_labels(receipt: &Receipt, id: ChromaId) -> LabelFields {
     LabelFields::derive(&items)
 }
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     /// Performs one table write on the table model, collecting the stream records it produced.
     pub(super) fn apply_table_write(
         &mut self,

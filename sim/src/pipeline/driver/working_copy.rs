@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Simulation<'_> {
+impl<P: Performer> Simulation<'_, P> {
     /// Upserts the records of the receipt's delta into the invocation's working copy.
     pub(super) fn upsert_delta(
         &mut self,
@@ -55,7 +55,34 @@ impl Simulation<'_> {
         );
         let count = ids.len() as u64;
         self.scratch_ids = ids;
-        Response::Entries(count)
+        let invocation = state.invocation.id.0;
+        self.performer
+            .upsert_delta(now, invocation, receipt, mode, Response::Entries(count))
+    }
+
+    /// The records of a receipt's delta for a collection: its embedded ids, each with the
+    /// receipt's merchant and, when labels are known at embedding time, its final labels.
+    pub(super) fn delta_records(
+        &self,
+        receipt: ReceiptIndex,
+        collection: Collection,
+        records: &mut Vec<RecordPatch>,
+    ) {
+        let Some(shape) = self.table.shape(receipt) else {
+            return;
+        };
+        let receipt_shape = &self.receipts[receipt as usize];
+        let labels_known = self.config.chroma.labels_known_at_embed;
+        let patch = |id: ChromaId| EntryPatch {
+            merchant: Some(receipt_shape.merchant),
+            labels: (labels_known && id.is_word()).then(|| final_labels(receipt_shape, id)),
+        };
+        match collection {
+            Collection::Lines => records.extend(shape.line_ids(receipt).map(|id| (id, patch(id)))),
+            Collection::Words => {
+                records.extend(shape.embedded_word_ids(receipt).map(|id| (id, patch(id))))
+            }
+        }
     }
 
     pub(super) fn perform_collection(
@@ -80,7 +107,9 @@ impl Simulation<'_> {
         match operation {
             CollectionOp::UpsertDelta { receipt } => self.upsert_delta(now, state, receipt),
             CollectionOp::GetWord { receipt, word } => {
-                Response::Present(working_copy.contains(store, word_id(receipt, word)))
+                let id = word_id(receipt, word);
+                let model = Response::Present(working_copy.contains(store, id));
+                self.performer.get(now, state.invocation.id.0, id, model)
             }
             CollectionOp::UpdateLabels {
                 receipt,
@@ -88,14 +117,11 @@ impl Simulation<'_> {
                 fields,
             } => {
                 let id = word_id(receipt, word);
-                working_copy.update(
-                    store,
-                    id,
-                    EntryPatch {
-                        merchant: None,
-                        labels: Some(fields),
-                    },
-                );
+                let patch = EntryPatch {
+                    merchant: None,
+                    labels: Some(fields),
+                };
+                working_copy.update(store, id, patch);
                 self.history.record(
                     now,
                     actor,
@@ -104,7 +130,14 @@ impl Simulation<'_> {
                     &[id],
                     || fields.to_string(),
                 );
-                Response::Done
+                perform_update(
+                    &mut self.performer,
+                    &mut self.scratch_records,
+                    now,
+                    state.invocation.id.0,
+                    |records| records.push((id, patch)),
+                    Response::Done,
+                )
             }
             CollectionOp::DeleteLabels { receipt, word } => {
                 let id = word_id(receipt, word);
@@ -117,7 +150,18 @@ impl Simulation<'_> {
                     &[id],
                     String::new,
                 );
-                Response::Done
+                let patch = EntryPatch {
+                    merchant: None,
+                    labels: Some(LabelFields::default()),
+                };
+                perform_update(
+                    &mut self.performer,
+                    &mut self.scratch_records,
+                    now,
+                    state.invocation.id.0,
+                    |records| records.push((id, patch)),
+                    Response::Done,
+                )
             }
             CollectionOp::UpdateReceiptMerchant { receipt, merchant } => {
                 let Some(shape) = self.table.shape(receipt) else {
@@ -145,7 +189,21 @@ impl Simulation<'_> {
                     || format!("{merchant:?} on {count} ids"),
                 );
                 self.scratch_ids = touched;
-                Response::Touched(count)
+                let patch = EntryPatch {
+                    merchant: Some(merchant.unwrap_or(0)),
+                    labels: None,
+                };
+                perform_update(
+                    &mut self.performer,
+                    &mut self.scratch_records,
+                    now,
+                    state.invocation.id.0,
+                    |records| {
+                        let ids = shape.collection_ids(receipt, collection);
+                        records.extend(ids.into_iter().map(|id| (id, patch)));
+                    },
+                    Response::Touched(count),
+                )
             }
             CollectionOp::WriteTableState { receipt } => {
                 self.write_table_state(now, state, receipt)
@@ -179,13 +237,16 @@ impl Simulation<'_> {
         };
         let mut written = std::mem::take(&mut self.scratch_ids);
         written.clear();
-        for id in shape.collection_ids(receipt, collection) {
+        let patch_of = |id: ChromaId| {
             let labels = id.is_word().then(|| {
                 labelled
                     .binary_search_by_key(&id, |(word, _)| *word)
                     .map_or(LabelFields::default(), |position| labelled[position].1)
             });
-            if working_copy.update(store, id, EntryPatch { merchant, labels }) {
+            EntryPatch { merchant, labels }
+        };
+        for id in shape.collection_ids(receipt, collection) {
+            if working_copy.update(store, id, patch_of(id)) {
                 written.push(id);
             }
         }
@@ -215,6 +276,33 @@ impl Simulation<'_> {
         }
         let count = written.len() as u64;
         self.scratch_ids = written;
-        Response::Touched(count)
+        perform_update(
+            &mut self.performer,
+            &mut self.scratch_records,
+            now,
+            state.invocation.id.0,
+            |records| {
+                let ids = shape.collection_ids(receipt, collection);
+                records.extend(ids.into_iter().map(|id| (id, patch_of(id))));
+            },
+            Response::Touched(count),
+        )
     }
+}
+
+/// Hands a collection update to the performer; `fill` writes its records, called only when the
+/// performer asks for records (`Performer::RECORDS`), so the simulated path builds none.
+fn perform_update<P: Performer>(
+    performer: &mut P,
+    scratch: &mut Vec<RecordPatch>,
+    now: Instant,
+    invocation: u64,
+    fill: impl FnOnce(&mut Vec<RecordPatch>),
+    model: Response,
+) -> Response {
+    scratch.clear();
+    if P::RECORDS {
+        fill(scratch);
+    }
+    performer.update(now, invocation, scratch, model)
 }

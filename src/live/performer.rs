@@ -1,0 +1,875 @@
+//! The live performer: the core's object-store and collection performers against a real object
+//! store and a real ChromaDB server, called synchronously from the trial's thread (each call a
+//! `block_on` on a current-thread tokio runtime).
+//!
+//! Deltas and snapshots are real objects (the `codec`'s records: ids, an embedding of the chosen
+//! dimension derived from the id, metadata); snapshots go to the version's key
+//! (`{collection}/snapshot/timestamped/{version}/records.rsim`) and the pointer of each collection
+//! is promoted as the store does it (`store::Promotion`), a blind write overwriting. Every
+//! compaction invocation loads the snapshot it opens into a Chroma collection of its own, applies
+//! merges and updates through the Chroma API, and exports that collection's records as the new
+//! snapshot. Etags are handed out as handles into the pointers read so far.
+//!
+//! Every answer comes from the servers; where it differs from the models' answer the difference is
+//! counted and the first few are described (`Divergences`). A backend error answers the effect
+//! `Failed` in the model's terms (unavailable, timed out, not found) and is counted.
+//!
+//! Depends on `chroma`, `store`, `codec` and the core's performer seam.
+
+use super::chroma::{
+    ChromaClient, ChromaClientOptions, ChromaCollection, ChromaError, CollectionEntries, ErrorKind,
+    GetOptions, Metadata,
+};
+use super::codec::{self, Kind, MetaValue, Record, Records};
+use super::store::{Pointer, Promoted, Promotion, Store, StoreError};
+use serde_json::Value;
+use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
+use sim::pipeline::effect::{EtagHandle, Failure, Response, VersionId};
+use sim::pipeline::performer::{
+    CollectionPerformer, InvocationId, ObjectStorePerformer, Performer, RecordPatch,
+};
+use sim::services::collection::{EntryPatch, UpsertMode};
+use sim::services::object_store::VersionId as StoreVersion;
+use sim::time::{Duration, Instant};
+use std::collections::BTreeMap;
+
+/// Ids per Chroma request when loading or exporting a collection.
+const CHROMA_BATCH_IDS: usize = 1000;
+/// The most records one exported collection may hold (a bound on the export loop).
+const EXPORT_IDS_MAX: usize = 1 << 24;
+/// Divergences described in full (all are counted).
+const DIVERGENCES_DESCRIBED_MAX: usize = 8;
+/// Tries of a blind pointer write on a store that promotes by generations.
+const BLIND_WRITE_TRIES_MAX: usize = 64;
+
+/// Where the live trial runs and how its records look.
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    pub chroma: String,
+    pub store: String,
+    /// Embedding dimension of every record.
+    pub dimension: u32,
+    /// The version id resolution of the scenario (for snapshot keys).
+    pub version_resolution: Duration,
+    /// A name no other trial uses: the prefix of every key and Chroma collection.
+    pub run: String,
+}
+
+/// Answers of the servers that differ from the models' answers.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Divergences {
+    pub count: u64,
+    pub described: Vec<String>,
+}
+
+/// Calls and time spent against the servers, per operation.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct OperationTimes {
+    pub calls: u64,
+    pub seconds: f64,
+}
+
+/// The version a pointer names (`None` before any promotion) and the records of its object
+/// (`None` when the object is gone).
+pub type FinalSnapshot = (Option<VersionId>, Option<Vec<(ChromaId, EntryFields)>>);
+
+/// A compaction invocation's working copy: its Chroma collection and the delta it downloaded last.
+struct Working {
+    collection: ChromaCollection,
+    delta: Option<Vec<Record>>,
+}
+
+pub struct LivePerformer {
+    runtime: tokio::runtime::Runtime,
+    chroma: ChromaClient,
+    /// Objects under the trial's prefix.
+    objects: Store,
+    /// The pointer of each collection (`Collection::index` order).
+    pointers: [Store; 2],
+    settings: LiveSettings,
+    /// The pointers read so far, each with the models' etag of the same read: etag handle `h`
+    /// is `read[h - 1]`.
+    read: Vec<(Pointer, EtagHandle)>,
+    working: BTreeMap<InvocationId, Working>,
+    /// Every Chroma collection this trial made, for the clean-up at the end.
+    made: Vec<String>,
+    pub divergences: Divergences,
+    /// Backend errors, counted; the first described.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub times: BTreeMap<&'static str, OperationTimes>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the I/O runtime: {error}"))
+}
+
+impl LivePerformer {
+    /// Connects to both servers (each must answer) and sets up the state before the trial: the
+    /// empty initial snapshot of each collection, and its pointer naming it.
+    pub fn connect(settings: LiveSettings) -> Result<LivePerformer, String> {
+        let store = Store::open(&settings.store)?;
+        let options = ChromaClientOptions {
+            url: settings.chroma.clone(),
+            ..Default::default()
+        };
+        let chroma = ChromaClient::new(options).map_err(|error| error.to_string())?;
+        let runtime = runtime()?;
+        let objects = store.under(&settings.run);
+        let pointers = Collection::ALL.map(|collection| objects.under(collection.name()));
+        let mut performer = LivePerformer {
+            runtime,
+            chroma,
+            objects,
+            pointers,
+            settings,
+            read: Vec::new(),
+            working: BTreeMap::new(),
+            made: Vec::new(),
+            divergences: Divergences::default(),
+            errors: 0,
+            first_error: None,
+            times: BTreeMap::new(),
+        };
+        performer.set_up().map_err(|error| error.to_string())?;
+        Ok(performer)
+    }
+
+    fn set_up(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let chroma = self.chroma.clone();
+        self.runtime.block_on(chroma.heartbeat())?;
+        for collection in Collection::ALL {
+            let key = self.snapshot_key(collection, StoreVersion::INITIAL.0);
+            let empty = encode(&[], self.settings.dimension);
+            let objects = self.objects.clone();
+            self.runtime.block_on(objects.put_immutable(&key, empty))?;
+            let pointer = self.pointers[collection.index()].clone();
+            let read = self.runtime.block_on(pointer.read_pointer())?;
+            let value = StoreVersion::INITIAL.0.to_string();
+            let promoted = self.runtime.block_on(pointer.promote(&read, &value))?;
+            if promoted != Promoted::Won {
+                return Err(format!("{}: the fresh pointer was taken", pointer.url()).into());
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_key(&self, collection: Collection, version: VersionId) -> String {
+        let prefix = StoreVersion(version).key(collection, self.settings.version_resolution);
+        format!("{prefix}records.rsim")
+    }
+
+    fn delta_key(collection: Collection, receipt: ReceiptIndex, run: u32) -> String {
+        format!("{}/delta/{receipt}-{run}/delta.rsim", collection.name())
+    }
+
+    /// Runs one operation on the runtime, timing it under `name`.
+    fn call<T>(&mut self, name: &'static str, operation: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let result = self.runtime.block_on(operation);
+        let times = self.times.entry(name).or_default();
+        times.calls += 1;
+        times.seconds += started.elapsed().as_secs_f64();
+        result
+    }
+
+    /// A backend error as the effect's failure, counted.
+    fn failed(&mut self, error: &dyn std::fmt::Display, failure: Failure) -> Response {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(error.to_string());
+        }
+        Response::Failed(failure)
+    }
+
+    fn store_failed(&mut self, error: &StoreError) -> Response {
+        let failure = match error.source {
+            object_store::Error::NotFound { .. } => return Response::Failed(Failure::NotFound),
+            object_store::Error::Precondition { .. } => Failure::PreconditionFailed,
+            _ => Failure::Unavailable,
+        };
+        self.failed(error, failure)
+    }
+
+    fn chroma_failed(&mut self, error: &ChromaError) -> Response {
+        let failure = match error.kind {
+            ErrorKind::Timeout => Failure::TimedOut,
+            _ => Failure::Unavailable,
+        };
+        self.failed(error, failure)
+    }
+
+    /// The answer to hand back, noting where it differs from the models'.
+    fn answer(&mut self, operation: &str, answer: Response, model: Response) -> Response {
+        if answer != model {
+            self.divergences.count += 1;
+            if self.divergences.described.len() < DIVERGENCES_DESCRIBED_MAX {
+                self.divergences.described.push(format!(
+                    "{operation}: the servers answered {answer:?}, the models {model:?}"
+                ));
+            }
+        }
+        answer
+    }
+
+    fn handle_of(&mut self, pointer: Pointer, model_etag: EtagHandle) -> EtagHandle {
+        let same = |read: &(Pointer, EtagHandle)| read.0 == pointer && read.1 == model_etag;
+        let position = match self.read.iter().position(same) {
+            Some(position) => position,
+            None => {
+                self.read.push((pointer, model_etag));
+                self.read.len() - 1
+            }
+        };
+        position as EtagHandle + 1
+    }
+
+    /// The records a snapshot holds, read back from the store after the trial: the version the
+    /// pointer names (`None` before any promotion) and its records, or the store's error.
+    pub fn final_snapshot(&mut self, collection: Collection) -> Result<FinalSnapshot, String> {
+        let pointer = self.pointers[collection.index()].clone();
+        let read = self
+            .call("pointer_read", pointer.read_pointer())
+            .map_err(|error| error.to_string())?;
+        let Some(version) = read.value.as_deref().and_then(|value| value.parse().ok()) else {
+            return Ok((None, None));
+        };
+        let key = self.snapshot_key(collection, version);
+        let objects = self.objects.clone();
+        match self.call("snapshot_get", objects.get(&key)) {
+            Ok(bytes) => {
+                let records = codec::decode(&bytes).map_err(|error| format!("{key}: {error}"))?;
+                let mut entries = Vec::with_capacity(records.records.len());
+                for record in &records.records {
+                    entries.push(entry_of(record).map_err(|error| format!("{key}: {error}"))?);
+                }
+                entries.sort_unstable_by_key(|(id, _)| *id);
+                Ok((Some(version), Some(entries)))
+            }
+            Err(error) if matches!(error.source, object_store::Error::NotFound { .. }) => {
+                Ok((Some(version), None))
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Deletes every Chroma collection the trial made that is still there.
+    pub fn clean_up(&mut self) {
+        let names = std::mem::take(&mut self.made);
+        let chroma = self.chroma.clone();
+        for name in names {
+            // A collection already deleted (published) answers not found: nothing to do.
+            let _ = self.call("collection_delete", chroma.delete_collection(&name));
+        }
+        self.working.clear();
+    }
+
+    fn working(&self, invocation: InvocationId) -> Option<ChromaCollection> {
+        self.working
+            .get(&invocation)
+            .map(|working| working.collection.clone())
+    }
+
+    /// Loads records into a fresh collection of the invocation.
+    async fn load(
+        chroma: ChromaClient,
+        name: String,
+        records: Vec<Record>,
+    ) -> Result<(ChromaCollection, usize), ChromaError> {
+        let collection = chroma.get_or_create_collection(&name, None).await?;
+        for batch in records.chunks(CHROMA_BATCH_IDS) {
+            collection.add(&entries_of(batch, true)).await?;
+        }
+        let count = collection.count().await?;
+        Ok((collection, count))
+    }
+
+    /// Every record of a collection, in pages.
+    async fn export(collection: ChromaCollection) -> Result<Vec<Record>, ChromaError> {
+        let mut records = Vec::new();
+        while records.len() < EXPORT_IDS_MAX {
+            let options = GetOptions {
+                limit: Some(CHROMA_BATCH_IDS),
+                offset: Some(records.len()),
+                include: Some(vec!["embeddings".into(), "metadatas".into()]),
+                ..Default::default()
+            };
+            let page = collection.get(&options).await?;
+            let got = page.ids.len();
+            let embeddings = page.embeddings.unwrap_or_default();
+            let metadatas = page.metadatas.unwrap_or_default();
+            for (index, id) in page.ids.into_iter().enumerate() {
+                records.push(Record {
+                    id,
+                    embedding: embeddings.get(index).cloned().unwrap_or_default(),
+                    metadata: metadata_record(metadatas.get(index).cloned().flatten()),
+                });
+            }
+            if got < CHROMA_BATCH_IDS {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// The ids of `ids` the collection holds.
+    async fn present(
+        collection: &ChromaCollection,
+        ids: Vec<String>,
+    ) -> Result<Vec<String>, ChromaError> {
+        let options = GetOptions {
+            ids: Some(ids),
+            include: Some(Vec::new()),
+            ..Default::default()
+        };
+        Ok(collection.get(&options).await?.ids)
+    }
+}
+
+impl Drop for LivePerformer {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+impl ObjectStorePerformer for LivePerformer {
+    fn put_delta(
+        &mut self,
+        _now: Instant,
+        collection: Collection,
+        receipt: ReceiptIndex,
+        run: u32,
+        records: &[RecordPatch],
+        model: Response,
+    ) -> Response {
+        let records: Vec<Record> = records
+            .iter()
+            .map(|(id, patch)| record_of(*id, patch.as_fields(), self.settings.dimension))
+            .collect();
+        let bytes = encode_kind(Kind::Delta, records, self.settings.dimension);
+        let key = Self::delta_key(collection, receipt, run);
+        let objects = self.objects.clone();
+        let answer = match self.call("delta_put", objects.put_immutable(&key, bytes)) {
+            Ok(_) => Response::Done,
+            Err(error) => self.store_failed(&error),
+        };
+        self.answer("delta put", answer, model)
+    }
+
+    fn get_delta(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        collection: Collection,
+        receipt: ReceiptIndex,
+        run: u32,
+        model: Response,
+    ) -> Response {
+        let key = Self::delta_key(collection, receipt, run);
+        let objects = self.objects.clone();
+        let answer = match self.call("delta_get", objects.get(&key)) {
+            Ok(bytes) => match codec::decode(&bytes) {
+                Ok(records) => {
+                    if let Some(working) = self.working.get_mut(&invocation) {
+                        working.delta = Some(records.records);
+                    }
+                    Response::Done
+                }
+                Err(error) => self.failed(&format!("{key}: {error}"), Failure::Unavailable),
+            },
+            Err(error) => self.store_failed(&error),
+        };
+        self.answer("delta get", answer, model)
+    }
+
+    fn read_pointer(&mut self, _now: Instant, collection: Collection, model: Response) -> Response {
+        let pointer = self.pointers[collection.index()].clone();
+        let answer = match self.call("pointer_read", pointer.read_pointer()) {
+            Ok(read) => {
+                let version = read.value.as_deref().and_then(|value| value.parse().ok());
+                let model_etag = match model {
+                    Response::Pointer { etag, .. } => etag,
+                    _ => 0,
+                };
+                let etag = self.handle_of(read, model_etag);
+                Response::Pointer { version, etag }
+            }
+            Err(error) => self.store_failed(&error),
+        };
+        // Handles are this performer's own: only the version is compared with the models'.
+        let comparable = match (answer, model) {
+            (Response::Pointer { version, .. }, Response::Pointer { etag, .. }) => {
+                Response::Pointer { version, etag }
+            }
+            _ => answer,
+        };
+        self.answer("pointer read", comparable, model);
+        answer
+    }
+
+    fn put_snapshot(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        collection: Collection,
+        version: VersionId,
+        model: Response,
+    ) -> Response {
+        let Some(working) = self.working(invocation) else {
+            return self.answer("snapshot put", Response::Failed(Failure::NotFound), model);
+        };
+        let exported = self.call("collection_export", Self::export(working.clone()));
+        let records = match exported {
+            Ok(records) => records,
+            Err(error) => {
+                let answer = self.chroma_failed(&error);
+                return self.answer("snapshot put", answer, model);
+            }
+        };
+        let bytes = encode_kind(Kind::Snapshot, records, self.settings.dimension);
+        let key = self.snapshot_key(collection, version);
+        let objects = self.objects.clone();
+        // A version id names a prefix the real pipeline overwrites when two publishes share it.
+        let answer = match self.call("snapshot_put", objects.put(&key, bytes)) {
+            Ok(()) => Response::Published { version },
+            Err(error) => self.store_failed(&error),
+        };
+        let chroma = self.chroma.clone();
+        let name = working.name().to_string();
+        if self
+            .call("collection_delete", chroma.delete_collection(&name))
+            .is_ok()
+        {
+            self.made.retain(|made| *made != name);
+        }
+        self.working.remove(&invocation);
+        self.answer("snapshot put", answer, model)
+    }
+
+    fn write_pointer(
+        &mut self,
+        _now: Instant,
+        collection: Collection,
+        version: VersionId,
+        expected: Option<EtagHandle>,
+        model: Response,
+    ) -> Response {
+        let store = self.pointers[collection.index()].clone();
+        let value = version.to_string();
+        let promoted = match expected {
+            Some(handle) => {
+                let read = self.read[handle as usize - 1].0.clone();
+                self.call("pointer_write", store.promote(&read, &value))
+            }
+            None => self.call("pointer_write", blind_write(store, value)),
+        };
+        let answer = match promoted {
+            Ok(Promoted::Won) => Response::Done,
+            Ok(Promoted::Lost) => Response::Failed(Failure::PreconditionFailed),
+            Err(error) => self.store_failed(&error),
+        };
+        self.answer("pointer write", answer, model)
+    }
+
+    fn model_etag(&self, handle: EtagHandle) -> EtagHandle {
+        self.read[handle as usize - 1].1
+    }
+
+    fn delete_snapshots(&mut self, _now: Instant, collection: Collection, versions: &[VersionId]) {
+        for version in versions {
+            let key = self.snapshot_key(collection, *version);
+            let objects = self.objects.clone();
+            if let Err(error) = self.call("snapshot_delete", objects.delete(&key)) {
+                self.store_failed(&error);
+            }
+        }
+    }
+}
+
+/// A plain overwrite of the pointer: on a store that promotes by generations, the next
+/// generation after the highest, again if another writer took it.
+async fn blind_write(store: Store, value: String) -> Result<Promoted, StoreError> {
+    if store.promotion != Promotion::Generations {
+        let mut overwrite = store.clone();
+        overwrite.promotion = Promotion::Overwrite;
+        let read = overwrite.read_pointer().await?;
+        return overwrite.promote(&read, &value).await;
+    }
+    for _ in 0..BLIND_WRITE_TRIES_MAX {
+        let read = store.read_pointer().await?;
+        if store.promote(&read, &value).await? == Promoted::Won {
+            return Ok(Promoted::Won);
+        }
+    }
+    Ok(Promoted::Lost)
+}
+
+impl CollectionPerformer for LivePerformer {
+    fn open_working_copy(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        collection: Collection,
+        version: Option<VersionId>,
+        model: Response,
+    ) -> Response {
+        let records = match version {
+            None => Vec::new(),
+            Some(version) => {
+                let key = self.snapshot_key(collection, version);
+                let objects = self.objects.clone();
+                match self.call("snapshot_get", objects.get(&key)) {
+                    Ok(bytes) => match codec::decode(&bytes) {
+                        Ok(records) => records.records,
+                        Err(error) => {
+                            let answer =
+                                self.failed(&format!("{key}: {error}"), Failure::Unavailable);
+                            return self.answer("working copy open", answer, model);
+                        }
+                    },
+                    Err(error) => {
+                        let answer = self.store_failed(&error);
+                        return self.answer("working copy open", answer, model);
+                    }
+                }
+            }
+        };
+        let name = format!("{}-{}-{invocation}", self.settings.run, collection.name());
+        self.made.push(name.clone());
+        let chroma = self.chroma.clone();
+        let answer = match self.call("collection_load", Self::load(chroma, name, records)) {
+            Ok((chroma_collection, count)) => {
+                let working = Working {
+                    collection: chroma_collection,
+                    delta: None,
+                };
+                self.working.insert(invocation, working);
+                Response::Entries(count as u64)
+            }
+            Err(error) => self.chroma_failed(&error),
+        };
+        self.answer("working copy open", answer, model)
+    }
+
+    fn upsert_delta(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        receipt: ReceiptIndex,
+        mode: UpsertMode,
+        model: Response,
+    ) -> Response {
+        let delta = self
+            .working
+            .get_mut(&invocation)
+            .and_then(|working| working.delta.take());
+        let (Some(collection), Some(delta)) = (self.working(invocation), delta) else {
+            let answer = Response::Failed(Failure::NotFound);
+            return self.answer(&format!("delta upsert of receipt {receipt}"), answer, model);
+        };
+        let count = delta.len() as u64;
+        let applied = self.call("collection_upsert", upsert(collection, delta, mode));
+        let answer = match applied {
+            Ok(()) => Response::Entries(count),
+            Err(error) => self.chroma_failed(&error),
+        };
+        self.answer(&format!("delta upsert of receipt {receipt}"), answer, model)
+    }
+
+    fn get(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        id: ChromaId,
+        model: Response,
+    ) -> Response {
+        let Some(collection) = self.working(invocation) else {
+            return self.answer("get", Response::Failed(Failure::NotFound), model);
+        };
+        let ids = vec![id_text(id)];
+        let answer = match self.call("collection_get", Self::present(&collection, ids)) {
+            Ok(present) => Response::Present(!present.is_empty()),
+            Err(error) => self.chroma_failed(&error),
+        };
+        self.answer("get", answer, model)
+    }
+
+    fn update(
+        &mut self,
+        _now: Instant,
+        invocation: InvocationId,
+        records: &[RecordPatch],
+        model: Response,
+    ) -> Response {
+        let Some(collection) = self.working(invocation) else {
+            return self.answer("update", Response::Failed(Failure::NotFound), model);
+        };
+        let entries = CollectionEntries {
+            ids: records.iter().map(|(id, _)| id_text(*id)).collect(),
+            metadatas: Some(
+                records
+                    .iter()
+                    .map(|(_, patch)| patch_metadata(patch))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let updated = self.call("collection_update", async {
+            let present = Self::present(&collection, entries.ids.clone()).await?;
+            if !entries.ids.is_empty() {
+                collection.update(&entries).await?;
+            }
+            Ok::<usize, ChromaError>(present.len())
+        });
+        let answer = match (updated, model) {
+            (Ok(_), Response::Done) => Response::Done,
+            (Ok(present), _) => Response::Touched(present as u64),
+            (Err(error), _) => self.chroma_failed(&error),
+        };
+        self.answer("update", answer, model)
+    }
+}
+
+impl Performer for LivePerformer {
+    const RECORDS: bool = true;
+}
+
+/// Chroma's upsert for `Merge` (present keys win, the others are kept, a zero field deleted by a
+/// following update); `Replace` deletes the ids first and adds the records whole.
+async fn upsert(
+    collection: ChromaCollection,
+    records: Vec<Record>,
+    mode: UpsertMode,
+) -> Result<(), ChromaError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    match mode {
+        UpsertMode::Replace => {
+            let ids = records.iter().map(|record| record.id.clone()).collect();
+            collection.delete(Some(ids), None).await?;
+            collection.add(&entries_of(&records, true)).await
+        }
+        UpsertMode::Merge => collection.upsert(&entries_of(&records, true)).await,
+    }
+}
+
+/// The id as Chroma and the records name it: the packed id in hex.
+fn id_text(id: ChromaId) -> String {
+    format!("{:016x}", id.0)
+}
+
+const KIND_KEY: &str = "kind";
+const MERCHANT_KEY: &str = "merchant";
+const LABEL_KEYS: [&str; 4] = [
+    "labels_valid",
+    "labels_invalid",
+    "labels_other",
+    "labels_detail",
+];
+
+fn label_values(labels: LabelFields) -> [i64; 4] {
+    [
+        i64::from(labels.valid),
+        i64::from(labels.invalid),
+        i64::from(labels.other),
+        i64::from(labels.detail),
+    ]
+}
+
+/// The embedding of an id: deterministic filler of the chosen dimension.
+fn embedding_of(id: ChromaId, dimension: u32) -> Vec<f32> {
+    let mut state = sim::random::mix64(id.0) | 1;
+    (0..dimension)
+        .map(|_| {
+            state = sim::random::mix64(state);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+/// A record holding `fields`: absent fields (a zero merchant, empty labels) are absent keys.
+fn record_of(id: ChromaId, fields: EntryFields, dimension: u32) -> Record {
+    let kind = if id.is_word() { "word" } else { "line" };
+    let mut metadata = vec![(KIND_KEY.to_string(), MetaValue::Text(kind.to_string()))];
+    if fields.merchant != 0 {
+        metadata.push((
+            MERCHANT_KEY.to_string(),
+            MetaValue::Integer(i64::from(fields.merchant)),
+        ));
+    }
+    if !fields.labels.is_empty() {
+        for (key, value) in LABEL_KEYS.iter().zip(label_values(fields.labels)) {
+            if value != 0 {
+                metadata.push((key.to_string(), MetaValue::Integer(value)));
+            }
+        }
+    }
+    Record {
+        id: id_text(id),
+        embedding: embedding_of(id, dimension),
+        metadata,
+    }
+}
+
+/// The id and fields a record holds.
+fn entry_of(record: &Record) -> Result<(ChromaId, EntryFields), String> {
+    let id = u64::from_str_radix(&record.id, 16)
+        .map_err(|_| format!("record id {:?} is not a packed id", record.id))?;
+    let integer = |key: &str| {
+        record
+            .metadata
+            .iter()
+            .find_map(|(name, value)| match value {
+                MetaValue::Integer(value) if name == key => Some(*value),
+                _ => None,
+            })
+    };
+    let field = |key: &str| integer(key).unwrap_or(0);
+    let labels = LabelFields {
+        valid: field(LABEL_KEYS[0]) as u16,
+        invalid: field(LABEL_KEYS[1]) as u16,
+        other: field(LABEL_KEYS[2]) as u16,
+        detail: field(LABEL_KEYS[3]) as u32,
+    };
+    Ok((
+        ChromaId(id),
+        EntryFields {
+            merchant: field(MERCHANT_KEY) as u32,
+            labels,
+        },
+    ))
+}
+
+/// An update's metadata: the patch's present fields, a zero value as `null` (the key deleted).
+fn patch_metadata(patch: &EntryPatch) -> Metadata {
+    let mut metadata = Metadata::new();
+    let value = |value: i64| {
+        if value == 0 {
+            Value::Null
+        } else {
+            Value::from(value)
+        }
+    };
+    if let Some(merchant) = patch.merchant {
+        metadata.insert(MERCHANT_KEY.to_string(), value(i64::from(merchant)));
+    }
+    if let Some(labels) = patch.labels {
+        for (key, field) in LABEL_KEYS.iter().zip(label_values(labels)) {
+            metadata.insert(key.to_string(), value(field));
+        }
+    }
+    metadata
+}
+
+/// Chroma entries of records (with their embeddings when `embeddings`).
+fn entries_of(records: &[Record], embeddings: bool) -> CollectionEntries {
+    CollectionEntries {
+        ids: records.iter().map(|record| record.id.clone()).collect(),
+        embeddings: embeddings.then(|| {
+            records
+                .iter()
+                .map(|record| record.embedding.clone())
+                .collect()
+        }),
+        metadatas: Some(
+            records
+                .iter()
+                .map(|record| {
+                    let mut metadata = Metadata::new();
+                    for (key, value) in &record.metadata {
+                        metadata.insert(key.clone(), json_of(value));
+                    }
+                    metadata
+                })
+                .collect(),
+        ),
+        documents: None,
+    }
+}
+
+fn json_of(value: &MetaValue) -> Value {
+    match value {
+        MetaValue::Text(text) => Value::from(text.clone()),
+        MetaValue::Integer(integer) => Value::from(*integer),
+        MetaValue::Float(float) => Value::from(*float),
+        MetaValue::Bool(flag) => Value::from(*flag),
+    }
+}
+
+/// A Chroma record's metadata as the codec keeps it, keys in order.
+fn metadata_record(metadata: Option<Metadata>) -> Vec<(String, MetaValue)> {
+    let mut entries: Vec<(String, MetaValue)> = metadata
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let value = match value {
+                Value::String(text) => MetaValue::Text(text),
+                Value::Bool(flag) => MetaValue::Bool(flag),
+                Value::Number(number) => match number.as_i64() {
+                    Some(integer) => MetaValue::Integer(integer),
+                    None => MetaValue::Float(number.as_f64()?),
+                },
+                _ => return None,
+            };
+            Some((key, value))
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+fn encode(records: &[(ChromaId, EntryFields)], dimension: u32) -> Vec<u8> {
+    let records = records
+        .iter()
+        .map(|(id, fields)| record_of(*id, *fields, dimension))
+        .collect();
+    encode_kind(Kind::Snapshot, records, dimension)
+}
+
+fn encode_kind(kind: Kind, records: Vec<Record>, dimension: u32) -> Vec<u8> {
+    codec::encode(&Records {
+        kind,
+        dimension,
+        records,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_carry_the_fields_they_were_made_of() {
+        let id = ChromaId::word(3, 2, 1);
+        let fields = EntryFields {
+            merchant: 7,
+            labels: LabelFields {
+                valid: 1,
+                invalid: 0,
+                other: 4,
+                detail: 99,
+            },
+        };
+        let record = record_of(id, fields, 8);
+        assert_eq!(record.embedding.len(), 8);
+        assert_eq!(entry_of(&record), Ok((id, fields)));
+        let empty = record_of(id, EntryFields::default(), 8);
+        assert_eq!(empty.metadata.len(), 1, "absent fields are absent keys");
+        assert_eq!(entry_of(&empty), Ok((id, EntryFields::default())));
+    }
+
+    #[test]
+    fn an_update_deletes_a_zero_field_and_leaves_absent_ones_alone() {
+        let patch = EntryPatch {
+            merchant: Some(0),
+            labels: None,
+        };
+        let metadata = patch_metadata(&patch);
+        assert_eq!(metadata.len(), 1);
+        assert_eq!(metadata[MERCHANT_KEY], Value::Null);
+    }
+}

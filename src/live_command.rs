@@ -1,0 +1,271 @@
+//! `live`: one pipeline trial whose object-store and Chroma effects are performed against real
+//! servers (`live::performer`), while the table, stream, queues, lock and Lambda stay models. The
+//! oracle judges the final snapshots read back from the real store, not the models' copies; the
+//! outputs are `run`'s, with a `live` section (servers, wall time, calls per operation, answers
+//! that differed from the models', backend errors, and the final snapshots' digests).
+//!
+//! Depends on `live`, `trial_command`, `pipeline_scenario`, `load`, `output` and `failure`.
+
+use crate::failure::Failure;
+use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationTimes};
+use crate::load::Loaded;
+use crate::output::Output;
+use crate::trial_command::TrialResult;
+use serde::Serialize;
+use serde_json::Value;
+use sim::entities::{ChromaId, Collection, EntryFields};
+use sim::explore::{self, Judged};
+use sim::oracle;
+use sim::pipeline::{HistoryFilter, Trial, TrialOptions, run_trial_with};
+use sim::services::collection::{EntryPatch, UpsertMode};
+use sim::services::object_store::{SnapshotParams, SnapshotStore, VersionId as StoreVersion};
+use sim::services::table::Table;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+pub struct LiveFlags<'a> {
+    pub chroma: &'a str,
+    pub store: &'a str,
+    pub dimension: u32,
+    pub export: Option<&'a Output>,
+    pub check: bool,
+    pub scenario_name: &'a str,
+}
+
+/// A final snapshot as the store holds it: the version the pointer names and a digest of its
+/// records (ids and fields, ascending).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotDigest {
+    pub version: Option<u64>,
+    /// `false` when the pointer names a version whose object is gone.
+    pub readable: bool,
+    pub entries: u64,
+    pub digest: String,
+}
+
+#[derive(Serialize)]
+struct LiveSection<'a> {
+    chroma: &'a str,
+    store: &'a str,
+    timing: &'static str,
+    dimension: u32,
+    wall_s: f64,
+    /// Read back from the real store after the trial (what the oracle judged).
+    snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    /// The models' final snapshots in the same trial, for comparison.
+    model_snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    divergences: &'a Divergences,
+    backend_errors: u64,
+    first_backend_error: Option<&'a str>,
+    operations: &'a BTreeMap<&'static str, OperationTimes>,
+}
+
+#[derive(Serialize)]
+struct LiveResult<'a> {
+    schema_version: u32,
+    command: &'static str,
+    scenario: Value,
+    #[serde(flatten)]
+    trial: TrialResult<'a>,
+    live: LiveSection<'a>,
+}
+
+fn unique_run() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("rs-live-{}-{nanos}", std::process::id())
+}
+
+pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
+    let scenario = crate::pipeline_scenario::load(loaded)?;
+    let config = &scenario.config;
+    let settings = LiveSettings {
+        chroma: flags.chroma.to_string(),
+        store: flags.store.to_string(),
+        dimension: flags.dimension,
+        version_resolution: config.compaction.version_id_resolution,
+        run: unique_run(),
+    };
+    // A store URL that cannot name a store is bad input; one that does not answer, a backend's.
+    crate::live::store::Store::open(flags.store).map_err(Failure::bad_input)?;
+    let performer = LivePerformer::connect(settings).map_err(Failure::backend)?;
+    let options = TrialOptions {
+        history: HistoryFilter::All,
+        ..TrialOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let (trial, mut performer) = run_trial_with(config, scenario.receipts(), &options, performer);
+    let wall_s = started.elapsed().as_secs_f64();
+    let params = snapshot_params(config);
+    let mut imported = Vec::with_capacity(2);
+    for collection in Collection::ALL {
+        let (version, entries) = performer
+            .final_snapshot(collection)
+            .map_err(|error| Failure::backend(format!("reading the final snapshot: {error}")))?;
+        imported.push(import(collection, &params, version, entries));
+    }
+    performer.clean_up();
+    let stores = [&imported[0], &imported[1]];
+    let input = oracle::Input {
+        stores,
+        ..explore::oracle_input(&trial)
+    };
+    let report = oracle::check(&input);
+    let digests = |stores: [&SnapshotStore; 2]| -> BTreeMap<&'static str, SnapshotDigest> {
+        Collection::ALL
+            .iter()
+            .map(|c| (c.name(), digest(stores[c.index()], trial.table(), &trial)))
+            .collect()
+    };
+    let snapshots = digests(stores);
+    let model_snapshots = digests([
+        trial.store(Collection::Lines),
+        trial.store(Collection::Words),
+    ]);
+    let judged = Judged {
+        trial,
+        oracle: report,
+    };
+    crate::trial_command::check_settled(&judged, loaded)?;
+    let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
+    let mut text = String::new();
+    crate::trial_command::describe_trial(&mut text, &judged, flags.scenario_name);
+    describe_live(&mut text, &performer, wall_s, &snapshots, &model_snapshots);
+    crate::output::say(json_on_stdout, &text);
+    if let Some(export) = flags.export {
+        export.write_json(&LiveResult {
+            schema_version: crate::output::SCHEMA_VERSION,
+            command: "live",
+            scenario: serde_json::to_value(&**config).unwrap_or(Value::Null),
+            trial: TrialResult::of(&judged),
+            live: LiveSection {
+                chroma: flags.chroma,
+                store: flags.store,
+                timing: "model",
+                dimension: flags.dimension,
+                wall_s,
+                snapshots,
+                model_snapshots,
+                divergences: &performer.divergences,
+                backend_errors: performer.errors,
+                first_backend_error: performer.first_error.as_deref(),
+                operations: &performer.times,
+            },
+        })?;
+    }
+    crate::trial_command::check_outcome(flags.check, &[&judged])
+}
+
+fn snapshot_params(config: &sim::pipeline::PipelineConfig) -> SnapshotParams {
+    SnapshotParams {
+        version_resolution: config.compaction.version_id_resolution,
+        keep_versions: usize::MAX,
+        deltas_window: 16,
+        deltas_max: 1 << 16,
+    }
+}
+
+/// A store holding what the real one holds at the end: one publish of the records read back,
+/// its version named by the pointer; a pointer naming a missing object dangles, as the model's can.
+fn import(
+    collection: Collection,
+    params: &SnapshotParams,
+    version: Option<u64>,
+    entries: Option<Vec<(ChromaId, EntryFields)>>,
+) -> SnapshotStore {
+    let mut store = SnapshotStore::new(collection, params.clone());
+    let now = sim::time::Instant::ZERO;
+    if version.is_none() {
+        return store;
+    }
+    let Some(entries) = entries else {
+        // The pointer names a version whose object is gone: an id no publish has.
+        store.write_pointer(now, StoreVersion(u64::MAX));
+        return store;
+    };
+    let mut working_copy = store.checkout(store.head());
+    for (id, fields) in entries {
+        let patch = EntryPatch {
+            merchant: Some(fields.merchant),
+            labels: Some(fields.labels),
+        };
+        working_copy.upsert(&store, id, patch, UpsertMode::Replace);
+    }
+    let outcome = store.publish(now, working_copy);
+    store.write_pointer(now, outcome.version);
+    store
+}
+
+/// The digest of the snapshot the pointer names, over every id the table knows.
+fn digest(store: &SnapshotStore, table: &Table, trial: &Trial) -> SnapshotDigest {
+    let version = store.read_pointer().version;
+    let Ok(publish) = store.resolve(version) else {
+        return SnapshotDigest {
+            version: Some(version.0),
+            readable: false,
+            entries: 0,
+            digest: String::new(),
+        };
+    };
+    let reader = store.reader(publish);
+    let mut hash: u64 = 0x5eed;
+    let mut entries = 0;
+    for receipt in 0..trial.report.receipts as u32 {
+        let Some(shape) = table.shape(receipt) else {
+            continue;
+        };
+        for id in shape.collection_ids(receipt, store.collection()) {
+            if let Some(fields) = reader.get(id) {
+                entries += 1;
+                let labels = fields.labels;
+                let packed = u64::from(fields.merchant)
+                    ^ u64::from(labels.valid) << 32
+                    ^ u64::from(labels.invalid) << 48
+                    ^ u64::from(labels.other).rotate_left(17)
+                    ^ u64::from(labels.detail).rotate_left(40);
+                hash = sim::random::mix64(hash ^ id.0).wrapping_add(sim::random::mix64(packed));
+            }
+        }
+    }
+    SnapshotDigest {
+        version: None,
+        readable: true,
+        entries,
+        digest: format!("{hash:016x}"),
+    }
+}
+
+fn describe_live(
+    text: &mut String,
+    performer: &LivePerformer,
+    wall_s: f64,
+    snapshots: &BTreeMap<&'static str, SnapshotDigest>,
+    model_snapshots: &BTreeMap<&'static str, SnapshotDigest>,
+) {
+    let calls: u64 = performer.times.values().map(|times| times.calls).sum();
+    let seconds: f64 = performer.times.values().map(|times| times.seconds).sum();
+    let _ = writeln!(
+        text,
+        "  live: {wall_s:.2} s wall, {calls} server calls taking {seconds:.2} s; {} answers \
+         differed from the models', {} backend errors",
+        performer.divergences.count, performer.errors
+    );
+    for described in &performer.divergences.described {
+        let _ = writeln!(text, "    {described}");
+    }
+    for (name, snapshot) in snapshots {
+        let same = model_snapshots.get(name) == Some(snapshot);
+        let _ = writeln!(
+            text,
+            "  final {name} snapshot in the store: {} ids, digest {}{}",
+            snapshot.entries,
+            snapshot.digest,
+            if same {
+                " (the models' too)"
+            } else {
+                " (the models' differs)"
+            }
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! A live trial in model timing: `live quick` against the running ChromaDB and each store (memory,
+//! local files, SeaweedFS's S3) takes the pure simulation's decisions: the same fingerprint and
+//! anomalies as `run quick` with the same seed, every server answer the models' answer, and the
+//! final snapshots read back from the real store holding what the models' do.
+
+mod common;
+mod live;
+
+use serde_json::Value;
+
+fn export(args: &[&str], environment: &[(&str, String)]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("result.json");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--seed", "7", "--json", json.to_str().unwrap()]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
+        .args(&all)
+        .envs(
+            environment
+                .iter()
+                .map(|(key, value)| (*key, value.as_str())),
+        )
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        common::stderr(&output)
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// What must agree between a pure and a live trial: the history's fingerprint, its event count,
+/// and every anomaly's class, cause, receipt, collection and ids.
+fn decisions(result: &Value) -> (Value, Value, Vec<Value>) {
+    let anomalies = result["anomalies"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|anomaly| {
+            serde_json::json!([
+                anomaly["class"],
+                anomaly["cause"],
+                anomaly["receipt"],
+                anomaly["collection"],
+                anomaly["ids"],
+                anomaly["id_count"]
+            ])
+        })
+        .collect();
+    (
+        result["fingerprint"].clone(),
+        result["events"].clone(),
+        anomalies,
+    )
+}
+
+fn assert_same_as_simulation(store: &str, environment: &[(&str, String)], sets: &[&str]) {
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let mut run = vec!["run", "quick"];
+    let mut live = vec!["live", "quick", "--chroma", &chroma, "--store", store];
+    for set in sets {
+        run.extend(["--set", set]);
+        live.extend(["--set", set]);
+    }
+    let pure = export(&run, &[]);
+    let live = export(&live, environment);
+    assert_eq!(live["command"], "live");
+    assert_eq!(decisions(&live), decisions(&pure), "{store}");
+    assert!(
+        !pure["anomalies"]["list"].as_array().unwrap().is_empty(),
+        "quick on the built profile shows anomalies, so the comparison compares something"
+    );
+    let section = &live["live"];
+    assert_eq!(section["divergences"]["count"], 0, "{store}: {section}");
+    assert_eq!(section["backend_errors"], 0, "{store}: {section}");
+    for collection in ["lines", "words"] {
+        let real = &section["snapshots"][collection];
+        assert_eq!(real, &section["model_snapshots"][collection], "{store}");
+        assert!(real["entries"].as_u64().unwrap() > 0, "{store}: {real}");
+    }
+    assert!(
+        section["operations"]["collection_load"]["calls"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn live_quick_in_memory_matches_the_simulation() {
+    assert_same_as_simulation("memory://", &[], &[]);
+}
+
+#[test]
+fn live_quick_on_local_files_matches_the_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    assert_same_as_simulation(&url, &[], &[]);
+}
+
+/// The SeaweedFS endpoint's store URL and environment, or `None` when skipped.
+fn seaweedfs() -> Option<(String, Vec<(&'static str, String)>)> {
+    let endpoint = live::server_variable("RECEIPT_SIM_S3_SEAWEED_ENDPOINT")?;
+    let variable =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let bucket = variable("RECEIPT_SIM_S3_BUCKET", "receipt-sim");
+    let environment = vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        (
+            "AWS_ACCESS_KEY_ID",
+            variable("RECEIPT_SIM_S3_ACCESS_KEY_ID", ""),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            variable("RECEIPT_SIM_S3_SECRET_ACCESS_KEY", ""),
+        ),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ];
+    Some((format!("s3://{bucket}"), environment))
+}
+
+#[test]
+fn live_quick_on_seaweedfs_matches_the_simulation() {
+    if let Some((store, environment)) = seaweedfs() {
+        assert_same_as_simulation(&store, &environment, &[]);
+    }
+}
+
+/// With the pointer promoted by compare-and-swap, the servers' etags stand behind the handles
+/// the compaction holds, and the models' compare-and-swap still compares the models' own.
+#[test]
+fn live_quick_with_compare_and_swap_on_seaweedfs_matches_the_simulation() {
+    if let Some((store, environment)) = seaweedfs() {
+        let sets = ["compaction.pointer_promotion=cas", "workload.receipts=16"];
+        assert_same_as_simulation(&store, &environment, &sets);
+    }
+}
