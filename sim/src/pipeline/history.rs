@@ -386,6 +386,14 @@ impl History {
         self.records.push(record);
     }
 
+    /// Narrows the history to what `filter` would have kept, given a history recorded with a
+    /// filter that keeps at least as much. The records kept stay in their order.
+    pub fn retain(&mut self, filter: HistoryFilter) {
+        self.records
+            .retain(|record| filter.wants(record.event, record.receipt));
+        self.filter = filter;
+    }
+
     /// Puts the records in time order, ties in the order they were written.
     pub fn finish(&mut self) {
         if self.unsorted {
