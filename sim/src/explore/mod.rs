@@ -78,26 +78,25 @@ pub fn judge<C: TrialConfig + ?Sized>(
         ..options.clone()
     };
     let mut trial = run_trial(config, receipts, &first_options);
-    // Which receipts are affected depends on the stores only, never on the history: a brief
-    // judgement finds them as well as a full one.
-    let kinds = oracle::check_kinds(&oracle_input(&trial));
-    let affected: BTreeSet<u32> = kinds
+    // Which receipts are affected depends on the stores only, never on the history.
+    let report = check(&trial);
+    if report.is_clean() {
+        trial.history.retain(HistoryFilter::Off);
+        return Judged {
+            trial,
+            oracle: report,
+        };
+    }
+    let affected: BTreeSet<u32> = report
         .affected_receipts()
         .into_iter()
         .take(EXPLAINED_RECEIPTS_MAX)
         .collect();
-    if kinds.is_clean() || (speculate && affected.is_subset(&speculated)) {
-        let filter = if kinds.is_clean() {
-            HistoryFilter::Off
-        } else {
-            HistoryFilter::Receipts(affected)
-        };
-        trial.history.retain(filter);
-        let report = if kinds.is_clean() {
-            kinds
-        } else {
-            check(&trial)
-        };
+    if speculate && affected.is_subset(&speculated) {
+        // The history recorded is the one asked for, or narrows to it.
+        let exact = affected == speculated;
+        trial.history.retain(HistoryFilter::Receipts(affected));
+        let report = if exact { report } else { check(&trial) };
         return Judged {
             trial,
             oracle: report,
@@ -107,9 +106,12 @@ pub fn judge<C: TrialConfig + ?Sized>(
         history: HistoryFilter::Receipts(affected),
         ..options.clone()
     };
+    // The first trial is not needed any more: free it before the second one runs.
+    let fingerprint = std::mem::take(&mut trial.report.fingerprint);
+    drop(trial);
     let explained = run_trial(config, receipts, &explained_options);
     assert_eq!(
-        explained.report.fingerprint, trial.report.fingerprint,
+        explained.report.fingerprint, fingerprint,
         "recording history changed the trial"
     );
     let report = check(&explained);
