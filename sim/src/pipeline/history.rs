@@ -392,6 +392,14 @@ impl History {
         self.records.push(record);
     }
 
+    /// Narrows the history to what `filter` would have kept, given a history recorded with a
+    /// filter that keeps at least as much. The records kept stay in their order.
+    pub fn retain(&mut self, filter: HistoryFilter) {
+        self.records
+            .retain(|record| filter.wants(record.event, record.receipt));
+        self.filter = filter;
+    }
+
     /// Puts the records in time order, ties in the order they were written.
     pub fn finish(&mut self) {
         if self.unsorted {
@@ -471,6 +479,43 @@ mod tests {
             expected.insert(3, (15, 1));
             assert_eq!(order, expected, "{late} records before");
         }
+    }
+
+    /// Narrowing a history recorded for more receipts keeps exactly what recording with the
+    /// narrower filter keeps, in the same order.
+    #[test]
+    fn retain_narrows_to_what_the_filter_would_have_kept() {
+        let wide = HistoryFilter::Receipts([1, 2, 3].into_iter().collect());
+        let narrow = HistoryFilter::Receipts([2, 3].into_iter().collect());
+        let write = |filter: &HistoryFilter| {
+            let mut history = History::new(filter.clone());
+            for (at, receipt) in [
+                (5, Some(3)),
+                (1, Some(1)),
+                (2, None),
+                (2, Some(2)),
+                (7, None),
+            ] {
+                history.record(
+                    Instant(at),
+                    Actor::Workload,
+                    HistoryEvent::TableWrite,
+                    receipt,
+                    &[],
+                    || format!("{at}"),
+                );
+            }
+            history.finish();
+            history
+        };
+        let mut narrowed = write(&wide);
+        narrowed.retain(narrow.clone());
+        let recorded = write(&narrow);
+        assert_eq!(narrowed.records, recorded.records);
+        assert_eq!(narrowed.filter, narrow);
+        assert_eq!(narrowed.records.len(), 4);
+        narrowed.retain(HistoryFilter::Off);
+        assert!(narrowed.records.is_empty());
     }
 
     #[test]

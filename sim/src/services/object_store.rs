@@ -274,10 +274,23 @@ impl ReceiptEntries {
         Some(EntryFields { merchant, labels })
     }
 
+    /// Every entry, ascending: one pass over ids and labels together (both are ascending).
     fn decode(&self) -> Vec<(u32, EntryFields)> {
+        let mut labels = self.labels.iter().peekable();
         self.ids
             .iter()
-            .map(|local| (*local, self.get(*local).expect("listed id")))
+            .enumerate()
+            .map(|(index, local)| {
+                let merchant = match &self.merchants {
+                    Merchants::Uniform(merchant) => *merchant,
+                    Merchants::PerId(merchants) => merchants[index],
+                };
+                let labels = match labels.next_if(|(id, _)| id == local) {
+                    Some((_, fields)) => *fields,
+                    None => LabelFields::default(),
+                };
+                (*local, EntryFields { merchant, labels })
+            })
             .collect()
     }
 
