@@ -512,8 +512,24 @@ fn killed_after_the_first_case(args: &[&str], json: &Path, key: &str) -> Value {
 
 #[test]
 fn a_killed_command_leaves_complete_partial_results() {
-    let sweeps = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/sweeps");
-    let built = format!("{sweeps}/built.toml");
+    // The shipped sweep with ten times the replications and receipts: long enough (minutes) that
+    // the kill always lands after the first case and before the last, however fast a build is.
+    let sweeps = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/sweeps/built.toml"
+    ))
+    .unwrap();
+    let long = shipped
+        .replace("replications = 2", "replications = 20")
+        .replace("workload.receipts=40", "workload.receipts=400");
+    assert_ne!(
+        long, shipped,
+        "the shipped sweep's replications and receipts moved"
+    );
+    let built = sweeps.path().join("long.toml");
+    std::fs::write(&built, long).unwrap();
+    let built = built.to_str().unwrap().to_string();
     let cases: [(&[&str], &str); 4] = [
         (&["sweep", &built], "cases_done"),
         (
