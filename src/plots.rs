@@ -8,8 +8,15 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::sync::Once;
 
-/// The size of every plot, in pixels.
+/// The size of every plot's chart, in pixels; a line chart with many series adds its legend below.
 pub const SIZE: (u32, u32) = (900, 480);
+/// The most legend entries drawn inside a line chart's plotting area; more go below it.
+const LEGEND_INSIDE_MAX: usize = 5;
+/// The height of one row of a legend drawn below a chart, in pixels, and its columns.
+const LEGEND_ROW_HEIGHT: u32 = 18;
+const LEGEND_COLUMNS: usize = 2;
+/// The most series a line chart draws (a sweep's configurations), so its legend stays bounded.
+const SERIES_MAX: usize = 64;
 /// The most timeline entries drawn.
 const TIMELINE_ENTRIES_MAX: usize = 80;
 
@@ -26,6 +33,93 @@ const PALETTE: [RGBColor; 8] = [
 
 pub fn color(index: usize) -> RGBColor {
     PALETTE[index % PALETTE.len()]
+}
+
+/// Whether series `index` is marked by hollow circles: the second round of the palette is told
+/// from the first by its marks.
+fn hollow(index: usize) -> bool {
+    (index / PALETTE.len()) % 2 == 1
+}
+
+/// The size of a plot in pixels: the chart, and below it the legend of a line chart whose entries
+/// would cover the plotting area.
+pub fn size(plot: &Plot) -> (u32, u32) {
+    match plot {
+        Plot::Lines(chart) => {
+            let rows = legend_below(chart).len().div_ceil(LEGEND_COLUMNS) as u32;
+            let legend = if rows == 0 {
+                0
+            } else {
+                rows * LEGEND_ROW_HEIGHT + 16
+            };
+            (SIZE.0, SIZE.1 + legend)
+        }
+        _ => SIZE,
+    }
+}
+
+/// A legend entry: its text, its colour and whether its marks are hollow (a threshold has none).
+struct LegendEntry<'a> {
+    name: &'a str,
+    color: RGBColor,
+    marks: Option<bool>,
+}
+
+/// The legend entries of a line chart that go below it (none when few enough to go inside).
+fn legend_below(plot: &LineChart) -> Vec<LegendEntry<'_>> {
+    let count = plot.series.len().min(SERIES_MAX) + usize::from(plot.threshold.is_some());
+    if count <= LEGEND_INSIDE_MAX {
+        return Vec::new();
+    }
+    let series = plot.series.iter().take(SERIES_MAX).enumerate();
+    let mut entries: Vec<LegendEntry<'_>> = series
+        .map(|(index, series)| LegendEntry {
+            name: &series.name,
+            color: color(index),
+            marks: Some(hollow(index)),
+        })
+        .collect();
+    if let Some((name, _)) = &plot.threshold {
+        entries.push(LegendEntry {
+            name,
+            color: BLACK,
+            marks: None,
+        });
+    }
+    entries
+}
+
+/// Draws legend entries in columns on `area`, the strip below a chart.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> Drawn {
+    let column_width = (SIZE.0 as usize / LEGEND_COLUMNS) as i32;
+    for (k, entry) in entries.iter().enumerate() {
+        let x = 12 + (k % LEGEND_COLUMNS) as i32 * column_width;
+        let y = 8 + (k / LEGEND_COLUMNS) as i32 * LEGEND_ROW_HEIGHT as i32 + 8;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 24, y)],
+            entry.color.stroke_width(2),
+        ))
+        .map_err(text_error)?;
+        if let Some(hollow) = entry.marks {
+            let style = if hollow {
+                entry.color.stroke_width(1)
+            } else {
+                entry.color.filled()
+            };
+            area.draw(&Circle::new((x + 12, y), 3, style))
+                .map_err(text_error)?;
+        }
+        area.draw(&Text::new(
+            entry.name.to_string(),
+            (x + 32, y - 7),
+            ("sans-serif", 12),
+        ))
+        .map_err(text_error)?;
+    }
+    Ok(())
 }
 
 /// A series of a line chart: points and, optionally, a 95 % interval at each.
@@ -109,8 +203,11 @@ fn range(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {
     (if from_zero { low } else { low - pad }, high + pad)
 }
 
-fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &LineChart) -> Drawn {
-    root.fill(&WHITE).map_err(text_error)?;
+fn draw_lines<DB: DrawingBackend>(whole: &DrawingArea<DB, Shift>, plot: &LineChart) -> Drawn {
+    whole.fill(&WHITE).map_err(text_error)?;
+    let below = legend_below(plot);
+    let (root, legend) = whole.split_vertically(SIZE.1);
+    let root = &root;
     let xs = plot
         .series
         .iter()
@@ -138,7 +235,7 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &LineChar
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(text_error)?;
-    for (index, series) in plot.series.iter().enumerate() {
+    for (index, series) in plot.series.iter().take(SERIES_MAX).enumerate() {
         let style = color(index).stroke_width(2);
         chart
             .draw_series(LineSeries::new(series.points.iter().copied(), style))
@@ -146,12 +243,14 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &LineChar
             .label(&series.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color(index)));
         chart
-            .draw_series(
-                series
-                    .points
-                    .iter()
-                    .map(|p| Circle::new(*p, 3, color(index).filled())),
-            )
+            .draw_series(series.points.iter().map(|p| {
+                let style = if hollow(index) {
+                    color(index).stroke_width(1)
+                } else {
+                    color(index).filled()
+                };
+                Circle::new(*p, 3, style)
+            }))
             .map_err(text_error)?;
         chart
             .draw_series(series.intervals.iter().map(|(x, low, high)| {
@@ -169,14 +268,18 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &LineChar
             .label(name)
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(text_error)?;
-    root.present().map_err(text_error)
+    if below.is_empty() {
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(text_error)?;
+    } else {
+        draw_legend(&legend, &below)?;
+    }
+    whole.present().map_err(text_error)
 }
 
 fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &BarChart) -> Drawn {
@@ -310,7 +413,7 @@ pub fn svg(plot: &Plot) -> Result<String, String> {
     fonts();
     let mut text = String::new();
     draw(
-        SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
+        SVGBackend::with_string(&mut text, size(plot)).into_drawing_area(),
         plot,
     )?;
     Ok(text)
@@ -319,5 +422,8 @@ pub fn svg(plot: &Plot) -> Result<String, String> {
 /// The plot as a PNG file at `path`.
 pub fn png(plot: &Plot, path: &std::path::Path) -> Result<(), String> {
     fonts();
-    draw(BitMapBackend::new(path, SIZE).into_drawing_area(), plot)
+    draw(
+        BitMapBackend::new(path, size(plot)).into_drawing_area(),
+        plot,
+    )
 }

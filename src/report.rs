@@ -566,8 +566,8 @@ pub fn page(result: &Value, out: Option<&Path>, base: Option<&Path>) -> Result<S
             "<figure><img id=\"{}\" alt=\"{}\" width=\"{}\" height=\"{}\" src=\"data:image/svg+xml;base64,{}\"></figure>",
             figure.name,
             figure.name,
-            crate::plots::SIZE.0,
-            crate::plots::SIZE.1,
+            crate::plots::size(&figure.plot).0,
+            crate::plots::size(&figure.plot).1,
             base64(svg.as_bytes())
         );
     }
