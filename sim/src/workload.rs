@@ -71,6 +71,20 @@ pub struct WorkloadConfig {
     pub labels_per_word: NumberDist,
     /// Share of a receipt's labels that LangGraph changes after proposing them, sampled per receipt.
     pub changed_label_share: NumberDist,
+    /// Share of a receipt's labels that LangGraph removes after proposing them (consolidation: a
+    /// stream REMOVE), sampled per receipt. The code at 54acc5869 deletes no label from LangGraph
+    /// (`save_receipt_word_labels` in receipt_label/receipt_label/langchain/currency_validation.py
+    /// only adds and updates), hence 0; the compactor's handling of a REMOVE
+    /// (`apply_label_updates_in_memory` in
+    /// infra/chromadb_compaction/lambdas/compaction/label_handler.py calls `remove_word_labels`,
+    /// which clears every label field of the word) is what a share above 0 exercises.
+    pub removed_label_share: NumberDist,
+    /// Share of a receipt's labels that are not removed and existed before this run: written
+    /// VALID with the OCR result, then changed by LangGraph (a stream MODIFY of an item older than
+    /// the run; `save_receipt_word_labels` updates such items through
+    /// `update_receipt_word_labels`), sampled per receipt. 0 by default: the share of a receipt's
+    /// labels that exist before its first run is not known.
+    pub older_label_share: NumberDist,
     /// Probability that LangGraph corrects a receipt's merchant, sampled per receipt.
     pub merchant_correction_share: NumberDist,
 }
@@ -90,6 +104,8 @@ impl Default for WorkloadConfig {
             noise_word_share: shape_dist("uniform(0.05, 0.15)"),
             labels_per_word: shape_dist("empirical(0, 1)"),
             changed_label_share: shape_dist("uniform(0.1, 0.3)"),
+            removed_label_share: shape_dist("0"),
+            older_label_share: shape_dist("0"),
             merchant_correction_share: shape_dist("0.1"),
         }
     }
@@ -102,6 +118,8 @@ fn shape_dist(text: &str) -> NumberDist {
 /// The `proposed_by` value of a label LangGraph proposes, and of one it changes.
 pub const PROPOSED_BY_LANGGRAPH: u8 = 1;
 pub const PROPOSED_BY_VALIDATION: u8 = 2;
+/// The `proposed_by` value of a label that existed before the receipt's run.
+pub const PROPOSED_BY_EARLIER: u8 = 3;
 
 /// A word by its 1-based line and word numbers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,8 +128,9 @@ pub struct WordRef {
     pub word: u16,
 }
 
-/// One label LangGraph writes for one word: first as a new PENDING item, then, if `change` is set,
-/// changed to that status (with new reasoning) by a conditional put.
+/// One label LangGraph writes for one word: first as a new PENDING item (or, if `older`, as a VALID
+/// item written with the OCR result, before the run), then, if `change` is set, changed to that
+/// status (with new reasoning) by a conditional put, or, if `removed`, deleted.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSpec {
@@ -121,6 +140,16 @@ pub struct LabelSpec {
     pub label: u8,
     pub reasoning: u32,
     pub change: Option<ValidationStatus>,
+    /// LangGraph deletes the item after proposing it (never together with `change`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub removed: bool,
+    /// The item existed before the run (always together with `change`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub older: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl LabelSpec {
@@ -130,15 +159,27 @@ impl LabelSpec {
             word: self.word,
         }
     }
-    /// The item LangGraph first writes (a stream INSERT).
+    /// The item first written (a stream INSERT): LangGraph's proposal, or the earlier item.
     pub fn proposed_item(&self) -> LabelItem {
+        let (validation_status, proposed_by) = if self.older {
+            (ValidationStatus::Valid, PROPOSED_BY_EARLIER)
+        } else {
+            (ValidationStatus::Pending, PROPOSED_BY_LANGGRAPH)
+        };
         LabelItem {
             label: self.label,
-            validation_status: ValidationStatus::Pending,
+            validation_status,
             reasoning: self.reasoning,
-            proposed_by: PROPOSED_BY_LANGGRAPH,
+            proposed_by,
             consolidated_from: 0,
         }
+    }
+    /// The item the word ends with, or none if LangGraph removes it.
+    pub fn final_item(&self) -> Option<LabelItem> {
+        if self.removed {
+            return None;
+        }
+        Some(self.changed_item().unwrap_or(self.proposed_item()))
     }
     /// The item after LangGraph's change (a stream MODIFY), if it changes the label.
     pub fn changed_item(&self) -> Option<LabelItem> {
@@ -262,6 +303,13 @@ impl Receipt {
                 ));
             }
             previous = Some((word, label.label));
+            if (label.removed && label.change.is_some()) || (label.older && label.change.is_none())
+            {
+                return Err(format!(
+                    "receipt {}: label {label:?}: a removed label has no change, an older one has one",
+                    self.index
+                ));
+            }
         }
         Ok(())
     }
@@ -437,6 +485,8 @@ impl Shape {
             labels: Vec::new(),
         };
         receipt.labels = labels(&receipt, &mut stream, config);
+        let mut fates = streams.stream_indexed("receipt-label-fate", u64::from(self.index));
+        label_fates(&mut receipt.labels, &mut fates, config);
         receipt
     }
 }
@@ -471,10 +521,36 @@ fn labels(receipt: &Receipt, stream: &mut Stream, config: &WorkloadConfig) -> Ve
                 label,
                 reasoning,
                 change,
+                removed: false,
+                older: false,
             });
         }
     }
     labels
+}
+
+/// Draws which labels LangGraph removes and which existed before the run, from a stream of their
+/// own (so the other draws do not move with these shares): each label is removed with the
+/// receipt's removed share, else older with its older share. A removed label is not changed; an
+/// older one always is (VALID 4 in 5, as a change).
+fn label_fates(labels: &mut [LabelSpec], stream: &mut Stream, config: &WorkloadConfig) {
+    let removed_share = config.removed_label_share.sample(stream).clamp(0.0, 1.0);
+    let older_share = config.older_label_share.sample(stream).clamp(0.0, 1.0);
+    for label in labels.iter_mut() {
+        if chance(stream, removed_share) {
+            label.removed = true;
+            label.change = None;
+        } else if chance(stream, older_share) {
+            label.older = true;
+            if label.change.is_none() {
+                label.change = Some(if chance(stream, 0.8) {
+                    ValidationStatus::Valid
+                } else {
+                    ValidationStatus::Invalid
+                });
+            }
+        }
+    }
 }
 
 /// The arrival instant of the last receipt, or zero.
@@ -522,6 +598,79 @@ mod tests {
         );
         assert!(a.iter().any(|r| r.merchant_correction.is_some()));
         assert!(a.iter().flat_map(|r| &r.labels).any(|l| l.change.is_some()));
+    }
+
+    /// Removed and older labels are drawn at the configured shares (removed of all labels, older
+    /// of those not removed), from their own stream: the labels' places and reasonings do not move.
+    #[test]
+    fn removed_and_older_labels_follow_their_shares() {
+        let mut shares = config(400);
+        shares.labels_per_word = crate::distribution::NumberDist::constant(2.0);
+        shares.removed_label_share = crate::distribution::NumberDist::constant(0.2);
+        shares.older_label_share = crate::distribution::NumberDist::constant(0.25);
+        let drawn = generate(9, &shares);
+        check_receipts(&drawn).unwrap();
+        let labels: Vec<&LabelSpec> = drawn.iter().flat_map(|r| &r.labels).collect();
+        let total = labels.len() as f64;
+        let removed = labels.iter().filter(|l| l.removed).count() as f64;
+        let kept = total - removed;
+        let older = labels.iter().filter(|l| l.older).count() as f64;
+        let sigma = |share: f64, n: f64| (share * (1.0 - share) / n).sqrt();
+        assert!(total > 10_000.0, "{total} labels");
+        assert!(
+            (removed / total - 0.2).abs() < 4.0 * sigma(0.2, total),
+            "{removed} of {total} removed"
+        );
+        assert!(
+            (older / kept - 0.25).abs() < 4.0 * sigma(0.25, kept),
+            "{older} of {kept} older"
+        );
+        assert!(labels.iter().all(|l| !(l.removed && l.older)));
+        assert!(
+            labels
+                .iter()
+                .filter(|l| l.removed)
+                .all(|l| l.change.is_none())
+        );
+        assert!(
+            labels
+                .iter()
+                .filter(|l| l.older)
+                .all(|l| l.change.is_some())
+        );
+        // A word with a label removed and another changed, in both orders.
+        let orders = |first_removed: bool| {
+            drawn.iter().flat_map(|r| r.labels.windows(2)).any(|pair| {
+                pair[0].word_ref() == pair[1].word_ref()
+                    && pair[0].removed == first_removed
+                    && pair[1].removed != first_removed
+                    && pair[usize::from(first_removed)].change.is_some()
+            })
+        };
+        assert!(orders(true) && orders(false));
+        // The default shares are 0 and the other draws do not depend on these.
+        let default = generate(
+            9,
+            &WorkloadConfig {
+                removed_label_share: WorkloadConfig::default().removed_label_share,
+                older_label_share: WorkloadConfig::default().older_label_share,
+                ..shares.clone()
+            },
+        );
+        assert!(
+            default
+                .iter()
+                .flat_map(|r| &r.labels)
+                .all(|l| !l.removed && !l.older)
+        );
+        let place = |l: &LabelSpec| (l.word_ref(), l.label, l.reasoning);
+        assert!(
+            default
+                .iter()
+                .flat_map(|r| &r.labels)
+                .map(place)
+                .eq(labels.iter().map(|l| place(l)))
+        );
     }
 
     #[test]
@@ -612,6 +761,8 @@ mod tests {
                 label: 0,
                 reasoning: 0,
                 change: None,
+                removed: false,
+                older: false,
             },
         );
         receipt.labels.sort_by_key(|l| (l.word_ref(), l.label));

@@ -1,12 +1,16 @@
 //! Mechanisms of the real pipeline, each in a small hand-built trial with a known outcome, and
 //! each citing what it follows: a message that reaches its queue's retention period is a cause;
 //! what an absent embedding hides is counted apart; the queue mappings' pollers receive whatever
-//! the function's concurrency, so a throttled batch costs a receive.
+//! the function's concurrency, so a throttled batch costs a receive; a REMOVE of one label wipes
+//! every label field of its word, so its order against a MODIFY of the word decides the snapshot.
 
+use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ValidationStatus};
 use sim::oracle::{self, Cause, Class};
-use sim::pipeline::config::MappingPollers;
+use sim::pipeline::config::{InBatchOrdering, MappingPollers};
 use sim::pipeline::history::{HistoryEvent, HistoryRecord};
 use sim::pipeline::{Flow, PipelineConfig};
+use sim::pipeline::{HistoryFilter, TrialOptions, run_trial};
+use sim::workload::{LabelSpec, Receipt};
 use std::collections::BTreeSet;
 
 mod common;
@@ -159,4 +163,134 @@ fn maximum_concurrency_within_the_reserved_concurrency_prevents_throttled_dead_l
     );
     assert_eq!(capped.report.throttles.compaction, 0);
     assert_eq!(dead_unprocessed(&capped), 0);
+}
+
+/// One receipt whose first word carries two labels: `first` (label 0) and `second` (label 1).
+fn two_label_receipt(first: LabelSpec, second: LabelSpec) -> (PipelineConfig, Vec<Receipt>) {
+    let config = burst(PipelineConfig::default(), 1);
+    let mut receipts = sim::workload::generate(config.seed, &config.workload);
+    let receipt = &mut receipts[0];
+    let word = receipt.embedded_words().next().expect("an embedded word");
+    receipt.merchant_correction = None;
+    receipt.labels = [(0, first), (1, second)]
+        .into_iter()
+        .map(|(label, spec)| LabelSpec {
+            line: word.line,
+            word: word.word,
+            label,
+            ..spec
+        })
+        .collect();
+    (config, receipts)
+}
+
+fn removed() -> LabelSpec {
+    LabelSpec {
+        line: 0,
+        word: 0,
+        label: 0,
+        reasoning: 11,
+        change: None,
+        removed: true,
+        older: false,
+    }
+}
+
+fn older_changed() -> LabelSpec {
+    LabelSpec {
+        line: 0,
+        word: 0,
+        label: 0,
+        reasoning: 22,
+        change: Some(ValidationStatus::Invalid),
+        removed: false,
+        older: true,
+    }
+}
+
+/// The trial's final table labels and final snapshot entry of the receipt's first labelled word,
+/// and the oracle's report.
+fn final_word(
+    config: &PipelineConfig,
+    receipts: &[Receipt],
+) -> (LabelFields, EntryFields, oracle::Report) {
+    let options = TrialOptions {
+        history: HistoryFilter::All,
+        ..TrialOptions::default()
+    };
+    let trial = run_trial(config, Some(receipts), &options);
+    assert_eq!(trial.report.stop, "empty");
+    let label = receipts[0].labels[0];
+    let id = ChromaId::word(0, u32::from(label.line), u32::from(label.word));
+    let store = trial.store(Collection::Words);
+    let publish = store.pointer_publish().expect("a published snapshot");
+    let entry = store.get(publish, id).expect("the word is in the snapshot");
+    (trial.table().derived_label_fields(id), entry, judge(&trial))
+}
+
+/// LangGraph removes one label of a word and changes another that existed before the run. The
+/// compactor at 54acc5869 (`apply_label_updates_in_memory`,
+/// infra/chromadb_compaction/lambdas/compaction/label_handler.py) sends a REMOVE to
+/// `remove_word_labels` (infra/chromadb_compaction/lambdas/compaction/operations.py), which clears
+/// every label field of the word, and a MODIFY to `update_word_labels`, which writes the word's
+/// labels as the table has them. REMOVE then MODIFY ends with the table's labels; MODIFY then
+/// REMOVE ends with none, and the oracle, comparing with the final table, reports that word.
+#[test]
+fn remove_then_modify_differs_from_modify_then_remove() {
+    // Label 0 removed, label 1 changed: the REMOVE record comes first.
+    let (config, remove_first) = two_label_receipt(removed(), older_changed());
+    let (table, entry, report) = final_word(&config, &remove_first);
+    assert!(!table.is_empty(), "the changed label remains in the table");
+    assert_eq!(entry.labels, table, "REMOVE then MODIFY converges");
+    assert_eq!(report.by_class[&Class::L], 0, "{:?}", report.anomalies);
+    // Label 0 changed, label 1 removed: the MODIFY record comes first.
+    let (config, modify_first) = two_label_receipt(older_changed(), removed());
+    let (table, entry, report) = final_word(&config, &modify_first);
+    assert!(!table.is_empty(), "the changed label remains in the table");
+    assert_eq!(
+        entry.labels,
+        LabelFields::default(),
+        "the REMOVE wiped the changed label"
+    );
+    assert_ne!(entry.labels, table);
+    let label = modify_first[0].labels[0];
+    let id = ChromaId::word(0, u32::from(label.line), u32::from(label.word));
+    assert!(
+        report.anomalies.iter().any(|a| a.class == Class::L
+            && a.cause == Cause::RemoveClearedLabels
+            && a.ids.contains(&id)),
+        "{:?}",
+        report.anomalies
+    );
+    // Applying a batch's removals first (a knob, not the code at 54acc5869) repairs the order.
+    let mut removals_first = config.clone();
+    removals_first.compaction.in_batch_ordering = InBatchOrdering::RemovalsFirst;
+    let (table, entry, report) = final_word(&removals_first, &modify_first);
+    assert_eq!(entry.labels, table);
+    assert_eq!(report.by_class[&Class::L], 0, "{:?}", report.anomalies);
+}
+
+/// Drawn by the workload, a removal beside another label of its word clears that label in the
+/// snapshot when no later MODIFY of the word writes it back (a label only proposed, or changed
+/// before the REMOVE): the oracle reports L findings caused by the REMOVE; without removals the
+/// same trial has none of that cause.
+#[test]
+fn drawn_removals_clear_the_remaining_labels_of_their_words() {
+    let mut config = burst(PipelineConfig::default(), 20);
+    config.workload.labels_per_word = sim::distribution::NumberDist::constant(2.0);
+    config.workload.removed_label_share = sim::distribution::NumberDist::constant(0.3);
+    config.workload.older_label_share = sim::distribution::NumberDist::constant(0.3);
+    let cleared = |report: &oracle::Report| {
+        report
+            .anomalies
+            .iter()
+            .filter(|a| a.class == Class::L && a.cause == Cause::RemoveClearedLabels)
+            .map(|a| a.id_count)
+            .sum::<usize>()
+    };
+    let drawn = judge(&run_with_history(&config));
+    assert!(cleared(&drawn) > 0, "{:?}", drawn.anomalies);
+    config.workload.removed_label_share = sim::distribution::NumberDist::constant(0.0);
+    let kept = judge(&run_with_history(&config));
+    assert_eq!(cleared(&kept), 0, "{:?}", kept.anomalies);
 }

@@ -984,6 +984,18 @@ impl WorkloadConfig {
             "workload.changed_label_share",
         )?;
         check_number_bounds(
+            &self.removed_label_share,
+            0.0,
+            1.0,
+            "workload.removed_label_share",
+        )?;
+        check_number_bounds(
+            &self.older_label_share,
+            0.0,
+            1.0,
+            "workload.older_label_share",
+        )?;
+        check_number_bounds(
             &self.merchant_correction_share,
             0.0,
             1.0,
@@ -1310,6 +1322,16 @@ mod tests {
                 "stream_processor.reserved_concurrency",
             ),
             (|c| c.upload.concurrency = 0, "upload.concurrency"),
+            (
+                |c| {
+                    c.workload.removed_label_share = NumberDist::parse("uniform(0.5, 1.2)").unwrap()
+                },
+                "workload.removed_label_share",
+            ),
+            (
+                |c| c.workload.older_label_share = NumberDist::constant(-0.1),
+                "workload.older_label_share",
+            ),
             (|c| c.horizon = Duration::ZERO, "horizon"),
             (
                 |c| c.faults.compaction_stall_share = 1.5,

@@ -55,7 +55,7 @@ use crate::services::table::{
     CompactionRun, ItemImage, ItemKey, ReceiptShape, StreamRecord, Table,
 };
 use crate::time::{Duration, Instant};
-use crate::workload::{Receipt, WordRef, chance};
+use crate::workload::{LabelSpec, Receipt, WordRef, chance};
 use faults::FaultStreams;
 pub use notes::{describe_messages, message_word};
 use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};

@@ -52,7 +52,10 @@ impl<P: Performer> Simulation<'_, P> {
         ReceiptPlan {
             receipt,
             has_labels: !shape.labels.is_empty(),
-            has_changed_labels: shape.labels.iter().any(|label| label.change.is_some()),
+            has_changed_labels: shape
+                .labels
+                .iter()
+                .any(|label| label.change.is_some() || label.removed),
             has_merchant_correction: shape.merchant_correction.is_some(),
         }
     }

@@ -14,8 +14,8 @@ pub(super) fn table_shape(receipt: &Receipt) -> ReceiptShape {
     ReceiptShape::new(&words_per_line, &noise)
 }
 
-/// The label fields a receipt's word ends with (LangGraph's final items), for deltas that carry
-/// labels known at embed time.
+/// The label fields a receipt's word ends with (LangGraph's final items, removed ones gone), for
+/// deltas that carry labels known at embed time.
 pub(super) fn final_labels(receipt: &Receipt, id: ChromaId) -> LabelFields {
     let items: Vec<LabelItem> = receipt
         .labels
@@ -23,7 +23,7 @@ pub(super) fn final_labels(receipt: &Receipt, id: ChromaId) -> LabelFields {
         .filter(|label| {
             u32::from(label.line) == id.line_number() && u32::from(label.word) == id.word_number()
         })
-        .map(|label| label.changed_item().unwrap_or(label.proposed_item()))
+        .filter_map(LabelSpec::final_item)
         .collect();
     LabelFields::derive(&items)
 }
@@ -44,6 +44,12 @@ impl<P: Performer> Simulation<'_, P> {
                     let ocr = self.table.put_ocr(now, receipt, table_shape(shape));
                     if self.config.stream.ocr_records {
                         records.extend(ocr);
+                    }
+                    // Labels older than the run are in the table before it starts.
+                    for label in shape.labels.iter().filter(|label| label.older) {
+                        let word =
+                            ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
+                        records.extend(self.table.put_label(now, word, label.proposed_item()));
                     }
                 }
             }
@@ -75,19 +81,25 @@ impl<P: Performer> Simulation<'_, P> {
                 }
             }
             TableWrite::ProposedLabels { .. } => {
-                for label in &shape.labels {
+                for label in shape.labels.iter().filter(|label| !label.older) {
                     let word =
                         ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
                     records.extend(self.table.put_label(now, word, label.proposed_item()));
                 }
             }
             TableWrite::ChangedLabels { .. } => {
+                // Changes and removals in label order, so a word may see a REMOVE before or after
+                // a MODIFY of another of its labels.
                 for label in &shape.labels {
+                    let word =
+                        ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
+                    if label.removed {
+                        records.extend(self.table.delete_label(now, word, label.label));
+                        continue;
+                    }
                     let Some(item) = label.changed_item() else {
                         continue;
                     };
-                    let word =
-                        ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
                     if let Ok(record) = self.table.put_label_if_exists(now, word, item) {
                         records.extend(record);
                     }
