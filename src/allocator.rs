@@ -9,6 +9,11 @@
 //! talks to servers on threads of tokio and reqwest, so every block is mimalloc's own, freed on any
 //! thread.
 //!
+//! mimalloc is built without its requests for transparent huge pages (the crate's `no_thp`
+//! feature): where the kernel grants them on request, a trial's heap grew in 2 MiB pages, each
+//! zeroed whole on first touch, which cost a large trial kernel time and resident memory for no
+//! gain (`receipt-sim run scale --set workload.receipts=1000000`).
+//!
 //! Used by the binary and by the pipeline benchmark, so that the figures are the binary's. Depends
 //! on `libmimalloc-sys` only.
 
