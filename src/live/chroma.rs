@@ -294,23 +294,18 @@ impl ChromaClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|error| {
+        // A transport error, in sending or in reading the body: timed out, or the server unreachable.
+        let transport = |error: reqwest::Error| {
             let kind = if error.is_timeout() {
                 ErrorKind::Timeout
             } else {
                 ErrorKind::Unreachable
             };
             failure(kind, source_chain(&error))
-        })?;
+        };
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let text = response.text().await.map_err(|error| {
-            let kind = if error.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Unreachable
-            };
-            failure(kind, source_chain(&error))
-        })?;
+        let text = response.text().await.map_err(transport)?;
         if !status.is_success() {
             let kind = ErrorKind::Status {
                 code: status.as_u16(),
