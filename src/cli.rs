@@ -338,51 +338,45 @@ pub fn main() -> Result<(), Failure> {
         Command::Compare(args) => compare(args),
         Command::Receipts(args) => receipts(args),
         Command::Hunt(args) => hunt(args),
-        Command::Verdict(args) => {
-            check_count("--trials", args.trials, VERDICT_TRIALS_MAX)?;
-            if let Some(flow) = args
-                .set
-                .iter()
-                .find(|set| set.trim_start().starts_with("flow"))
-            {
-                return Err(Failure::bad_input(format!(
-                    "--set {}: verdict runs both flows and compares them; it takes no `flow`",
-                    sim::time::echo(flow)
-                )));
-            }
-            let json = args
-                .export_json
-                .as_deref()
-                .map(|t| Output::create(t, "--export-json"))
-                .transpose()?;
-            let markdown = args
-                .export_markdown
-                .as_deref()
-                .map(|t| Output::create(t, "--export-markdown"))
-                .transpose()?;
-            crate::verdict_command::verdict(&crate::verdict_command::VerdictFlags {
-                trials: args.trials,
-                shard: crate::shard::resolve(args.shard.as_deref())?,
-                overrides: &args.set,
-                export_json: json.as_ref(),
-                export_markdown: markdown.as_ref(),
-            })
-        }
+        Command::Verdict(args) => verdict(args),
         Command::Scenario(args) => {
             let loaded = load::load(&args.scenario, args.seed, &args.set)?;
             print!("{}", crate::pipeline_scenario::resolved_toml(&loaded)?);
             Ok(())
         }
         Command::Replay(args) => {
-            let export = args
-                .export_json
-                .as_deref()
-                .map(|t| Output::create(t, "--export-json"))
-                .transpose()?;
+            let export = optional_output(args.export_json.as_deref(), "--export-json")?;
             crate::hunt_command::replay(&args.file, export.as_ref())
         }
         command => planning(command),
     }
+}
+
+fn optional_output(target: Option<&str>, flag: &str) -> Result<Option<Output>, Failure> {
+    target.map(|t| Output::create(t, flag)).transpose()
+}
+
+fn verdict(args: VerdictArgs) -> Result<(), Failure> {
+    check_count("--trials", args.trials, VERDICT_TRIALS_MAX)?;
+    if let Some(flow) = args
+        .set
+        .iter()
+        .find(|set| set.trim_start().starts_with("flow"))
+    {
+        return Err(Failure::bad_input(format!(
+            "--set {}: verdict runs both flows and compares them; it takes no `flow`",
+            sim::time::echo(flow)
+        )));
+    }
+    let json = optional_output(args.export_json.as_deref(), "--export-json")?;
+    let markdown = optional_output(args.export_markdown.as_deref(), "--export-markdown")?;
+    crate::verdict_command::verdict(&crate::verdict_command::VerdictFlags {
+        trials: args.trials,
+        shard: crate::shard::resolve(args.shard.as_deref())?,
+        overrides: &args.set,
+        export_json: json.as_ref(),
+        export_markdown: markdown.as_ref(),
+    })
 }
 
 /// The most trials `hunt` explores (each keeps a few hundred bytes until the end).

@@ -307,48 +307,12 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         .collect();
     let mut tally = Tally::default();
     land(flags.export, &assemble(header(false), &tally))?;
-    // PCT spreads its priority changes over the events a plain trial takes.
-    let expected_events = sim::pipeline::run_trial(config, None, &Default::default())
-        .report
-        .events;
     let started = std::time::Instant::now();
-    let deadline = flags.time_budget.map(|budget| started + budget);
-    let mut pace = crate::output::Pace::new();
-    let mut failure: Option<Failure> = None;
-    crate::parallel::for_each_done(
-        owned.len(),
-        deadline,
-        "trials",
-        |k| {
-            let choices = explore::choices_for(config.seed, owned[k], expected_events);
-            explore::explore(config, &choices)
-        },
-        |k, explored| {
-            tally.add(owned[k], &explored);
-            if failure.is_none() && pace.due() {
-                failure = land(flags.export, &assemble(header(false), &tally)).err();
-            }
-        },
-    );
-    if let Some(failure) = failure {
-        return Err(failure);
-    }
+    explore_owned(config, flags, &owned, &mut tally, |tally| {
+        land(flags.export, &assemble(header(false), tally))
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let kinds: Vec<((Class, Cause), Choices)> = tally
-        .kinds
-        .iter()
-        .map(|(kind, t)| (*kind, t.first_choices))
-        .collect();
-    let shrunk = crate::parallel::map(kinds.len(), "shrinking", |i| {
-        shrink_kind(config, &kinds[i].1, kinds[i].0, flags.out)
-    });
-    for ((kind, _), shrunk) in kinds.iter().zip(shrunk) {
-        let shrunk = shrunk?;
-        if let Some(shrunk) = &shrunk {
-            write_counterexample(shrunk)?;
-        }
-        tally.kinds.get_mut(kind).expect("a kind found").shrunk = shrunk;
-    }
+    shrink_kinds(config, &mut tally, flags.out)?;
     let text = format!(
         "hunt: shard {}/{}: {} trials of {} receipts in {:.1} s ({:.0} trials/s on {} threads), seeds from {}\n{}",
         flags.shard.index,
@@ -367,6 +331,62 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
         export.write_json(&as_value(&assemble(header(complete), &tally)))?;
     }
     found(&tally, flags.out)
+}
+
+/// Explores the owned trials in parallel until done or out of time, landing partial results
+/// through `land` at most once a second.
+fn explore_owned(
+    config: &PipelineConfig,
+    flags: &HuntFlags<'_>,
+    owned: &[u64],
+    tally: &mut Tally,
+    mut land: impl FnMut(&Tally) -> Result<(), Failure> + Send,
+) -> Result<(), Failure> {
+    // PCT spreads its priority changes over the events a plain trial takes.
+    let expected_events = sim::pipeline::run_trial(config, None, &Default::default())
+        .report
+        .events;
+    let deadline = flags
+        .time_budget
+        .map(|budget| std::time::Instant::now() + budget);
+    let mut pace = crate::output::Pace::new();
+    let mut failure: Option<Failure> = None;
+    crate::parallel::for_each_done(
+        owned.len(),
+        deadline,
+        "trials",
+        |k| {
+            let choices = explore::choices_for(config.seed, owned[k], expected_events);
+            explore::explore(config, &choices)
+        },
+        |k, explored| {
+            tally.add(owned[k], &explored);
+            if failure.is_none() && pace.due() {
+                failure = land(tally).err();
+            }
+        },
+    );
+    failure.map_or(Ok(()), Err)
+}
+
+/// Shrinks each kind's first counterexample and writes it into `out`.
+fn shrink_kinds(config: &PipelineConfig, tally: &mut Tally, out: &Path) -> Result<(), Failure> {
+    let kinds: Vec<((Class, Cause), Choices)> = tally
+        .kinds
+        .iter()
+        .map(|(kind, t)| (*kind, t.first_choices))
+        .collect();
+    let shrunk = crate::parallel::map(kinds.len(), "shrinking", |i| {
+        shrink_kind(config, &kinds[i].1, kinds[i].0, out)
+    });
+    for ((kind, _), shrunk) in kinds.iter().zip(shrunk) {
+        let shrunk = shrunk?;
+        if let Some(shrunk) = &shrunk {
+            write_counterexample(shrunk)?;
+        }
+        tally.kinds.get_mut(kind).expect("a kind found").shrunk = shrunk;
+    }
+    Ok(())
 }
 
 /// `merge` of hunt shards: the trials of every shard, each kind's counterexample from its lowest
@@ -539,6 +559,45 @@ fn write_counterexample(shrunk: &Shrunk) -> Result<(), Failure> {
 }
 
 pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
+    let (file, config) = read_counterexample(path)?;
+    let (config, options) = explore::apply(&config, &file.choices, HistoryFilter::All);
+    let judged = explore::judge(&config, None, &options);
+    let kind = (file.class, file.cause);
+    let anomaly: Option<&Anomaly> = judged
+        .oracle
+        .anomalies
+        .iter()
+        .find(|a| (a.class, a.cause) == kind);
+    let same_fingerprint = judged.trial.report.fingerprint == file.fingerprint;
+    let out = describe_replay(path, &file, &judged, anomaly, same_fingerprint);
+    crate::output::say(matches!(export, Some(Output::Stdout)), &out);
+    if let Some(export) = export {
+        export.write_json(&json!({
+            "file": path,
+            "reproduced": anomaly.is_some() && same_fingerprint,
+            "same_fingerprint": same_fingerprint,
+            "fingerprint": judged.trial.report.fingerprint,
+            "class": file.class.name(),
+            "cause": file.cause.name(),
+            "anomaly": anomaly,
+        }))?;
+    }
+    match (anomaly.is_some(), same_fingerprint) {
+        (true, true) => Ok(()),
+        (false, _) => Err(Failure::race_found(format!(
+            "{path}: did not reproduce: no {} {} anomaly this time",
+            file.class.name(),
+            file.cause.name()
+        ))),
+        (true, false) => Err(Failure::race_found(format!(
+            "{path}: did not reproduce exactly: fingerprint {} instead of {}",
+            judged.trial.report.fingerprint, file.fingerprint
+        ))),
+    }
+}
+
+/// Reads a counterexample file and its resolved scenario, refusing what a replay cannot honour.
+fn read_counterexample(path: &str) -> Result<(CounterexampleFile, PipelineConfig), Failure> {
     let text = crate::pipeline_scenario::read_bounded(std::path::Path::new(path))
         .map_err(Failure::bad_input)?;
     let file: CounterexampleFile = serde_json::from_str(&text)
@@ -570,15 +629,17 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
             "{path}: scenario: field `workload.source`: a counterexample replays generated receipts"
         )));
     }
-    let (config, options) = explore::apply(&config, &file.choices, HistoryFilter::All);
-    let judged = explore::judge(&config, None, &options);
-    let kind = (file.class, file.cause);
-    let anomaly: Option<&Anomaly> = judged
-        .oracle
-        .anomalies
-        .iter()
-        .find(|a| (a.class, a.cause) == kind);
-    let same_fingerprint = judged.trial.report.fingerprint == file.fingerprint;
+    Ok((file, config))
+}
+
+/// The replay's summary: what was recorded, what this build found, and the anomaly's excerpt.
+fn describe_replay(
+    path: &str,
+    file: &CounterexampleFile,
+    judged: &explore::Judged,
+    anomaly: Option<&Anomaly>,
+    same_fingerprint: bool,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -608,30 +669,7 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
         );
         describe_excerpt(&mut out, &anomaly.excerpt);
     }
-    crate::output::say(matches!(export, Some(Output::Stdout)), &out);
-    if let Some(export) = export {
-        export.write_json(&json!({
-            "file": path,
-            "reproduced": anomaly.is_some() && same_fingerprint,
-            "same_fingerprint": same_fingerprint,
-            "fingerprint": judged.trial.report.fingerprint,
-            "class": file.class.name(),
-            "cause": file.cause.name(),
-            "anomaly": anomaly,
-        }))?;
-    }
-    match (anomaly.is_some(), same_fingerprint) {
-        (true, true) => Ok(()),
-        (false, _) => Err(Failure::race_found(format!(
-            "{path}: did not reproduce: no {} {} anomaly this time",
-            file.class.name(),
-            file.cause.name()
-        ))),
-        (true, false) => Err(Failure::race_found(format!(
-            "{path}: did not reproduce exactly: fingerprint {} instead of {}",
-            judged.trial.report.fingerprint, file.fingerprint
-        ))),
-    }
+    out
 }
 
 /// The most priority changes of a PCT ordering (hunts use 1 to 3).

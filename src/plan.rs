@@ -325,16 +325,14 @@ fn answers(configs: &[Configuration], loads: &[f64]) -> Vec<LoadAnswer> {
         .collect()
 }
 
-pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), Failure> {
-    let sweep = Sweep::read(path)?;
-    let load_axis = match &sweep.spec.plan {
-        Some(plan) => plan.load.clone(),
-        None => {
-            return Err(Failure::bad_input(format!(
-                "{path}: no [plan] section naming the load axis"
-            )));
-        }
+/// The sweep's load axis: its path, its loads (numbers), and whether they are all integers.
+fn load_axis_of(path: &str, sweep: &Sweep) -> Result<(String, Vec<f64>, bool), Failure> {
+    let Some(plan) = &sweep.spec.plan else {
+        return Err(Failure::bad_input(format!(
+            "{path}: no [plan] section naming the load axis"
+        )));
     };
+    let load_axis = plan.load.clone();
     let axis = sweep
         .spec
         .axes
@@ -348,8 +346,14 @@ pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), F
         )));
     }
     let integral = axis.values.iter().all(|v| v.is_i64() || v.is_u64());
+    Ok((load_axis, loads, integral))
+}
+
+pub fn plan(path: &str, objective: Objective, exports: &Exports) -> Result<(), Failure> {
+    let sweep = Sweep::read(path)?;
+    let (load_axis, loads, integral) = load_axis_of(path, &sweep)?;
     let cases = sweep.cases(Shard::WHOLE)?;
-    let mut sorted_loads = loads.clone();
+    let mut sorted_loads = loads;
     sorted_loads.sort_by(f64::total_cmp);
     sorted_loads.dedup();
     let assemble = |configs: Vec<Configuration>, cases_done: u64, complete: bool| PlanResult {

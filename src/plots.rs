@@ -203,11 +203,8 @@ fn range(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {
     (if from_zero { low } else { low - pad }, high + pad)
 }
 
-fn draw_lines<DB: DrawingBackend>(whole: &DrawingArea<DB, Shift>, plot: &LineChart) -> Drawn {
-    whole.fill(&WHITE).map_err(text_error)?;
-    let below = legend_below(plot);
-    let (root, legend) = whole.split_vertically(SIZE.1);
-    let root = &root;
+/// The axes' ranges of a line chart: every point, interval end and the threshold.
+fn line_ranges(plot: &LineChart) -> ((f64, f64), (f64, f64)) {
     let xs = plot
         .series
         .iter()
@@ -218,9 +215,16 @@ fn draw_lines<DB: DrawingBackend>(whole: &DrawingArea<DB, Shift>, plot: &LineCha
             .map(|p| p.1)
             .chain(s.intervals.iter().flat_map(|i| [i.1, i.2]))
     });
-    let (x0, x1) = range(xs, false);
     let threshold = plot.threshold.iter().map(|t| t.1);
-    let (y0, y1) = range(ys.chain(threshold), true);
+    (range(xs, false), range(ys.chain(threshold), true))
+}
+
+fn draw_lines<DB: DrawingBackend>(whole: &DrawingArea<DB, Shift>, plot: &LineChart) -> Drawn {
+    whole.fill(&WHITE).map_err(text_error)?;
+    let below = legend_below(plot);
+    let (root, legend) = whole.split_vertically(SIZE.1);
+    let root = &root;
+    let ((x0, x1), (y0, y1)) = line_ranges(plot);
     let mut chart = ChartBuilder::on(root)
         .caption(&plot.title, ("sans-serif", 20))
         .margin(12)

@@ -73,6 +73,13 @@ fn values(trial: &Value, latency: &str) -> Vec<f64> {
 
 /// The plots of one or two trials (`run`, `compare`).
 fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
+    let mut figures = vec![trial_latency_cdf(trials), trial_stages(trials)];
+    figures.extend(trial_queue_figures(trials));
+    figures.push(trial_utilisation(trials));
+    figures
+}
+
+fn trial_latency_cdf(trials: &[(&str, &Value)]) -> Figure {
     let mut cdfs = Vec::new();
     for (flow, trial) in trials {
         for latency in ["labels_saved", "labels_visible"] {
@@ -82,7 +89,7 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             ));
         }
     }
-    let mut figures = vec![figure(
+    figure(
         "latency_cdf",
         lines(
             "Latency CDF",
@@ -90,7 +97,11 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             "share of receipts",
             cdfs,
         ),
-    )];
+    )
+}
+
+/// p50 and p99 of each stage that saw a receipt in the first trial, per flow.
+fn trial_stages(trials: &[(&str, &Value)]) -> Figure {
     let (_, first) = trials[0];
     let stages: Vec<String> = first["latency_ms"]["stages"]
         .as_object()
@@ -111,7 +122,7 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             groups.push((format!("{flow} {p}"), values));
         }
     }
-    figures.push(figure(
+    figure(
         "stages",
         Plot::Bars(BarChart {
             title: "Per-stage latency".to_string(),
@@ -119,7 +130,12 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             categories: stages,
             groups,
         }),
-    ));
+    )
+}
+
+/// Depth and oldest age over time of each queue, per flow.
+fn trial_queue_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
+    let mut figures = Vec::new();
     for (key, title, unit) in [
         ("depth", "Queue depth over time", "messages"),
         ("oldest_age_s", "Oldest message age over time", "seconds"),
@@ -139,6 +155,10 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             lines(title, "simulated time (s)", unit, all),
         ));
     }
+    figures
+}
+
+fn trial_utilisation(trials: &[(&str, &Value)]) -> Figure {
     let functions = ["upload", "stream_processor", "compaction"];
     let groups = trials
         .iter()
@@ -152,7 +172,7 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             )
         })
         .collect();
-    figures.push(figure(
+    figure(
         "utilisation",
         Plot::Bars(BarChart {
             title: "Function utilisation".to_string(),
@@ -160,8 +180,7 @@ fn trial_figures(trials: &[(&str, &Value)]) -> Vec<Figure> {
             categories: functions.iter().map(|s| s.to_string()).collect(),
             groups,
         }),
-    ));
-    figures
+    )
 }
 
 fn actor_name(value: &Value) -> String {
@@ -361,6 +380,15 @@ fn configuration_name(overrides: &Value, load: &str) -> String {
 }
 
 fn sweep_figures(result: &Value) -> Vec<Figure> {
+    let mut figures = vec![sweep_latency_cdf(result)];
+    if let Some(load) = load_axis(&result["spec"]) {
+        figures.extend(sweep_load_figures(result, &load));
+    }
+    figures
+}
+
+/// The latency CDFs of each flow over all cases, from the merged histograms.
+fn sweep_latency_cdf(result: &Value) -> Figure {
     let mut cdfs = Vec::new();
     for (flow, totals) in result["totals"].as_object().into_iter().flatten() {
         for latency in ["labels_saved", "labels_visible"] {
@@ -374,7 +402,7 @@ fn sweep_figures(result: &Value) -> Vec<Figure> {
             cdfs.push(series(&format!("{flow} {latency}"), points));
         }
     }
-    let mut figures = vec![figure(
+    figure(
         "latency_cdf",
         lines(
             "Latency CDF over all cases (merged histograms)",
@@ -382,31 +410,47 @@ fn sweep_figures(result: &Value) -> Vec<Figure> {
             "share of receipts",
             cdfs,
         ),
-    )];
-    let Some(load) = load_axis(&result["spec"]) else {
-        return figures;
-    };
-    let mut p99: BTreeMap<String, Series> = BTreeMap::new();
-    let mut shares: BTreeMap<String, Series> = BTreeMap::new();
-    let mut busy: BTreeMap<String, Series> = BTreeMap::new();
+    )
+}
+
+/// One series per configuration of a sweep, keyed by its name, each sorted by load when drawn.
+#[derive(Default)]
+struct SeriesByConfiguration(BTreeMap<String, Series>);
+
+impl SeriesByConfiguration {
+    fn of(&mut self, name: &str) -> &mut Series {
+        self.0
+            .entry(name.to_owned())
+            .or_insert_with(|| series(name, Vec::new()))
+    }
+
+    fn sorted(self) -> Vec<Series> {
+        self.0
+            .into_values()
+            .map(|mut s| {
+                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                s
+            })
+            .collect()
+    }
+}
+
+/// Labels-visible p99, anomaly share and compaction utilisation against the sweep's load axis.
+fn sweep_load_figures(result: &Value, load: &str) -> [Figure; 3] {
+    let mut p99 = SeriesByConfiguration::default();
+    let mut shares = SeriesByConfiguration::default();
+    let mut busy = SeriesByConfiguration::default();
     for case in result["cases"].as_array().into_iter().flatten() {
-        let name = configuration_name(&case["overrides"], &load);
-        let x = f(&case["overrides"][&load]);
+        let name = configuration_name(&case["overrides"], load);
+        let x = f(&case["overrides"][load]);
         if f(&case["labels_visible_ms"]["count"]) > 0.0 {
-            p99.entry(name.clone())
-                .or_insert_with(|| series(&name, Vec::new()))
-                .points
-                .push((x, f(&case["labels_visible_ms"]["p99"]) / 1000.0));
+            let seconds = f(&case["labels_visible_ms"]["p99"]) / 1000.0;
+            p99.of(&name).points.push((x, seconds));
         }
-        let entry = shares
-            .entry(name.clone())
-            .or_insert_with(|| series(&name, Vec::new()));
-        entry.points.push((x, f(&case["anomalies"]["share"])));
-        entry.intervals.push((
-            x,
-            f(&case["anomalies"]["ci95"][0]),
-            f(&case["anomalies"]["ci95"][1]),
-        ));
+        let share = shares.of(&name);
+        share.points.push((x, f(&case["anomalies"]["share"])));
+        let interval = &case["anomalies"]["ci95"];
+        share.intervals.push((x, f(&interval[0]), f(&interval[1])));
         let replications = case["replications"]
             .as_array()
             .map(Vec::as_slice)
@@ -416,47 +460,31 @@ fn sweep_figures(result: &Value) -> Vec<Figure> {
             .map(|r| f(&r["utilisation"]["compaction"]))
             .sum::<f64>()
             / replications.len().max(1) as f64;
-        busy.entry(name.clone())
-            .or_insert_with(|| series(&name, Vec::new()))
-            .points
-            .push((x, mean));
+        busy.of(&name).points.push((x, mean));
     }
-    let sort = |map: BTreeMap<String, Series>| -> Vec<Series> {
-        map.into_values()
-            .map(|mut s| {
-                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                s
-            })
-            .collect()
+    let chart = |name, title, y: &str, data: SeriesByConfiguration| {
+        figure(name, lines(title, load, y, data.sorted()))
     };
-    figures.push(figure(
-        "visible_p99",
-        lines(
+    [
+        chart(
+            "visible_p99",
             "Labels visible p99 against load per configuration",
-            &load,
             "seconds",
-            sort(p99),
+            p99,
         ),
-    ));
-    figures.push(figure(
-        "anomaly_share",
-        lines(
+        chart(
+            "anomaly_share",
             "Anomaly share against load (95% intervals)",
-            &load,
             "share of receipts",
-            sort(shares),
+            shares,
         ),
-    ));
-    figures.push(figure(
-        "utilisation",
-        lines(
+        chart(
+            "utilisation",
             "Compaction utilisation against load",
-            &load,
             "share busy (mean of replications)",
-            sort(busy),
+            busy,
         ),
-    ));
-    figures
+    ]
 }
 
 fn plan_figures(result: &Value) -> Vec<Figure> {

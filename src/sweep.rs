@@ -605,28 +605,18 @@ pub fn sweep(path: &str, shard: Shard, exports: &Exports) -> Result<(), Failure>
 /// `merge FILES`: the shards of one sweep, hunt or verdict into the result of the whole (a
 /// hunt's counterexamples are written in `out`).
 pub fn merge(files: &[String], out: &Path, exports: &Exports) -> Result<(), Failure> {
-    let command_of = |file: &String| {
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .map(|value| value["command"].clone())
-    };
-    if let Some(first) = files.first()
-        && let Some(command) = command_of(first)
+    let mut parts = Vec::with_capacity(files.len());
+    for file in files {
+        parts.push((file.clone(), read_json(file)?));
+    }
+    let command = parts.first().map(|(_, value)| value["command"].clone());
+    if let Some(command) = command
         && (command == "verdict" || command == "hunt")
     {
-        let mut parts = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(file)
-                .map_err(|error| Failure::bad_input(format!("{file}: cannot read: {error}")))?;
-            let value: Value = serde_json::from_str(&text)
-                .map_err(|error| Failure::bad_input(format!("{file}: not JSON: {error}")))?;
-            if value["command"] != command {
-                return Err(Failure::bad_input(format!(
-                    "{file}: not a {command} result"
-                )));
-            }
-            parts.push((file.clone(), value));
+        if let Some((file, _)) = parts.iter().find(|(_, value)| value["command"] != command) {
+            return Err(Failure::bad_input(format!(
+                "{file}: not a {command} result"
+            )));
         }
         return if command == "hunt" {
             crate::hunt_command::merge(&parts, out, exports)
@@ -634,34 +624,34 @@ pub fn merge(files: &[String], out: &Path, exports: &Exports) -> Result<(), Fail
             crate::verdict_command::merge(&parts, exports)
         };
     }
+    let result = merge_sweep(parts)?;
+    exports.write(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
+    let text = format!(
+        "merged {} files: {} cases\n",
+        files.len(),
+        result.cases_done
+    );
+    crate::output::say(exports.json_on_stdout(), &text);
+    Ok(())
+}
+
+fn read_json(file: &str) -> Result<Value, Failure> {
+    let text =
+        crate::pipeline_scenario::read_bounded(Path::new(file)).map_err(Failure::bad_input)?;
+    serde_json::from_str(&text)
+        .map_err(|error| Failure::bad_input(format!("{file}: not JSON: {error}")))
+}
+
+/// Joins the shards of one sweep: every case exactly once, all of one spec, each shard finished.
+fn merge_sweep(parts: Vec<(String, Value)>) -> Result<SweepResult, Failure> {
     let mut spec: Option<SweepSpec> = None;
     let mut cases: BTreeMap<u64, CaseResult> = BTreeMap::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|error| Failure::bad_input(format!("{file}: cannot read: {error}")))?;
-        let part: SweepResult = serde_json::from_str(&text)
+    for (file, value) in parts {
+        let part: SweepResult = serde_json::from_value(value)
             .map_err(|error| Failure::bad_input(format!("{file}: not a sweep result: {error}")))?;
-        if part.schema_version != SCHEMA_VERSION {
-            return Err(Failure::bad_input(format!(
-                "{file}: schema_version {} (this build reads {SCHEMA_VERSION})",
-                part.schema_version
-            )));
-        }
-        if !part.complete {
-            return Err(Failure::bad_input(format!(
-                "{file}: an unfinished shard ({} cases done): run it again",
-                part.cases_done
-            )));
-        }
-        match &spec {
-            None => spec = Some(part.spec.clone()),
-            Some(first) if first.digest != part.spec.digest => {
-                return Err(Failure::bad_input(format!(
-                    "{file}: a shard of another sweep (digest {}, expected {})",
-                    part.spec.digest, first.digest
-                )));
-            }
-            Some(_) => {}
+        check_part(&file, &part, spec.as_ref())?;
+        if spec.is_none() {
+            spec = Some(part.spec.clone());
         }
         for case in part.cases {
             if cases.insert(case.index, case).is_some() {
@@ -680,15 +670,34 @@ pub fn merge(files: &[String], out: &Path, exports: &Exports) -> Result<(), Fail
             spec.cases_total
         )));
     }
-    let result = SweepResult::assemble(&spec, Shard::WHOLE, cases.into_values().collect());
-    exports.write(&serde_json::to_value(&result).unwrap_or(Value::Null))?;
-    let text = format!(
-        "merged {} files: {} cases\n",
-        files.len(),
-        result.cases_done
-    );
-    crate::output::say(exports.json_on_stdout(), &text);
-    Ok(())
+    Ok(SweepResult::assemble(
+        &spec,
+        Shard::WHOLE,
+        cases.into_values().collect(),
+    ))
+}
+
+/// A shard can join the merge if this build reads it, it is finished, and it is of the same sweep.
+fn check_part(file: &str, part: &SweepResult, first: Option<&SweepSpec>) -> Result<(), Failure> {
+    if part.schema_version != SCHEMA_VERSION {
+        return Err(Failure::bad_input(format!(
+            "{file}: schema_version {} (this build reads {SCHEMA_VERSION})",
+            part.schema_version
+        )));
+    }
+    if !part.complete {
+        return Err(Failure::bad_input(format!(
+            "{file}: an unfinished shard ({} cases done): run it again",
+            part.cases_done
+        )));
+    }
+    match first {
+        Some(first) if first.digest != part.spec.digest => Err(Failure::bad_input(format!(
+            "{file}: a shard of another sweep (digest {}, expected {})",
+            part.spec.digest, first.digest
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

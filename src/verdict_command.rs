@@ -418,50 +418,7 @@ fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for row in rows {
-        let by_class = &row["anomalies"]["by_class"];
-        let mut causes: Vec<(u64, String)> = row["causes"]
-            .as_array()
-            .map(|causes| {
-                causes
-                    .iter()
-                    .map(|c| {
-                        let receipts = c["receipts"].as_u64().unwrap_or(0);
-                        (
-                            receipts,
-                            format!(
-                                "{} {} ({receipts})",
-                                c["class"].as_str().unwrap_or(""),
-                                c["cause"].as_str().unwrap_or("")
-                            ),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        causes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let causes: Vec<String> = causes.into_iter().take(3).map(|(_, text)| text).collect();
-        let _ = writeln!(
-            text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row["configuration"].as_str().unwrap_or(""),
-            row["load"].as_str().unwrap_or(""),
-            row["flow"].as_str().unwrap_or(""),
-            row["receipts"],
-            percent(&by_class["E"]),
-            percent(&by_class["L"]),
-            percent(&by_class["M"]),
-            percent(&by_class["U"]),
-            percent(&by_class["P"]),
-            percent(&row["anomalies"]["any"]),
-            visible_seconds(&row["labels_visible_ms"], "p50"),
-            visible_seconds(&row["labels_visible_ms"], "p99"),
-            row["never_visible"],
-            if causes.is_empty() {
-                "–".to_string()
-            } else {
-                causes.join("; ")
-            }
-        );
+        let _ = writeln!(text, "{}", row_line(row));
     }
     let _ = writeln!(text, "\n## Does the claim hold?\n");
     let _ = writeln!(text, "| configuration | load | claim |");
@@ -476,6 +433,58 @@ fn markdown(trials: usize, rows: &[Value], claims: &[Value]) -> String {
         );
     }
     text
+}
+
+/// One row of the verdict table.
+fn row_line(row: &Value) -> String {
+    let by_class = &row["anomalies"]["by_class"];
+    let causes = main_causes(row);
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        row["configuration"].as_str().unwrap_or(""),
+        row["load"].as_str().unwrap_or(""),
+        row["flow"].as_str().unwrap_or(""),
+        row["receipts"],
+        percent(&by_class["E"]),
+        percent(&by_class["L"]),
+        percent(&by_class["M"]),
+        percent(&by_class["U"]),
+        percent(&by_class["P"]),
+        percent(&row["anomalies"]["any"]),
+        visible_seconds(&row["labels_visible_ms"], "p50"),
+        visible_seconds(&row["labels_visible_ms"], "p99"),
+        row["never_visible"],
+        if causes.is_empty() {
+            "–".to_string()
+        } else {
+            causes.join("; ")
+        }
+    )
+}
+
+/// The row's three most frequent causes, by receipts, as "class cause (receipts)".
+fn main_causes(row: &Value) -> Vec<String> {
+    let mut causes: Vec<(u64, String)> = row["causes"]
+        .as_array()
+        .map(|causes| {
+            causes
+                .iter()
+                .map(|c| {
+                    let receipts = c["receipts"].as_u64().unwrap_or(0);
+                    (
+                        receipts,
+                        format!(
+                            "{} {} ({receipts})",
+                            c["class"].as_str().unwrap_or(""),
+                            c["cause"].as_str().unwrap_or("")
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    causes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    causes.into_iter().take(3).map(|(_, text)| text).collect()
 }
 
 /// `merge` of verdict shards: the rows and claims of every pair, in pair order, as one verdict.
