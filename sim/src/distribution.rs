@@ -1015,123 +1015,95 @@ mod tests {
     }
 
     #[test]
+    /// A well-formed distribution with an impossible value: the message names the value.
     fn duration_validation_errors_name_the_problem() {
         let cases = [
-            (
-                "uniform(30s, 15s)",
-                "`uniform(30s, 15s)`: low 30s is above high 15s",
-            ),
-            (
-                "normal(25s, -3s)",
-                "`normal(25s, -3s)`: duration -3s is negative",
-            ),
-            ("-1s", "`-1s`: duration -1s is negative"),
-            (
-                "exponential(-2s)",
-                "`exponential(-2s)`: duration -2s is negative",
-            ),
-            (
-                "lognormal(median=0s, p99=1s)",
-                "`lognormal(median=0s, p99=1s)`: median 0s must be positive",
-            ),
-            (
-                "lognormal(50s, 42.3s)",
-                "`lognormal(50s, 42.3s)`: median 50s is above p99 42.3s",
-            ),
-            (
-                "empirical()",
-                "`empirical()`: empirical needs at least one value",
-            ),
-            (
-                "empirical(1s, -1s)",
-                "`empirical(1s, -1s)`: duration -1s is negative",
-            ),
+            ("uniform(30s, 15s)", "low 30s is above high 15s"),
+            ("normal(25s, -3s)", "duration -3s is negative"),
+            ("-1s", "duration -1s is negative"),
+            ("exponential(-2s)", "duration -2s is negative"),
+            ("lognormal(median=0s, p99=1s)", "median 0s must be positive"),
+            ("lognormal(50s, 42.3s)", "median 50s is above p99 42.3s"),
+            ("empirical()", "empirical needs at least one value"),
+            ("empirical(1s, -1s)", "duration -1s is negative"),
             (
                 "mixture()",
-                "`mixture()`: a mixture needs at least one `weight * distribution`",
+                "a mixture needs at least one `weight * distribution`",
             ),
-            (
-                "mixture(0 * 1s)",
-                "`mixture(0 * 1s)`: weight 0 must be positive and finite",
-            ),
+            ("mixture(0 * 1s)", "weight 0 must be positive and finite"),
             (
                 "mixture(-1 * 1s, 2 * 2s)",
-                "`mixture(-1 * 1s, 2 * 2s)`: weight -1 must be positive and finite",
+                "weight -1 must be positive and finite",
             ),
             (
                 "mixture(inf * 1s)",
-                "`mixture(inf * 1s)`: weight inf must be positive and finite",
+                "weight inf must be positive and finite",
             ),
-            (
-                "mixture(a * 1s)",
-                "`mixture(a * 1s)`: weight `a` is not a number",
-            ),
-            ("inf s", "`inf s`: duration inf s is not finite"),
-            ("1e400s", "`1e400s`: duration 1e400s is not finite"),
-            (
-                "1e20s",
-                "`1e20s`: duration 1e20s is longer than 36500d (100 years)",
-            ),
+            ("mixture(a * 1s)", "weight `a` is not a number"),
+            ("inf s", "duration inf s is not finite"),
+            ("1e400s", "duration 1e400s is not finite"),
+            ("1e20s", "duration 1e20s is longer than 36500d (100 years)"),
+        ];
+        for (text, problem) in cases {
+            check_duration_error(text, &format!("`{text}`: {problem}"));
+        }
+    }
+
+    #[test]
+    /// A malformed distribution: the message names what was expected and where.
+    fn duration_syntax_errors_name_the_problem() {
+        let cases = [
             (
                 "uniform(15, 30s)",
-                "`uniform(15, 30s)`: `15` has no unit; write a duration such as `15s` (units ns, us, ms, s, m, h, d)",
+                "`15` has no unit; write a duration such as `15s` (units ns, us, ms, s, m, h, d)",
             ),
             (
                 "abc",
-                "`abc`: `abc` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`",
+                "`abc` is not a duration; write a number with a unit (ns, us, ms, s, m, h, d), e.g. `250ms`",
             ),
-            (
-                "uniform(1s)",
-                "`uniform(1s)`: uniform takes 2 value(s) (low, high), got 1",
-            ),
+            ("uniform(1s)", "uniform takes 2 value(s) (low, high), got 1"),
             (
                 "exponential(1s, 2s)",
-                "`exponential(1s, 2s)`: exponential takes 1 value(s) (mean), got 2",
+                "exponential takes 1 value(s) (mean), got 2",
             ),
             (
                 "lognormal(mean=1s, p99=2s)",
-                "`lognormal(mean=1s, p99=2s)`: unknown parameter `mean`; lognormal takes median, p99",
+                "unknown parameter `mean`; lognormal takes median, p99",
             ),
-            (
-                "lognormal(p99=2s, 1s)",
-                "`lognormal(p99=2s, 1s)`: parameter `p99` is given twice",
-            ),
-            (
-                "empirical(a=1s)",
-                "`empirical(a=1s)`: empirical takes plain values, not `a=`",
-            ),
+            ("lognormal(p99=2s, 1s)", "parameter `p99` is given twice"),
+            ("empirical(a=1s)", "empirical takes plain values, not `a=`"),
             (
                 "gamma(1s, 2s)",
-                "`gamma(1s, 2s)`: unknown distribution `gamma`; expected a value or uniform, exponential, normal, lognormal, empirical or mixture",
+                "unknown distribution `gamma`; expected a value or uniform, exponential, normal, lognormal, empirical or mixture",
             ),
             (
                 "",
-                "``: empty distribution; write e.g. `20s` or `uniform(15s, 30s)`",
+                "empty distribution; write e.g. `20s` or `uniform(15s, 30s)`",
             ),
-            ("20s)", "`20s)`: expected the end at column 4, found `)`"),
+            ("20s)", "expected the end at column 4, found `)`"),
             (
                 "uniform(1s, 2s",
-                "`uniform(1s, 2s`: expected `,` or `)` at column 15, found the end",
+                "expected `,` or `)` at column 15, found the end",
             ),
             (
                 "uniform(1s,, 2s)",
-                "`uniform(1s,, 2s)`: expected a value at column 12, found `,`",
+                "expected a value at column 12, found `,`",
             ),
             (
                 "mixture(1s)",
-                "`mixture(1s)`: expected `*` after the weight at column 11, found `)`",
+                "expected `*` after the weight at column 11, found `)`",
             ),
             (
                 "mixture(1 * )",
-                "`mixture(1 * )`: expected a value or a distribution at column 13, found `)`",
+                "expected a value or a distribution at column 13, found `)`",
             ),
             (
                 "(1s)",
-                "`(1s)`: unknown distribution ``; expected a value or uniform, exponential, normal, lognormal, empirical or mixture",
+                "unknown distribution ``; expected a value or uniform, exponential, normal, lognormal, empirical or mixture",
             ),
         ];
-        for (text, expected) in cases {
-            check_duration_error(text, expected);
+        for (text, problem) in cases {
+            check_duration_error(text, &format!("`{text}`: {problem}"));
         }
     }
 

@@ -71,16 +71,23 @@ impl MmcScenario {
     }
 }
 
+/// A failure of `mmc.{field}`.
+fn fail(field: &str, message: String) -> Result<(), (String, String)> {
+    Err((format!("mmc.{field}"), message))
+}
+
+/// A count between 1 and `max`.
+fn count_within(field: &str, value: u64, max: u64) -> Result<(), (String, String)> {
+    if value == 0 || value > max {
+        return fail(field, format!("must be between 1 and {max}, not {value}"));
+    }
+    Ok(())
+}
+
 impl MmcConfig {
     /// Checks the configuration; on failure names the field (`mmc.servers`) and what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let fail = |field: &str, message: String| Err((format!("mmc.{field}"), message));
-        if self.servers == 0 || self.servers > SERVERS_MAX {
-            return fail(
-                "servers",
-                format!("must be between 1 and {SERVERS_MAX}, not {}", self.servers),
-            );
-        }
+        count_within("servers", u64::from(self.servers), u64::from(SERVERS_MAX))?;
         for (field, rate) in [
             ("arrival_rate", self.arrival_rate),
             ("service_rate", self.service_rate),
@@ -102,24 +109,27 @@ impl MmcConfig {
                 ),
             );
         }
-        if self.customers == 0 || self.customers > CUSTOMERS_MAX {
+        count_within("customers", self.customers, CUSTOMERS_MAX)?;
+        count_within(
+            "replications",
+            u64::from(self.replications),
+            u64::from(REPLICATIONS_MAX),
+        )?;
+        self.check_spans()?;
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
             return fail(
-                "customers",
+                "warmup_fraction",
                 format!(
-                    "must be between 1 and {CUSTOMERS_MAX}, not {}",
-                    self.customers
+                    "must be at least 0 and below 1, not {}",
+                    self.warmup_fraction
                 ),
             );
         }
-        if self.replications == 0 || self.replications > REPLICATIONS_MAX {
-            return fail(
-                "replications",
-                format!(
-                    "must be between 1 and {REPLICATIONS_MAX}, not {}",
-                    self.replications
-                ),
-            );
-        }
+        Ok(())
+    }
+
+    /// The work and the virtual time the replications would span, each within its bound.
+    fn check_spans(&self) -> Result<(), (String, String)> {
         let customers_total = self.customers.saturating_mul(u64::from(self.replications));
         if customers_total > CUSTOMERS_TOTAL_MAX {
             return fail(
@@ -148,15 +158,6 @@ impl MmcConfig {
                     "a mean service time of {:.3e} s is longer than {:e} s",
                     1.0 / self.service_rate,
                     SPAN_S_MAX / 1e3
-                ),
-            );
-        }
-        if !(0.0..1.0).contains(&self.warmup_fraction) {
-            return fail(
-                "warmup_fraction",
-                format!(
-                    "must be at least 0 and below 1, not {}",
-                    self.warmup_fraction
                 ),
             );
         }

@@ -114,6 +114,11 @@ pub fn route(
         });
     };
     let forward_insert = settings.other_inserts == OtherInserts::Forward;
+    let routed = |event: EventName, changed: bool| match event {
+        EventName::Insert => forward_insert,
+        EventName::Modify => changed,
+        EventName::Remove => true,
+    };
     match (record.change, record.event) {
         (ItemChange::Ocr, _) => {}
         (ItemChange::Run { .. }, EventName::Insert) => {
@@ -122,21 +127,12 @@ pub fn route(
             }
         }
         (ItemChange::Run { old, new }, _) => {
-            let (old, new) = (
-                old.unwrap_or((RunState::Pending, RunState::Pending)),
-                new.unwrap_or(old.unwrap_or((RunState::Pending, RunState::Pending))),
-            );
-            for (collection, was, is) in [
-                (Collection::Lines, old.0, new.0),
-                (Collection::Words, old.1, new.1),
-            ] {
-                if is == RunState::Completed && was != RunState::Completed {
-                    match settings.run_completed_message {
-                        RunCompletedMessage::Works => {
-                            push(MessageKind::RunCompleted, ENTITY_RUN, collection)
-                        }
-                        RunCompletedMessage::Fails => counts.run_completed_failures += 1,
+            for collection in completed_runs(old, new) {
+                match settings.run_completed_message {
+                    RunCompletedMessage::Works => {
+                        push(MessageKind::RunCompleted, ENTITY_RUN, collection)
                     }
+                    RunCompletedMessage::Fails => counts.run_completed_failures += 1,
                 }
             }
         }
@@ -149,30 +145,18 @@ pub fn route(
             },
             event,
         ) => {
-            let routed = match event {
-                EventName::Insert => forward_insert,
-                EventName::Modify => old != new,
-                EventName::Remove => true,
-            };
-            if routed {
+            if routed(event, old != new) {
                 push(
                     MessageKind::Label { word, label, event },
                     ENTITY_LABEL,
                     Collection::Words,
                 );
-            } else if event == EventName::Insert {
-                counts.dropped_inserts += 1;
             } else {
-                counts.unwatched_modifies += 1;
+                counts.unrouted(event);
             }
         }
         (ItemChange::Metadata { old, new }, event) => {
-            let routed = match event {
-                EventName::Insert => forward_insert,
-                EventName::Modify => old != new,
-                EventName::Remove => true,
-            };
-            if routed {
+            if routed(event, old != new) {
                 let merchant = if event == EventName::Remove {
                     None
                 } else {
@@ -185,11 +169,41 @@ pub fn route(
                         collection,
                     );
                 }
-            } else if event == EventName::Insert {
-                counts.dropped_inserts += 1;
             } else {
-                counts.unwatched_modifies += 1;
+                counts.unrouted(event);
             }
+        }
+    }
+}
+
+/// The collections whose run state a MODIFY of the run row turns to completed (an absent image
+/// counts as pending; an absent new image keeps the old one).
+fn completed_runs(
+    old: Option<(RunState, RunState)>,
+    new: Option<(RunState, RunState)>,
+) -> impl Iterator<Item = Collection> {
+    let pending = (RunState::Pending, RunState::Pending);
+    let (old, new) = (
+        old.unwrap_or(pending),
+        new.unwrap_or(old.unwrap_or(pending)),
+    );
+    [
+        (Collection::Lines, old.0, new.0),
+        (Collection::Words, old.1, new.1),
+    ]
+    .into_iter()
+    .filter(|(_, was, is)| *is == RunState::Completed && *was != RunState::Completed)
+    .map(|(collection, _, _)| collection)
+}
+
+impl RoutingCounts {
+    /// Counts a record the processor does not route: an INSERT it drops, or a MODIFY of a field it
+    /// does not watch.
+    fn unrouted(&mut self, event: EventName) {
+        if event == EventName::Insert {
+            self.dropped_inserts += 1;
+        } else {
+            self.unwatched_modifies += 1;
         }
     }
 }
@@ -340,142 +354,38 @@ mod tests {
 
     #[test]
     fn routes_as_the_spec_says() {
+        use EventName::{Insert, Modify, Remove};
+        use OtherInserts::{Drop as Dropped, Forward};
+        use ValidationStatus::{Pending, Valid};
         let word = WordRef { line: 1, word: 2 };
+        let labelled =
+            |old: Option<ValidationStatus>, new: Option<ValidationStatus>| ItemChange::Label {
+                word,
+                label: 1,
+                old: old.map(label),
+                new: new.map(label),
+            };
+        let merchant = |old, new| ItemChange::Metadata { old, new };
+        let run = |old, new| ItemChange::Run { old, new };
+        let processing = (RunState::Processing, RunState::Pending);
+        let completed = (RunState::Completed, RunState::Pending);
+        let pending = (RunState::Pending, RunState::Pending);
+        // (event, change, other inserts, messages routed)
         let cases = [
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Insert,
-                    ItemChange::Run {
-                        old: None,
-                        new: Some((RunState::Pending, RunState::Pending)),
-                    },
-                ),
-                OtherInserts::Drop,
-                2,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Insert,
-                    ItemChange::Label {
-                        word,
-                        label: 1,
-                        old: None,
-                        new: Some(label(ValidationStatus::Pending)),
-                    },
-                ),
-                OtherInserts::Drop,
-                0,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Insert,
-                    ItemChange::Label {
-                        word,
-                        label: 1,
-                        old: None,
-                        new: Some(label(ValidationStatus::Pending)),
-                    },
-                ),
-                OtherInserts::Forward,
-                1,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Modify,
-                    ItemChange::Label {
-                        word,
-                        label: 1,
-                        old: Some(label(ValidationStatus::Pending)),
-                        new: Some(label(ValidationStatus::Valid)),
-                    },
-                ),
-                OtherInserts::Drop,
-                1,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Modify,
-                    ItemChange::Label {
-                        word,
-                        label: 1,
-                        old: Some(label(ValidationStatus::Valid)),
-                        new: Some(label(ValidationStatus::Valid)),
-                    },
-                ),
-                OtherInserts::Drop,
-                0,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Remove,
-                    ItemChange::Label {
-                        word,
-                        label: 1,
-                        old: Some(label(ValidationStatus::Valid)),
-                        new: None,
-                    },
-                ),
-                OtherInserts::Drop,
-                1,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Modify,
-                    ItemChange::Metadata {
-                        old: Some(3),
-                        new: Some(4),
-                    },
-                ),
-                OtherInserts::Drop,
-                2,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Insert,
-                    ItemChange::Metadata {
-                        old: None,
-                        new: Some(4),
-                    },
-                ),
-                OtherInserts::Drop,
-                0,
-            ),
-            (
-                record(
-                    0,
-                    0,
-                    EventName::Modify,
-                    ItemChange::Run {
-                        old: Some((RunState::Processing, RunState::Pending)),
-                        new: Some((RunState::Completed, RunState::Pending)),
-                    },
-                ),
-                OtherInserts::Forward,
-                0,
-            ),
-            (
-                record(0, 0, EventName::Insert, ItemChange::Ocr),
-                OtherInserts::Forward,
-                0,
-            ),
+            (Insert, run(None, Some(pending)), Dropped, 2),
+            (Insert, labelled(None, Some(Pending)), Dropped, 0),
+            (Insert, labelled(None, Some(Pending)), Forward, 1),
+            (Modify, labelled(Some(Pending), Some(Valid)), Dropped, 1),
+            (Modify, labelled(Some(Valid), Some(Valid)), Dropped, 0),
+            (Remove, labelled(Some(Valid), None), Dropped, 1),
+            (Modify, merchant(Some(3), Some(4)), Dropped, 2),
+            (Insert, merchant(None, Some(4)), Dropped, 0),
+            // In these settings a completed run is counted as a failed message, not routed.
+            (Modify, run(Some(processing), Some(completed)), Forward, 0),
+            (Insert, ItemChange::Ocr, Forward, 0),
         ];
-        for (record, other_inserts, expected) in cases {
+        for (event, change, other_inserts, expected) in cases {
+            let record = record(0, 0, event, change);
             let mut out = [Vec::new(), Vec::new()];
             let mut counts = RoutingCounts::default();
             route(
