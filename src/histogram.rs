@@ -20,16 +20,8 @@ pub struct Buckets {
     pub us: Vec<[u64; 2]>,
 }
 
-/// Percentiles of a histogram in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-    pub count: u64,
-}
+/// Percentiles of a histogram in milliseconds: the core's summary of a trial's latencies.
+pub use sim::metrics::LatencySummary as Percentiles;
 
 fn empty() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_US_MAX, SIGNIFICANT_DIGITS).expect("valid bounds")
@@ -76,19 +68,7 @@ impl Buckets {
     }
 
     pub fn percentiles(&self) -> Percentiles {
-        let histogram = self.histogram();
-        if histogram.is_empty() {
-            return Percentiles::default();
-        }
-        let ms = |us: u64| us as f64 / 1_000.0;
-        Percentiles {
-            p50: ms(histogram.value_at_quantile(0.50)),
-            p90: ms(histogram.value_at_quantile(0.90)),
-            p99: ms(histogram.value_at_quantile(0.99)),
-            max: ms(histogram.max()),
-            mean: histogram.mean() / 1_000.0,
-            count: histogram.len(),
-        }
+        Percentiles::of_histogram(&self.histogram())
     }
 
     /// The cumulative distribution: `(milliseconds, share at or below)` per bucket.

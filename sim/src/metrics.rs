@@ -8,7 +8,7 @@
 
 use crate::time::{Duration, Instant};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The largest latency a histogram holds: 400 days in microseconds (larger values saturate).
@@ -85,7 +85,7 @@ pub struct Latency {
 }
 
 /// Percentiles of a latency histogram, in milliseconds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub p50: f64,
     pub p90: f64,
@@ -93,6 +93,24 @@ pub struct LatencySummary {
     pub max: f64,
     pub mean: f64,
     pub count: u64,
+}
+
+impl LatencySummary {
+    /// The summary of an HDR histogram of microseconds (all zero when it is empty).
+    pub fn of_histogram(histogram: &Histogram<u64>) -> LatencySummary {
+        if histogram.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1_000.0;
+        LatencySummary {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+            mean: histogram.mean() / 1_000.0,
+            count: histogram.len(),
+        }
+    }
 }
 
 impl Latency {
@@ -129,24 +147,10 @@ impl Latency {
     pub fn summary(&self) -> LatencySummary {
         let ms = |micros: u64| micros as f64 / 1_000.0;
         if let Some(histogram) = &self.histogram {
-            return LatencySummary {
-                p50: ms(histogram.value_at_quantile(0.50)),
-                p90: ms(histogram.value_at_quantile(0.90)),
-                p99: ms(histogram.value_at_quantile(0.99)),
-                max: ms(histogram.max()),
-                mean: histogram.mean() / 1_000.0,
-                count: histogram.len(),
-            };
+            return LatencySummary::of_histogram(histogram);
         }
         if self.exact.is_empty() {
-            return LatencySummary {
-                p50: 0.0,
-                p90: 0.0,
-                p99: 0.0,
-                max: 0.0,
-                mean: 0.0,
-                count: 0,
-            };
+            return LatencySummary::default();
         }
         let mut sorted = self.exact.clone();
         sorted.sort_unstable();
