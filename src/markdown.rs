@@ -7,6 +7,21 @@
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// The name of a sweep's configuration: its overrides as `path=value`, joined, or `base`.
+pub fn configuration_name<'a>(
+    overrides: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> String {
+    let parts: Vec<String> = overrides
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+        .collect();
+    if parts.is_empty() {
+        "base".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn seconds(ms: &Value) -> String {
     ms.as_f64()
         .map_or("–".to_string(), |ms| format!("{:.1}", ms / 1000.0))

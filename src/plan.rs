@@ -169,18 +169,6 @@ fn number(value: &Value) -> Option<f64> {
     value.as_f64()
 }
 
-fn name_of(overrides: &BTreeMap<String, Value>) -> String {
-    let parts: Vec<String> = overrides
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
-        .collect();
-    if parts.is_empty() {
-        "base".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
 fn point(objective: &Objective, load: f64, case: &CaseResult, bisected: bool) -> Point {
     let misses = objective.misses(case);
     Point {
@@ -226,7 +214,7 @@ fn configurations(
             .ok_or_else(|| {
                 Failure::bad_input(format!("plan: the load axis `{load_axis}` takes numbers"))
             })?;
-        let name = name_of(&overrides);
+        let name = crate::markdown::configuration_name(&overrides);
         let cost = cost_of
             .iter()
             .map(|(path, weight)| weight * overrides.get(path).and_then(number).unwrap_or(0.0))

@@ -365,18 +365,13 @@ fn load_axis(spec: &Value) -> Option<String> {
 }
 
 fn configuration_name(overrides: &Value, load: &str) -> String {
-    let parts: Vec<String> = overrides
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| *k != load)
-        .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
-        .collect();
-    if parts.is_empty() {
-        "base".to_string()
-    } else {
-        parts.join(", ")
-    }
+    crate::markdown::configuration_name(
+        overrides
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != load),
+    )
 }
 
 fn sweep_figures(result: &Value) -> Vec<Figure> {

@@ -75,6 +75,16 @@ pub struct LoadResult {
     pub overrides: &'static [&'static str],
 }
 
+impl LoadResult {
+    /// The verdict's loads, in table order.
+    fn all() -> Vec<LoadResult> {
+        LOADS
+            .iter()
+            .map(|(name, overrides)| LoadResult { name, overrides })
+            .collect()
+    }
+}
+
 pub struct VerdictFlags<'a> {
     pub trials: usize,
     /// The (configuration, load) pairs to judge: pair k belongs to shard k mod N.
@@ -272,10 +282,7 @@ fn assemble(
         complete: done_cells.len() == cells.len(),
         overrides: flags.overrides.to_vec(),
         trials_per_cell: flags.trials as u64,
-        loads: LOADS
-            .iter()
-            .map(|(name, overrides)| LoadResult { name, overrides })
-            .collect(),
+        loads: LoadResult::all(),
         rows,
         claims,
         markdown,
@@ -540,10 +547,7 @@ pub fn merge(
         complete: true,
         overrides: serde_json::from_value(first["overrides"].clone()).unwrap_or_default(),
         trials_per_cell: trials,
-        loads: LOADS
-            .iter()
-            .map(|(name, overrides)| LoadResult { name, overrides })
-            .collect(),
+        loads: LoadResult::all(),
         rows,
         claims,
         markdown,

@@ -12,13 +12,7 @@ use common::{assert_bad_input, receipt_sim, stderr, write};
 
 /// Runs a command that must succeed and print JSON on standard output.
 fn json(args: &[&str]) -> Value {
-    let output = receipt_sim(args);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        stderr(&output)
-    );
+    let output = common::receipt_sim_ok(args);
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
 }
 

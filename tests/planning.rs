@@ -11,14 +11,7 @@ use std::process::Command;
 const SMALL_SWEEP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/sweeps/small.toml");
 
 fn run_ok(args: &[&str]) -> std::process::Output {
-    let output = receipt_sim(args);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        stderr(&output)
-    );
-    output
+    common::receipt_sim_ok(args)
 }
 
 fn read_json(path: &Path) -> Value {

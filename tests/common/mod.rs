@@ -12,6 +12,18 @@ pub fn receipt_sim(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs a command that must exit 0.
+pub fn receipt_sim_ok(args: &[&str]) -> Output {
+    let output = receipt_sim(args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        stderr(&output)
+    );
+    output
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

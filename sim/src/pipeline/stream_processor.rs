@@ -443,9 +443,9 @@ mod tests {
         assert_ne!(run(0), run(1));
     }
 
-    #[test]
-    fn sends_in_batches_keeping_record_order() {
-        let records: Vec<RecordView> = (0..25)
+    /// The INSERTs of `count` runs, one per receipt, in sequence order.
+    fn run_inserts(count: u32) -> Vec<RecordView> {
+        (0..count)
             .map(|i| {
                 record(
                     i,
@@ -457,7 +457,12 @@ mod tests {
                     },
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn sends_in_batches_keeping_record_order() {
+        let records = run_inserts(25);
         let mut invocation = StreamProcessorInvocation::new(
             Instant::ZERO,
             &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
@@ -486,19 +491,7 @@ mod tests {
     /// A failed send is skipped: the invocation goes on with the next send and finishes.
     #[test]
     fn a_failed_send_is_skipped_and_the_invocation_goes_on() {
-        let records: Vec<RecordView> = (0..25)
-            .map(|i| {
-                record(
-                    i,
-                    i,
-                    EventName::Insert,
-                    ItemChange::Run {
-                        old: None,
-                        new: Some((RunState::Pending, RunState::Pending)),
-                    },
-                )
-            })
-            .collect();
+        let records = run_inserts(25);
         let mut invocation = StreamProcessorInvocation::new(
             Instant::ZERO,
             &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
