@@ -336,45 +336,142 @@ fn queue_report(series: &crate::metrics::Series) -> QueueReport {
 
 /// The report of a finished trial. A brief one has no stage latencies or queue samples because
 /// the simulation recorded none (`Simulation::new`).
+/// Each function's throttles, kills, utilisation and highest concurrency.
+struct FunctionFigures {
+    throttles: PerFunction<u64>,
+    kills: PerFunction<u64>,
+    utilisation: PerFunction<f64>,
+    concurrency_max: PerFunction<u32>,
+}
+
+impl FunctionFigures {
+    fn of<P: performer::Performer>(
+        simulation: &mut Simulation<'_, P>,
+        now: Instant,
+    ) -> FunctionFigures {
+        let counters = &simulation.counters;
+        FunctionFigures {
+            throttles: PerFunction {
+                upload: simulation.upload_lambda.counters().throttles,
+                stream_processor: simulation.processor_lambda.counters().throttles,
+                compaction: simulation.compaction_lambda.counters().throttles
+                    + counters.throttles_injected,
+            },
+            kills: PerFunction {
+                upload: counters.kills.upload,
+                stream_processor: counters.kills.stream_processor,
+                compaction: counters.kills.compaction,
+            },
+            utilisation: PerFunction {
+                upload: simulation.upload_lambda.utilisation(now),
+                stream_processor: simulation.processor_lambda.utilisation(now),
+                compaction: simulation.compaction_lambda.utilisation(now),
+            },
+            concurrency_max: PerFunction {
+                upload: simulation.upload_lambda.counters().in_flight_max,
+                stream_processor: simulation.processor_lambda.counters().in_flight_max,
+                compaction: simulation.compaction_lambda.counters().in_flight_max,
+            },
+        }
+    }
+}
+
+/// Each queue's losses, its sampled series and what is left in it at the end.
+struct QueueFigures {
+    dead_lettered: PerQueue<u64>,
+    expired_by_retention: PerQueue<u64>,
+    series: PerQueue<QueueReport>,
+    backlog: Backlog,
+}
+
+impl QueueFigures {
+    fn of<P: performer::Performer>(simulation: &Simulation<'_, P>) -> QueueFigures {
+        QueueFigures {
+            dead_lettered: PerQueue {
+                upload: simulation.upload_queue.counters().dead_lettered,
+                lines: simulation.queues[0].counters().dead_lettered,
+                words: simulation.queues[1].counters().dead_lettered,
+            },
+            expired_by_retention: PerQueue {
+                upload: simulation.upload_queue.counters().expired_by_retention,
+                lines: simulation.queues[0].counters().expired_by_retention,
+                words: simulation.queues[1].counters().expired_by_retention,
+            },
+            series: PerQueue {
+                upload: queue_report(&simulation.series.upload),
+                lines: queue_report(&simulation.series.lines),
+                words: queue_report(&simulation.series.words),
+            },
+            backlog: Backlog {
+                upload_queue: simulation.upload_queue.depth() as u64,
+                stream_records: simulation.stream.backlog_len() as u64,
+                lines_queue: simulation.queues[0].depth() as u64,
+                words_queue: simulation.queues[1].depth() as u64,
+            },
+        }
+    }
+}
+
+/// What the trial's receipts saw: their latencies, and how many never got there.
+struct ReceiptFigures {
+    saved: crate::metrics::Latency,
+    saved_from_embedding: crate::metrics::Latency,
+    visible: crate::metrics::Latency,
+    latencies: Vec<ReceiptLatency>,
+    never_visible: u64,
+    never_saved: u64,
+    in_flight_receipts: u64,
+}
+
+impl ReceiptFigures {
+    fn of<P: performer::Performer>(simulation: &Simulation<'_, P>) -> ReceiptFigures {
+        let mut figures = ReceiptFigures {
+            saved: crate::metrics::Latency::new(),
+            saved_from_embedding: crate::metrics::Latency::new(),
+            visible: crate::metrics::Latency::new(),
+            latencies: Vec::with_capacity(simulation.receipts.len()),
+            never_visible: 0,
+            never_saved: 0,
+            in_flight_receipts: 0,
+        };
+        for receipt in simulation.receipts {
+            let progress = simulation.progress[receipt.index as usize];
+            let arrival = receipt.arrival_instant();
+            let labels_saved = progress.saved_at.map(|at| at.since(arrival));
+            let labels_visible = simulation
+                .visibility
+                .visible_since(receipt.index)
+                .map(|at| at.saturating_since(arrival));
+            if let Some(latency) = labels_visible {
+                figures.visible.record(latency);
+            } else if progress.finished {
+                figures.never_visible += 1;
+            }
+            if let Some(latency) = labels_saved {
+                figures.saved.record(latency);
+            }
+            if let Some(latency) = progress.saved_from_embedding {
+                figures.saved_from_embedding.record(latency);
+            }
+            figures.never_saved += u64::from(labels_saved.is_none());
+            figures.in_flight_receipts += u64::from(progress.arrived && !progress.finished);
+            figures.latencies.push(ReceiptLatency {
+                receipt: receipt.index,
+                labels_saved,
+                labels_visible,
+            });
+        }
+        figures
+    }
+}
+
 fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial, P) {
     let now = simulation.engine.now();
-    let mut saved = crate::metrics::Latency::new();
-    let mut saved_from_embedding = crate::metrics::Latency::new();
-    let mut visible = crate::metrics::Latency::new();
-    let mut latencies = Vec::with_capacity(simulation.receipts.len());
-    let mut never_visible = 0;
-    let mut never_saved = 0;
-    let mut in_flight_receipts = 0;
-    for receipt in simulation.receipts {
-        let progress = simulation.progress[receipt.index as usize];
-        let arrival = receipt.arrival_instant();
-        let labels_saved = progress.saved_at.map(|at| at.since(arrival));
-        let labels_visible = simulation
-            .visibility
-            .visible_since(receipt.index)
-            .map(|at| at.saturating_since(arrival));
-        if let Some(latency) = labels_visible {
-            visible.record(latency);
-        } else if progress.finished {
-            never_visible += 1;
-        }
-        if let Some(latency) = labels_saved {
-            saved.record(latency);
-        }
-        if let Some(latency) = progress.saved_from_embedding {
-            saved_from_embedding.record(latency);
-        }
-        never_saved += u64::from(labels_saved.is_none());
-        in_flight_receipts += u64::from(progress.arrived && !progress.finished);
-        latencies.push(ReceiptLatency {
-            receipt: receipt.index,
-            labels_saved,
-            labels_visible,
-        });
-    }
+    let receipts = ReceiptFigures::of(&simulation);
     let (upload_running, processor_running, compaction_running) = simulation.running();
+    let functions = FunctionFigures::of(&mut simulation, now);
+    let queues = QueueFigures::of(&simulation);
     let config = simulation.config;
-    let lock_counters = |collection: Collection| *simulation.locks[collection.index()].counters();
     let counters = simulation.counters.clone();
     let report = TrialReport {
         fingerprint: format!("{:016x}", simulation.engine.fingerprint()),
@@ -386,29 +483,26 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
         stop: stop_name(simulation.engine.stop()),
         ended_at_s: now.as_secs_f64(),
         latency_ms: LatencyReport {
-            labels_saved: saved.summary(),
-            labels_saved_from_embedding: saved_from_embedding.summary(),
-            labels_visible: visible.summary(),
+            labels_saved: receipts.saved.summary(),
+            labels_saved_from_embedding: receipts.saved_from_embedding.summary(),
+            labels_visible: receipts.visible.summary(),
             stages: simulation.stages.summaries(),
         },
-        never_visible,
-        never_saved,
-        dead_lettered: PerQueue {
-            upload: simulation.upload_queue.counters().dead_lettered,
-            lines: simulation.queues[0].counters().dead_lettered,
-            words: simulation.queues[1].counters().dead_lettered,
-        },
-        expired_by_retention: PerQueue {
-            upload: simulation.upload_queue.counters().expired_by_retention,
-            lines: simulation.queues[0].counters().expired_by_retention,
-            words: simulation.queues[1].counters().expired_by_retention,
-        },
+        never_visible: receipts.never_visible,
+        never_saved: receipts.never_saved,
+        dead_lettered: queues.dead_lettered,
+        expired_by_retention: queues.expired_by_retention,
         lock_failures: LockFailures {
             busy_at_quick_check: counters.busy_at_quick_check,
             busy_at_publish: counters.busy_at_publish,
-            expired_under_running_holder: lock_counters(Collection::Lines)
-                .expired_under_running_holder
-                + lock_counters(Collection::Words).expired_under_running_holder,
+            expired_under_running_holder: Collection::ALL
+                .iter()
+                .map(|c| {
+                    simulation.locks[c.index()]
+                        .counters()
+                        .expired_under_running_holder
+                })
+                .sum(),
         },
         publishes: Collection::ALL
             .iter()
@@ -421,40 +515,14 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
         ]
         .into_iter()
         .collect(),
-        throttles: PerFunction {
-            upload: simulation.upload_lambda.counters().throttles,
-            stream_processor: simulation.processor_lambda.counters().throttles,
-            compaction: simulation.compaction_lambda.counters().throttles
-                + counters.throttles_injected,
-        },
-        kills: PerFunction {
-            upload: counters.kills.upload,
-            stream_processor: counters.kills.stream_processor,
-            compaction: counters.kills.compaction,
-        },
-        utilisation: PerFunction {
-            upload: simulation.upload_lambda.utilisation(now),
-            stream_processor: simulation.processor_lambda.utilisation(now),
-            compaction: simulation.compaction_lambda.utilisation(now),
-        },
-        concurrency_max: PerFunction {
-            upload: simulation.upload_lambda.counters().in_flight_max,
-            stream_processor: simulation.processor_lambda.counters().in_flight_max,
-            compaction: simulation.compaction_lambda.counters().in_flight_max,
-        },
-        queues: PerQueue {
-            upload: queue_report(&simulation.series.upload),
-            lines: queue_report(&simulation.series.lines),
-            words: queue_report(&simulation.series.words),
-        },
-        backlog: Backlog {
-            upload_queue: simulation.upload_queue.depth() as u64,
-            stream_records: simulation.stream.backlog_len() as u64,
-            lines_queue: simulation.queues[0].depth() as u64,
-            words_queue: simulation.queues[1].depth() as u64,
-        },
+        throttles: functions.throttles,
+        kills: functions.kills,
+        utilisation: functions.utilisation,
+        concurrency_max: functions.concurrency_max,
+        queues: queues.series,
+        backlog: queues.backlog,
         in_flight: InFlight {
-            receipts: in_flight_receipts,
+            receipts: receipts.in_flight_receipts,
             upload: upload_running as u64,
             stream_processor: processor_running as u64,
             compaction: compaction_running as u64,
@@ -463,6 +531,15 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
             + simulation.stream.counters().records_dropped_by_retries,
         counters,
     };
+    into_trial(simulation, report, receipts.latencies)
+}
+
+/// The trial: the report and latencies with the final stores and the history the oracle judges.
+fn into_trial<P: performer::Performer>(
+    simulation: Simulation<'_, P>,
+    report: TrialReport,
+    latencies: Vec<ReceiptLatency>,
+) -> (Trial, P) {
     let Simulation {
         table,
         stores,
