@@ -26,6 +26,11 @@ impl<P: Performer> Simulation<'_, P> {
         }
         self.drain_upload_notes(now, &mut state);
         assert!(state.machine.is_done(), "an upload invocation stalled");
+        // The function returned: the mapping deletes what is left of the batch (every message of
+        // it unless each record's was deleted when handled).
+        for (_, handle) in std::mem::take(&mut state.handles) {
+            self.delete_upload(now, handle);
+        }
         self.upload_lambda.finish(now, state.invocation.id);
         self.uploads.release(slot);
         self.wake(Poller::Upload, now);

@@ -27,7 +27,7 @@ mod working_copy;
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
     FailureReporting, MappingPollers, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
-    UpsertMode as ConfigUpsertMode,
+    UploadBatchDeletion, UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
     CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
