@@ -460,3 +460,33 @@ fn a_re_embedded_receipt_loses_its_labels_under_replace_and_keeps_them_under_mer
     assert_eq!(runs, 1, "a receipt handled once is merged once");
     assert_eq!((merged_after, wiped), (0, 0));
 }
+
+/// One file system (EFS) caches the snapshot versions of every compaction container, and each
+/// invocation's write-back prunes it (efs_snapshot_manager.py, `cleanup_old_snapshots`, called at
+/// enhanced_compaction_handler.py line 701 after the write-back's `shutil.copytree`), while
+/// another invocation may still copy an older version out of it (line 499,
+/// `shutil.copytree(efs_snapshot_path, local_snapshot_path)`): that copy reads a version no
+/// longer there, and its `except` ("Failed during EFS setup") fails every message of the
+/// collection. With a copy of 60 s and the cache pruned to one version, concurrent compactions of
+/// a burst lose their copy to a neighbour's write-back; per-container caches never do.
+#[test]
+fn a_prune_while_copying_fails_the_copy() {
+    use sim::pipeline::config::FileCacheSharing;
+    let mut config = burst(PipelineConfig::default(), 12);
+    config.flow = Flow::New;
+    config.compaction.copy = sim::distribution::DurationDist::parse("60s").expect("a duration");
+    config.compaction.cache_versions = 1;
+    config.queues.visibility_timeout = secs(300);
+    config.queues.receive_limit = 10;
+    assert_eq!(config.compaction.file_cache, FileCacheSharing::Shared);
+    let shared = run_with_history(&config);
+    assert_eq!(shared.report.stop, "empty");
+    assert!(
+        shared.report.counters.snapshot_missing > 0,
+        "no copy lost its version"
+    );
+    config.compaction.file_cache = FileCacheSharing::PerContainer;
+    let own = run_with_history(&config);
+    assert_eq!(own.report.stop, "empty");
+    assert_eq!(own.report.counters.snapshot_missing, 0);
+}

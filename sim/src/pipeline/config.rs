@@ -397,6 +397,23 @@ pub enum UpsertMode {
     Merge,
 }
 
+/// Where the compaction's file cache of snapshot versions lives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileCacheSharing {
+    /// One file system (EFS) for every compaction container, as the code at 54acc5869 mounts it
+    /// (infra/chromadb_compaction/lambdas/compaction/efs_snapshot_manager.py keeps
+    /// `{CHROMA_ROOT}/snapshots/{collection}/{version}`; `cleanup_old_snapshots(keep_versions=3)`
+    /// removes older versions with `shutil.rmtree` after any invocation's write-back,
+    /// enhanced_compaction_handler.py line 701). A version pruned while another invocation still
+    /// copies it fails that copy (`shutil.copytree(efs_snapshot_path, local_snapshot_path)`,
+    /// line 499, in the `try` whose `except` fails every message of the collection, "Failed
+    /// during EFS setup").
+    Shared,
+    /// Each container its own cache (`/tmp`), lost with the container.
+    PerContainer,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingId {
@@ -439,6 +456,9 @@ pub struct CompactionConfig {
     pub in_batch_ordering: InBatchOrdering,
     /// Apply at most one message per (entity, key) in a batch, the latest.
     pub deduplicate: bool,
+    /// Where the compaction containers cache snapshot versions.
+    pub file_cache: FileCacheSharing,
+    /// Versions the file cache keeps (the write-back prunes to this many).
     pub cache_versions: u32,
     pub lock_operation: DurationDist,
     pub copy: DurationDist,
@@ -648,6 +668,7 @@ impl Default for CompactionConfig {
             mark_runs: true,
             in_batch_ordering: InBatchOrdering::Arrival,
             deduplicate: false,
+            file_cache: FileCacheSharing::Shared,
             cache_versions: 3,
             lock_operation: duration_dist("uniform(50ms, 150ms)"),
             copy: duration_dist("uniform(1s, 3s)"),
