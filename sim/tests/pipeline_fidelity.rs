@@ -11,7 +11,7 @@ use sim::pipeline::history::{HistoryEvent, HistoryRecord};
 use sim::pipeline::{Flow, PipelineConfig};
 use sim::pipeline::{HistoryFilter, TrialOptions, run_trial};
 use sim::workload::{LabelSpec, Receipt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
@@ -489,4 +489,76 @@ fn a_prune_while_copying_fails_the_copy() {
     let own = run_with_history(&config);
     assert_eq!(own.report.stop, "empty");
     assert_eq!(own.report.counters.snapshot_missing, 0);
+}
+
+/// Per (collection, message group): the receive time of each batch holding the group and the
+/// time its invocation last did anything, in receive order.
+fn group_batches(trial: &sim::pipeline::Trial) -> BTreeMap<(String, String), Vec<(f64, f64)>> {
+    let mut last_at: BTreeMap<String, f64> = BTreeMap::new();
+    for record in &trial.history.records {
+        if matches!(
+            record.actor,
+            sim::pipeline::history::Actor::Compaction { .. }
+        ) {
+            last_at.insert(format!("{:?}", record.actor), record.at.as_secs_f64());
+        }
+    }
+    let mut batches: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for record in events(trial, HistoryEvent::BatchReceived) {
+        let actor = format!("{:?}", record.actor);
+        let groups: BTreeSet<(String, String)> = message_tokens(record)
+            .iter()
+            .filter_map(|token| {
+                let (collection, message) = token.split_once(' ')?;
+                let group = message.split('/').nth(2)?;
+                Some((collection.to_string(), group.to_string()))
+            })
+            .collect();
+        for group in groups {
+            let at = record.at.as_secs_f64();
+            batches
+                .entry(group)
+                .or_default()
+                .push((at, last_at[&actor]));
+        }
+    }
+    batches
+}
+
+/// Batches of one message group that were in flight at once.
+fn overlapping_group_batches(trial: &sim::pipeline::Trial) -> usize {
+    group_batches(trial)
+        .values()
+        .map(|batches| {
+            batches
+                .windows(2)
+                .filter(|pair| pair[1].0 < pair[0].1)
+                .count()
+        })
+        .sum()
+}
+
+/// A FIFO queue's mapping has at most one batch of a message group in flight ("For FIFO queues,
+/// Lambda ... processes messages in order within a message group": AWS Lambda Developer Guide,
+/// services-sqs-scaling.html and with-sqs.html); the group keys are the code's
+/// (`{entity_type}:{run_id, else receipt_id, else image_id}:{collection}`, PIPELINE.md section 3).
+/// A burst of receipts on FIFO queues never starts a batch of a group while another batch of it
+/// still runs; the same burst on standard queues, which have no groups, does.
+#[test]
+fn a_fifo_mapping_has_one_batch_in_flight_per_message_group() {
+    use sim::pipeline::config::QueueKind;
+    let mut config = burst(PipelineConfig::default(), 12);
+    config.flow = Flow::New;
+    assert_eq!(config.queues.kind, QueueKind::Fifo);
+    let fifo = run_with_history(&config);
+    assert_eq!(fifo.report.stop, "empty");
+    let repeated = group_batches(&fifo)
+        .values()
+        .filter(|batches| batches.len() > 1)
+        .count();
+    assert!(repeated > 0, "no group came in more than one batch");
+    assert_eq!(overlapping_group_batches(&fifo), 0);
+    config.queues.kind = QueueKind::Standard;
+    let standard = run_with_history(&config);
+    assert!(overlapping_group_batches(&standard) > 0);
 }
