@@ -256,6 +256,9 @@ fn an_overloaded_configuration_stops_at_its_horizon_with_work_left() {
         "workload.bursts=[{at = \"0s\", receipts = 300}]",
         "--set",
         "horizon=10m",
+        // A hundred upload invocations, not the account's thousand: the burst waits for them.
+        "--set",
+        "upload.concurrency=100",
     ]);
     assert_eq!(value["stop"], "horizon");
     assert!(number(&value, "ended_at_s") <= 600.0);

@@ -11,7 +11,7 @@ use sim::pipeline::history::{HistoryEvent, HistoryRecord};
 use sim::pipeline::{Flow, PipelineConfig};
 use sim::pipeline::{HistoryFilter, TrialOptions, run_trial};
 use sim::workload::{LabelSpec, Receipt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
@@ -293,4 +293,272 @@ fn drawn_removals_clear_the_remaining_labels_of_their_words() {
     config.workload.removed_label_share = sim::distribution::NumberDist::constant(0.0);
     let kept = judge(&run_with_history(&config));
     assert_eq!(cleared(&kept), 0, "{:?}", kept.anomalies);
+}
+
+/// Constant step durations for the upload Lambda, so a hand-built batch times out at a known
+/// receipt: each receipt takes 10 s of OCR, 1 s of merchant resolution, 10 s of embeddings and
+/// `langgraph` of LangGraph (table writes 10 ms, delta uploads 100 ms, no cold start).
+fn timed_upload(receipts: u64, langgraph: &str, timeout_s: u64) -> PipelineConfig {
+    let mut config = burst(PipelineConfig::default(), receipts);
+    config.flow = Flow::New;
+    let constant = |text: &str| sim::distribution::DurationDist::parse(text).expect("a duration");
+    let upload = &mut config.upload;
+    upload.ocr = constant("10s");
+    upload.merchant_resolution = constant("1s");
+    upload.embedding = constant("10s");
+    upload.langgraph = constant(langgraph);
+    upload.delta_upload = constant("100ms");
+    upload.table_operation = constant("10ms");
+    upload.cold_start = constant("0s");
+    upload.cold_start_share = 0.0;
+    upload.timeout = secs(timeout_s);
+    upload.queue_visibility_timeout = secs(timeout_s + 20);
+    let workload = &mut config.workload;
+    workload.changed_label_share = sim::distribution::NumberDist::constant(0.0);
+    workload.removed_label_share = sim::distribution::NumberDist::constant(0.0);
+    workload.older_label_share = sim::distribution::NumberDist::constant(0.0);
+    workload.merchant_correction_share = sim::distribution::NumberDist::constant(0.0);
+    config
+}
+
+/// How often each receipt's upload started and finished, by receipt.
+fn upload_counts(trial: &sim::pipeline::Trial, event: HistoryEvent, receipts: u32) -> Vec<usize> {
+    (0..receipts)
+        .map(|receipt| {
+            events(trial, event)
+                .filter(|record| record.receipt == Some(receipt))
+                .count()
+        })
+        .collect()
+}
+
+/// The upload Lambda at 54acc5869 takes up to 10 records a batch (infra/upload_images/infra.py,
+/// the `ocr-results-mapping`: batch_size=10), handles them in sequence
+/// (container_ocr/handler/handler.py, `lambda_handler`: `for record in event.get("Records", [])`)
+/// within its 600 s timeout (infra.py: "timeout": 600). Two receipts of about 31 s each in one
+/// batch under a 45 s timeout: the first finishes, the second is killed mid-way. Deleting each
+/// record's message once handled, the timeout sends back only the unfinished one, received again
+/// when its visibility timeout has run out, and each receipt finishes once. As the mapping does
+/// (it deletes a batch only when the function returns: AWS Lambda Developer Guide, with-sqs.html),
+/// the whole batch comes back each time, finished receipts included (the queue's order is best
+/// effort, so either may come first), until the receive limit dead-letters both.
+#[test]
+fn an_upload_batch_timing_out_sends_its_unfinished_records_back() {
+    use sim::pipeline::config::UploadBatchDeletion;
+    let mut config = timed_upload(2, "10s", 45);
+    config.upload.batch_deletion = UploadBatchDeletion::PerRecord;
+    let per_record = run_with_history(&config);
+    assert_eq!(per_record.report.stop, "empty");
+    let invocations: BTreeSet<String> = events(&per_record, HistoryEvent::UploadStarted)
+        .filter(|record| record.at.as_secs_f64() < 45.0)
+        .map(|record| format!("{:?}", record.actor))
+        .collect();
+    assert_eq!(invocations.len(), 1, "one batch holds both receipts");
+    assert_eq!(per_record.report.kills.upload, 1);
+    assert_eq!(per_record.report.dead_lettered.upload, 0);
+    let finished = upload_counts(&per_record, HistoryEvent::UploadFinished, 2);
+    assert_eq!(finished, vec![1, 1], "each receipt is handled once");
+    let started = upload_counts(&per_record, HistoryEvent::UploadStarted, 2);
+    assert_eq!(started, vec![1, 2], "only the unfinished receipt came back");
+    let restart = events(&per_record, HistoryEvent::UploadStarted)
+        .filter(|record| record.receipt == Some(1))
+        .map(|record| record.at.as_secs_f64())
+        .fold(0.0, f64::max);
+    assert!(restart >= 65.0, "received again after 65 s: {restart}");
+
+    config.upload.batch_deletion = UploadBatchDeletion::WhenFunctionReturns;
+    let whole = run_with_history(&config);
+    assert_eq!(whole.report.kills.upload, 3);
+    assert_eq!(whole.report.dead_lettered.upload, 2);
+    let finished = upload_counts(&whole, HistoryEvent::UploadFinished, 2);
+    assert_eq!(
+        finished.iter().sum::<usize>(),
+        3,
+        "one receipt finished per batch"
+    );
+    assert!(
+        finished.iter().any(|count| *count > 1),
+        "a finished receipt is embedded again: {finished:?}"
+    );
+}
+
+/// A receipt embedded again writes a new run (container_ocr/handler/embedding_processor.py:
+/// `run_id = str(uuid.uuid4())`), whose delta the compaction upserts over ids that already carry
+/// the labels of the first pass (compaction/compaction_run.py: `target.upsert_vectors`). Two
+/// receipts in a batch that times out during the second: the first, labelled and finished, comes
+/// back with the batch. LangGraph writes the same labels again, which changes no item and sends
+/// no message, so nothing applies them after the second merge. Under `replace` (the Python-era
+/// store) the merge wipes the labels and the oracle finds every word it came after; under `merge`
+/// (the 1.x server) the labels stay; deleting each record once handled, nothing is embedded twice.
+#[test]
+fn a_re_embedded_receipt_loses_its_labels_under_replace_and_keeps_them_under_merge() {
+    use sim::pipeline::config::{UploadBatchDeletion, UpsertMode};
+    let mut config = timed_upload(2, "60s", 100);
+    config.workload.labels_per_word = sim::distribution::NumberDist::constant(1.0);
+    config.workload.lines_per_receipt = sim::distribution::NumberDist::constant(2.0);
+    config.workload.words_per_line = sim::distribution::NumberDist::constant(2.0);
+    // A batch the busy lock fails comes back soon, so every merge precedes the labels.
+    config.queues.visibility_timeout = secs(20);
+    config.queues.receive_limit = 10;
+    config.upload.queue_receive_limit = 3;
+    // Per trial: the most runs one receipt inserted, the labelled words whose last delta merge
+    // came after their last label update, and the words the oracle finds with unconverged labels.
+    let overwritten = |config: &PipelineConfig| {
+        let trial = run_with_history(config);
+        assert_eq!(trial.report.stop, "empty");
+        let runs = (0..2)
+            .map(|receipt| {
+                events(&trial, HistoryEvent::TableWrite)
+                    .filter(|record| {
+                        record.receipt == Some(receipt) && record.detail.contains("RunInsert")
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        let last = |event: HistoryEvent, id: ChromaId| {
+            trial.history.records.iter().rposition(|record| {
+                record.event == event
+                    && (record.ids.contains(&id)
+                        || (event == HistoryEvent::DeltaMerged
+                            && record.receipt == Some(id.receipt())))
+            })
+        };
+        let labelled: BTreeSet<ChromaId> = events(&trial, HistoryEvent::LabelsUpdated)
+            .flat_map(|record| record.ids.iter().copied())
+            .collect();
+        let merged_after = labelled
+            .iter()
+            .filter(|id| {
+                last(HistoryEvent::DeltaMerged, **id) > last(HistoryEvent::LabelsUpdated, **id)
+            })
+            .count();
+        let report = judge(&trial);
+        let wiped: usize = report
+            .anomalies
+            .iter()
+            .filter(|a| a.class == Class::L)
+            .map(|a| a.id_count)
+            .sum();
+        (runs, merged_after, wiped)
+    };
+    config.compaction.upsert = UpsertMode::Replace;
+    let (runs, merged_after, wiped) = overwritten(&config);
+    assert!(runs >= 2, "a finished receipt is embedded again");
+    assert!(merged_after > 0, "a merge came after the labels");
+    assert_eq!(
+        wiped, merged_after,
+        "the merge wiped every label it came after"
+    );
+    config.compaction.upsert = UpsertMode::Merge;
+    let (runs, merged_after, wiped) = overwritten(&config);
+    assert!(runs >= 2 && merged_after > 0);
+    assert_eq!(wiped, 0, "the merge keeps the labels");
+    config.compaction.upsert = UpsertMode::Replace;
+    config.upload.batch_deletion = UploadBatchDeletion::PerRecord;
+    let (runs, merged_after, wiped) = overwritten(&config);
+    assert_eq!(runs, 1, "a receipt handled once is merged once");
+    assert_eq!((merged_after, wiped), (0, 0));
+}
+
+/// One file system (EFS) caches the snapshot versions of every compaction container, and each
+/// invocation's write-back prunes it (efs_snapshot_manager.py, `cleanup_old_snapshots`, called at
+/// enhanced_compaction_handler.py line 701 after the write-back's `shutil.copytree`), while
+/// another invocation may still copy an older version out of it (line 499,
+/// `shutil.copytree(efs_snapshot_path, local_snapshot_path)`): that copy reads a version no
+/// longer there, and its `except` ("Failed during EFS setup") fails every message of the
+/// collection. With a copy of 60 s and the cache pruned to one version, concurrent compactions of
+/// a burst lose their copy to a neighbour's write-back; per-container caches never do.
+#[test]
+fn a_prune_while_copying_fails_the_copy() {
+    use sim::pipeline::config::FileCacheSharing;
+    let mut config = burst(PipelineConfig::default(), 12);
+    config.flow = Flow::New;
+    config.compaction.copy = sim::distribution::DurationDist::parse("60s").expect("a duration");
+    config.compaction.cache_versions = 1;
+    config.queues.visibility_timeout = secs(300);
+    config.queues.receive_limit = 10;
+    assert_eq!(config.compaction.file_cache, FileCacheSharing::Shared);
+    let shared = run_with_history(&config);
+    assert_eq!(shared.report.stop, "empty");
+    assert!(
+        shared.report.counters.snapshot_missing > 0,
+        "no copy lost its version"
+    );
+    config.compaction.file_cache = FileCacheSharing::PerContainer;
+    let own = run_with_history(&config);
+    assert_eq!(own.report.stop, "empty");
+    assert_eq!(own.report.counters.snapshot_missing, 0);
+}
+
+/// Per (collection, message group): the receive time of each batch holding the group and the
+/// time its invocation last did anything, in receive order.
+fn group_batches(trial: &sim::pipeline::Trial) -> BTreeMap<(String, String), Vec<(f64, f64)>> {
+    let mut last_at: BTreeMap<String, f64> = BTreeMap::new();
+    for record in &trial.history.records {
+        if matches!(
+            record.actor,
+            sim::pipeline::history::Actor::Compaction { .. }
+        ) {
+            last_at.insert(format!("{:?}", record.actor), record.at.as_secs_f64());
+        }
+    }
+    let mut batches: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for record in events(trial, HistoryEvent::BatchReceived) {
+        let actor = format!("{:?}", record.actor);
+        let groups: BTreeSet<(String, String)> = message_tokens(record)
+            .iter()
+            .filter_map(|token| {
+                let (collection, message) = token.split_once(' ')?;
+                let group = message.split('/').nth(2)?;
+                Some((collection.to_string(), group.to_string()))
+            })
+            .collect();
+        for group in groups {
+            let at = record.at.as_secs_f64();
+            batches
+                .entry(group)
+                .or_default()
+                .push((at, last_at[&actor]));
+        }
+    }
+    batches
+}
+
+/// Batches of one message group that were in flight at once.
+fn overlapping_group_batches(trial: &sim::pipeline::Trial) -> usize {
+    group_batches(trial)
+        .values()
+        .map(|batches| {
+            batches
+                .windows(2)
+                .filter(|pair| pair[1].0 < pair[0].1)
+                .count()
+        })
+        .sum()
+}
+
+/// A FIFO queue's mapping has at most one batch of a message group in flight ("For FIFO queues,
+/// Lambda ... processes messages in order within a message group": AWS Lambda Developer Guide,
+/// services-sqs-scaling.html and with-sqs.html); the group keys are the code's
+/// (`{entity_type}:{run_id, else receipt_id, else image_id}:{collection}`, PIPELINE.md section 3).
+/// A burst of receipts on FIFO queues never starts a batch of a group while another batch of it
+/// still runs; the same burst on standard queues, which have no groups, does.
+#[test]
+fn a_fifo_mapping_has_one_batch_in_flight_per_message_group() {
+    use sim::pipeline::config::QueueKind;
+    let mut config = burst(PipelineConfig::default(), 12);
+    config.flow = Flow::New;
+    assert_eq!(config.queues.kind, QueueKind::Fifo);
+    let fifo = run_with_history(&config);
+    assert_eq!(fifo.report.stop, "empty");
+    let repeated = group_batches(&fifo)
+        .values()
+        .filter(|batches| batches.len() > 1)
+        .count();
+    assert!(repeated > 0, "no group came in more than one batch");
+    assert_eq!(overlapping_group_batches(&fifo), 0);
+    config.queues.kind = QueueKind::Standard;
+    let standard = run_with_history(&config);
+    assert!(overlapping_group_batches(&standard) > 0);
 }

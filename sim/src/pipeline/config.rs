@@ -168,14 +168,38 @@ pub enum DeltaUploadError {
     Retry,
 }
 
+/// When the upload queue's messages of a batch are deleted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadBatchDeletion {
+    /// The mapping deletes the whole batch when the function returns, and a function error or
+    /// timeout returns every message of it, records already handled included ("if your function
+    /// returns an error ... the messages in the batch become visible again": AWS Lambda Developer
+    /// Guide, with-sqs.html). The code at 54acc5869 neither deletes a record itself nor reports
+    /// partial batch failures (infra/upload_images/container_ocr/handler/handler.py,
+    /// `lambda_handler`, loops over `event["Records"]` and returns 200;
+    /// infra/upload_images/infra.py, the `ocr-results-mapping`, sets no function_response_types),
+    /// so a timed-out batch embeds its finished receipts again.
+    WhenFunctionReturns,
+    /// Each record's message is deleted as soon as the record is handled: a timeout returns only
+    /// the unfinished records.
+    PerRecord,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadConfig {
-    /// Concurrency of the upload Lambda (unreserved functions share the account's pool).
+    /// Concurrency of the upload Lambda. The function at 54acc5869 reserves none
+    /// (infra/upload_images/infra.py, `process_ocr_lambda_config`, has no
+    /// reserved_concurrent_executions), so it shares the account's pool: 1 000 concurrent
+    /// executions per Region by default (AWS Lambda Developer Guide, gettingstarted-limits.html).
     pub concurrency: u32,
-    /// Receipts per invocation (SQS trigger), handled in sequence.
+    /// Receipts per invocation (SQS trigger), handled in sequence (infra.py: batch_size=10).
     pub batch_size: u32,
+    /// The function's timeout (infra.py: "timeout": 600); a timeout kills the invocation mid-receipt.
     pub timeout: Duration,
+    /// Which of a batch's messages a timeout returns to the upload queue.
+    pub batch_deletion: UploadBatchDeletion,
     pub queue_visibility_timeout: Duration,
     pub ocr: DurationDist,
     pub merchant_resolution: DurationDist,
@@ -362,10 +386,32 @@ pub enum PointerPromotion {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpsertMode {
-    /// The Python-era store: an upsert replaces the whole metadata of an existing id.
+    /// The Python-era store, the built profile's: an upsert replaces the whole metadata of an
+    /// existing id. The merge at 54acc5869 upserts the delta's records, which carry no labels,
+    /// over the snapshot (infra/chromadb_compaction/lambdas/compaction/compaction_run.py,
+    /// `target.upsert_vectors(... metadatas=data.get("metadatas"))`), so a receipt embedded
+    /// again (a new run: embedding_processor.py draws `run_id = str(uuid.uuid4())` each time)
+    /// wipes the labels its words already carry.
     Replace,
     /// The 1.x server: an upsert merges keys into the existing metadata.
     Merge,
+}
+
+/// Where the compaction's file cache of snapshot versions lives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileCacheSharing {
+    /// One file system (EFS) for every compaction container, as the code at 54acc5869 mounts it
+    /// (infra/chromadb_compaction/lambdas/compaction/efs_snapshot_manager.py keeps
+    /// `{CHROMA_ROOT}/snapshots/{collection}/{version}`; `cleanup_old_snapshots(keep_versions=3)`
+    /// removes older versions with `shutil.rmtree` after any invocation's write-back,
+    /// enhanced_compaction_handler.py line 701). A version pruned while another invocation still
+    /// copies it fails that copy (`shutil.copytree(efs_snapshot_path, local_snapshot_path)`,
+    /// line 499, in the `try` whose `except` fails every message of the collection, "Failed
+    /// during EFS setup").
+    Shared,
+    /// Each container its own cache (`/tmp`), lost with the container.
+    PerContainer,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +456,9 @@ pub struct CompactionConfig {
     pub in_batch_ordering: InBatchOrdering,
     /// Apply at most one message per (entity, key) in a batch, the latest.
     pub deduplicate: bool,
+    /// Where the compaction containers cache snapshot versions.
+    pub file_cache: FileCacheSharing,
+    /// Versions the file cache keeps (the write-back prunes to this many).
     pub cache_versions: u32,
     pub lock_operation: DurationDist,
     pub copy: DurationDist,
@@ -525,9 +574,10 @@ impl Default for PipelineConfig {
 impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
-            concurrency: 100,
+            concurrency: 1000,
             batch_size: 10,
             timeout: Duration::from_secs(600),
+            batch_deletion: UploadBatchDeletion::WhenFunctionReturns,
             queue_visibility_timeout: Duration::from_secs(900),
             ocr: duration_dist("uniform(15s, 30s)"),
             merchant_resolution: duration_dist("uniform(0.5s, 2s)"),
@@ -618,6 +668,7 @@ impl Default for CompactionConfig {
             mark_runs: true,
             in_batch_ordering: InBatchOrdering::Arrival,
             deduplicate: false,
+            file_cache: FileCacheSharing::Shared,
             cache_versions: 3,
             lock_operation: duration_dist("uniform(50ms, 150ms)"),
             copy: duration_dist("uniform(1s, 3s)"),
@@ -684,6 +735,7 @@ impl PipelineConfig {
         config.stream_processor.run_completed_message = RunCompletedMessage::Fails;
         config.compaction.failure_reporting = FailureReporting::WholeBatch;
         config.compaction.mark_runs = false;
+        config.compaction.upsert = UpsertMode::Replace;
         config
     }
 

@@ -127,11 +127,7 @@ impl<P: Performer> Simulation<'_, P> {
         if let Some(working_copy) = state.working_copy.take() {
             self.stores[collection.index()].discard(working_copy);
         }
-        if let Some(mut caches) = self.caches.remove(&state.invocation.container.0) {
-            for (cache, store) in caches.iter_mut().zip(self.stores.iter_mut()) {
-                cache.clear(store);
-            }
-        }
+        self.drop_container_cache(state.invocation.container.0);
         self.compaction_lambda.finish(now, state.invocation.id);
         self.compactions.release(slot);
         self.compaction_ended(now, collection);

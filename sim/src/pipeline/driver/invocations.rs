@@ -26,6 +26,11 @@ impl<P: Performer> Simulation<'_, P> {
         }
         self.drain_upload_notes(now, &mut state);
         assert!(state.machine.is_done(), "an upload invocation stalled");
+        // The function returned: the mapping deletes what is left of the batch (every message of
+        // it unless each record's was deleted when handled).
+        for (_, handle) in std::mem::take(&mut state.handles) {
+            self.delete_upload(now, handle);
+        }
         self.upload_lambda.finish(now, state.invocation.id);
         self.uploads.release(slot);
         self.wake(Poller::Upload, now);
@@ -334,11 +339,7 @@ impl<P: Performer> Simulation<'_, P> {
                 if let Some(working_copy) = state.working_copy.take() {
                     self.stores[collection.index()].discard(working_copy);
                 }
-                if let Some(mut caches) = self.caches.remove(&state.invocation.container.0) {
-                    for (cache, store) in caches.iter_mut().zip(self.stores.iter_mut()) {
-                        cache.clear(store);
-                    }
-                }
+                self.drop_container_cache(state.invocation.container.0);
                 let actor = Actor::Compaction {
                     invocation: state.invocation.id.0,
                     collection,

@@ -26,8 +26,8 @@ mod working_copy;
 
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
-    FailureReporting, MappingPollers, PipelineConfig, QueueKind as ConfigQueueKind, StallPoint,
-    UpsertMode as ConfigUpsertMode,
+    FailureReporting, FileCacheSharing, MappingPollers, PipelineConfig,
+    QueueKind as ConfigQueueKind, StallPoint, UploadBatchDeletion, UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
     CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
@@ -62,6 +62,8 @@ use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};
 use std::collections::BTreeMap;
 use table::final_labels;
 
+/// The key of the one file cache every container shares (a container's own key is its id).
+const SHARED_FILE_CACHE: u64 = u64::MAX;
 /// The most effects one step may perform without time passing (zero-duration effects).
 const SYNCHRONOUS_EFFECTS_MAX: u32 = 100_000;
 /// Interval of queue samples (doubled whenever the sample buffer fills).

@@ -94,14 +94,14 @@ impl<P: Performer> Simulation<'_, P> {
                     );
                 }
                 UploadNote::Finished(receipt) => {
-                    let position = state
-                        .handles
-                        .iter()
-                        .position(|(r, _)| *r == receipt)
-                        .expect("a handle per receipt");
-                    let (_, handle) = state.handles.remove(position);
-                    if !self.upload_queue.delete(now, handle).is_deleted() {
-                        self.counters.stale_deletes += 1;
+                    if self.config.upload.batch_deletion == UploadBatchDeletion::PerRecord {
+                        let position = state
+                            .handles
+                            .iter()
+                            .position(|(r, _)| *r == receipt)
+                            .expect("a handle per receipt");
+                        let (_, handle) = state.handles.remove(position);
+                        self.delete_upload(now, handle);
                     }
                     self.progress[receipt as usize].finished = true;
                     self.visibility
@@ -118,6 +118,13 @@ impl<P: Performer> Simulation<'_, P> {
                     );
                 }
             }
+        }
+    }
+
+    /// Deletes one upload message; a handle made stale by a newer receive deletes nothing.
+    pub(super) fn delete_upload(&mut self, now: Instant, handle: ReceiptHandle) {
+        if !self.upload_queue.delete(now, handle).is_deleted() {
+            self.counters.stale_deletes += 1;
         }
     }
 

@@ -5,8 +5,61 @@ use super::*;
 use crate::pipeline::effect::Failure;
 
 impl<P: Performer> Simulation<'_, P> {
+    /// The key of the file cache a container uses: the shared one, or its own.
+    pub(super) fn cache_key(&self, container: u64) -> u64 {
+        assert_ne!(
+            container, SHARED_FILE_CACHE,
+            "a container id is not the shared key"
+        );
+        match self.config.compaction.file_cache {
+            FileCacheSharing::Shared => SHARED_FILE_CACHE,
+            FileCacheSharing::PerContainer => container,
+        }
+    }
+
     pub(super) fn cache(&self, state: &CompactionSlot, collection: Collection) -> &FileCache {
-        &self.caches[&state.invocation.container.0][collection.index()]
+        &self.caches[&self.cache_key(state.invocation.container.0)][collection.index()]
+    }
+
+    /// The file caches a container uses, made empty on first use.
+    pub(super) fn caches_of(&mut self, container: u64) -> &mut [FileCache; 2] {
+        let key = self.cache_key(container);
+        let cache_versions = self.config.compaction.cache_versions as usize;
+        self.caches.entry(key).or_insert_with(|| {
+            [
+                FileCache::new(cache_versions),
+                FileCache::new(cache_versions),
+            ]
+        })
+    }
+
+    /// A container is gone: its own cache goes with it; the shared file system stays.
+    pub(super) fn drop_container_cache(&mut self, container: u64) {
+        if self.cache_key(container) == SHARED_FILE_CACHE {
+            return;
+        }
+        if let Some(mut caches) = self.caches.remove(&container) {
+            for (cache, store) in caches.iter_mut().zip(self.stores.iter_mut()) {
+                cache.clear(store);
+            }
+        }
+    }
+
+    /// The publish the copy into a working copy reads at its end. On the shared file system the
+    /// version must still be there: pruned by another invocation during the copy, it is missing.
+    fn copied_publish(
+        &self,
+        state: &CompactionSlot,
+        collection: Collection,
+        version: Option<VersionId>,
+    ) -> Option<PublishId> {
+        if self.config.compaction.file_cache == FileCacheSharing::Shared {
+            let store = &self.stores[collection.index()];
+            let version = StoreVersion(version.unwrap_or(StoreVersion::INITIAL.0));
+            return self.cache(state, collection).get(store, version);
+        }
+        self.cached_publish(state, collection, version)
+            .map(|(publish, _)| publish)
     }
 
     /// The publish a version names for this invocation: its cache's copy, else a download.
@@ -45,13 +98,12 @@ impl<P: Performer> Simulation<'_, P> {
                 version,
             } => match self.cached_publish(state, *collection, *version) {
                 Some((publish, cached)) => {
+                    let key = self.cache_key(state.invocation.container.0);
                     let store = &mut self.stores[collection.index()];
                     if !cached {
                         let version = StoreVersion(version.unwrap_or(0));
-                        let cache = &mut self
-                            .caches
-                            .get_mut(&state.invocation.container.0)
-                            .expect("a cache per container")[collection.index()];
+                        let cache = &mut self.caches.get_mut(&key).expect("a cache per container")
+                            [collection.index()];
                         cache.put(store, now, version, publish);
                     }
                     Response::Entries(store.entry_count(publish))
@@ -62,8 +114,8 @@ impl<P: Performer> Simulation<'_, P> {
                 collection,
                 version,
             } => {
-                let model = match self.cached_publish(state, *collection, *version) {
-                    Some((publish, _)) => {
+                let model = match self.copied_publish(state, *collection, *version) {
+                    Some(publish) => {
                         let store = &mut self.stores[collection.index()];
                         assert!(state.working_copy.is_none());
                         state.working_copy = Some(store.checkout(publish));

@@ -126,8 +126,9 @@ impl<P: Performer> Simulation<'_, P> {
                 version,
             } => {
                 if let Some(publish) = state.published {
+                    let key = self.cache_key(state.invocation.container.0);
                     let store = &mut self.stores[collection.index()];
-                    if let Some(caches) = self.caches.get_mut(&state.invocation.container.0) {
+                    if let Some(caches) = self.caches.get_mut(&key) {
                         caches[collection.index()].put(store, now, StoreVersion(*version), publish);
                     }
                 }

@@ -453,15 +453,7 @@ impl<P: Performer> Simulation<'_, P> {
             }
             self.received_messages = received;
             let start = now.add(invocation.cold_start);
-            let cache_versions = self.config.compaction.cache_versions as usize;
-            self.caches
-                .entry(invocation.container.0)
-                .or_insert_with(|| {
-                    [
-                        FileCache::new(cache_versions),
-                        FileCache::new(cache_versions),
-                    ]
-                });
+            self.caches_of(invocation.container.0);
             let actor = Actor::Compaction {
                 invocation: invocation.id.0,
                 collection,
