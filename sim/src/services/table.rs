@@ -609,6 +609,26 @@ impl Table {
         LabelFields::derive(self.label_slots(word).iter().map(|slot| &slot.item))
     }
 
+    /// `derived_label_fields` of every word of the receipt that has label items, ascending by id,
+    /// in one pass over the receipt's items (no search per word, no allocation).
+    pub fn derived_label_fields_by_word(
+        &self,
+        receipt: ReceiptIndex,
+    ) -> impl Iterator<Item = (ChromaId, LabelFields)> + '_ {
+        let labels = self
+            .record(receipt)
+            .map_or(&[][..], |record| &record.labels[..]);
+        labels
+            .chunk_by(|a, b| a.word_local == b.word_local)
+            .map(move |chunk| {
+                let word = ChromaId(u64::from(receipt) << 24 | u64::from(chunk[0].word_local));
+                (
+                    word,
+                    LabelFields::derive(chunk.iter().map(|slot| &slot.item)),
+                )
+            })
+    }
+
     /// Every word of the receipt that has at least one label item, with its derived fields, ascending.
     pub fn labelled_words(&self, receipt: ReceiptIndex) -> Vec<(ChromaId, LabelFields)> {
         let Some(record) = self.record(receipt) else {
