@@ -354,6 +354,18 @@ fn compare_receipt(
         return;
     }
     let merchant_expected = input.table.metadata(receipt).unwrap_or(0);
+    // The label fields of the words, from one pass over the receipt's items beside its words.
+    let unlabelled = LabelFields::derive(std::iter::empty());
+    let mut labelled = input.table.derived_label_fields_by_word(receipt).peekable();
+    let mut expected_labels = |id: ChromaId| {
+        while labelled.next_if(|(word, _)| *word < id).is_some() {}
+        let labels = match labelled.peek() {
+            Some((word, labels)) if *word == id => *labels,
+            _ => unlabelled,
+        };
+        debug_assert_eq!(labels, input.table.derived_label_fields(id));
+        labels
+    };
     for collection in Collection::ALL {
         let reader = readers[collection.index()].as_ref();
         let mut compare = |id: ChromaId| {
@@ -379,7 +391,7 @@ fn compare_receipt(
                 });
             }
             if collection == Collection::Words {
-                let expected = input.table.derived_label_fields(id);
+                let expected = expected_labels(id);
                 if entry.labels != expected {
                     findings.push(Finding {
                         class: Class::L,

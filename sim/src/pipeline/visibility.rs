@@ -9,7 +9,7 @@
 //! `time` and the table and snapshot store models.
 
 use crate::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
-use crate::services::object_store::{HeadMove, SnapshotStore};
+use crate::services::object_store::{EntryChange, HeadMove, SnapshotStore};
 use crate::services::table::Table;
 use crate::time::Instant;
 
@@ -31,6 +31,49 @@ pub fn expected_fields(table: &Table, id: ChromaId) -> EntryFields {
         LabelFields::default()
     };
     EntryFields { merchant, labels }
+}
+
+/// `expected_fields` of one receipt's ids asked in ascending order: the merchant read once and
+/// the receipt's label items walked once beside the words, instead of a search per id.
+struct ReceiptExpectation<I: Iterator<Item = (ChromaId, LabelFields)>> {
+    merchant: u32,
+    labelled: std::iter::Peekable<I>,
+    unlabelled: LabelFields,
+    /// The last word asked for.
+    last_word: ChromaId,
+}
+
+fn receipt_expectation(
+    table: &Table,
+    receipt: ReceiptIndex,
+) -> ReceiptExpectation<impl Iterator<Item = (ChromaId, LabelFields)> + '_> {
+    ReceiptExpectation {
+        merchant: table.metadata(receipt).unwrap_or(0),
+        labelled: table.derived_label_fields_by_word(receipt).peekable(),
+        unlabelled: LabelFields::derive(std::iter::empty()),
+        last_word: ChromaId(0),
+    }
+}
+
+impl<I: Iterator<Item = (ChromaId, LabelFields)>> ReceiptExpectation<I> {
+    /// The fields of `id`; ids asked of words must ascend.
+    fn of(&mut self, id: ChromaId) -> EntryFields {
+        let labels = if id.is_word() {
+            assert!(id >= self.last_word, "words asked out of order");
+            self.last_word = id;
+            while self.labelled.next_if(|(word, _)| *word < id).is_some() {}
+            match self.labelled.peek() {
+                Some((word, labels)) if *word == id => *labels,
+                _ => self.unlabelled,
+            }
+        } else {
+            LabelFields::default()
+        };
+        EntryFields {
+            merchant: self.merchant,
+            labels,
+        }
+    }
 }
 
 impl Visibility {
@@ -95,16 +138,17 @@ impl Visibility {
             self.set(now, receipt, u32::MAX);
             return;
         };
+        let mut expectation = receipt_expectation(table, receipt);
         let mut count = 0u32;
         for id in shape.line_ids(receipt) {
-            count += u32::from(
-                stores[Collection::Lines.index()].head_get(id) != Some(expected_fields(table, id)),
-            );
+            let expected = expectation.of(id);
+            debug_assert_eq!(expected, expected_fields(table, id));
+            count += u32::from(stores[Collection::Lines.index()].head_get(id) != Some(expected));
         }
         for id in shape.embedded_word_ids(receipt) {
-            count += u32::from(
-                stores[Collection::Words.index()].head_get(id) != Some(expected_fields(table, id)),
-            );
+            let expected = expectation.of(id);
+            debug_assert_eq!(expected, expected_fields(table, id));
+            count += u32::from(stores[Collection::Words.index()].head_get(id) != Some(expected));
         }
         self.set(now, receipt, count);
     }
@@ -129,28 +173,34 @@ impl Visibility {
         table: &Table,
         became_visible: &mut Vec<ReceiptIndex>,
     ) {
-        for change in &head_move.changes {
-            let receipt = change.id.receipt();
+        // The changes ascend, so each receipt's come together.
+        let same_receipt = |a: &EntryChange, b: &EntryChange| a.id.receipt() == b.id.receipt();
+        for changes in head_move.changes.chunk_by(same_receipt) {
+            let receipt = changes[0].id.receipt();
             let index = receipt as usize;
             if index >= self.finished.len() || !self.finished[index] {
                 continue;
             }
-            let expected = Some(expected_fields(table, change.id));
-            let agreed = change.old == expected;
-            let agrees = change.new == expected;
-            let count = self.mismatches[index];
-            let count = match (agreed, agrees) {
-                (true, false) => count + 1,
-                (false, true) => {
-                    assert!(count > 0, "receipt {receipt}: more agreeing ids than ids");
-                    count - 1
+            let mut expectation = receipt_expectation(table, receipt);
+            for change in changes {
+                let expected = expectation.of(change.id);
+                debug_assert_eq!(expected, expected_fields(table, change.id));
+                let agreed = change.old == Some(expected);
+                let agrees = change.new == Some(expected);
+                let count = self.mismatches[index];
+                let count = match (agreed, agrees) {
+                    (true, false) => count + 1,
+                    (false, true) => {
+                        assert!(count > 0, "receipt {receipt}: more agreeing ids than ids");
+                        count - 1
+                    }
+                    _ => count,
+                };
+                if count == 0 && self.mismatches[index] != 0 {
+                    became_visible.push(receipt);
                 }
-                _ => count,
-            };
-            if count == 0 && self.mismatches[index] != 0 {
-                became_visible.push(receipt);
+                self.set(now, receipt, count);
             }
-            self.set(now, receipt, count);
         }
     }
 }

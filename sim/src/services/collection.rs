@@ -14,6 +14,7 @@
 
 use crate::entities::{ChromaId, EntryFields, LabelFields};
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 
 /// How `upsert` treats an existing id.
@@ -132,13 +133,28 @@ impl<P: Copy> WorkingCopy<P> {
         patch: EntryPatch,
         mode: UpsertMode,
     ) -> bool {
-        let current = self.get(store, id);
-        let fields = match (current, mode) {
+        let merge = |current: Option<EntryFields>| match (current, mode) {
             (Some(current), UpsertMode::Merge) => patch.merged_into(current),
             _ => patch.as_fields(),
         };
-        self.write(id, Some(fields));
-        current.is_some()
+        // One search of the overlay, for the read and the write.
+        let existed = match self.overlay.entry(id) {
+            Entry::Occupied(mut edited) => {
+                let current = *edited.get();
+                edited.insert(Some(merge(current)));
+                current.is_some()
+            }
+            Entry::Vacant(unedited) => {
+                let current = store.entry(self.base, id);
+                unedited.insert(Some(merge(current)));
+                current.is_some()
+            }
+        };
+        assert!(
+            self.overlay.len() <= OVERLAY_MAX,
+            "working copy overlay bound reached"
+        );
+        existed
     }
 
     /// Deletes every label field of an existing id; a missing id is ignored (false).

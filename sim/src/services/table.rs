@@ -342,19 +342,39 @@ impl Table {
         receipt: ReceiptIndex,
         shape: ReceiptShape,
     ) -> Vec<StreamRecord> {
+        let mut records = Vec::new();
+        self.put_ocr_into(now, receipt, shape, Some(&mut records));
+        records
+    }
+
+    /// `put_ocr`, appending the stream records to `records`, or, when no one reads them, only
+    /// numbering them (a receipt has hundreds of items: building records to drop them is most of
+    /// the write's cost).
+    pub fn put_ocr_into(
+        &mut self,
+        now: Instant,
+        receipt: ReceiptIndex,
+        shape: ReceiptShape,
+        records: Option<&mut Vec<StreamRecord>>,
+    ) {
         assert!(
             self.record_mut(receipt).shape.is_none(),
             "receipt {receipt} OCR'd twice"
         );
-        let keys = shape
-            .line_ids(receipt)
-            .map(ItemKey::Line)
-            .chain(shape.word_ids(receipt).map(|(id, _)| ItemKey::Word(id)));
-        let records = keys
-            .map(|key| self.emit(now, key, None, Some(ItemImage::Ocr)))
-            .collect();
+        match records {
+            Some(records) => {
+                let keys = shape
+                    .line_ids(receipt)
+                    .map(ItemKey::Line)
+                    .chain(shape.word_ids(receipt).map(|(id, _)| ItemKey::Word(id)));
+                records.reserve(shape.line_count() as usize + shape.word_count() as usize);
+                records.extend(keys.map(|key| self.emit(now, key, None, Some(ItemImage::Ocr))));
+            }
+            None => {
+                self.sequence_last += u64::from(shape.line_count()) + u64::from(shape.word_count())
+            }
+        }
         self.record_mut(receipt).shape = Some(Box::new(shape));
-        records
     }
 
     /// The receipt's OCR'd layout, if OCR has written it.
@@ -589,6 +609,26 @@ impl Table {
         LabelFields::derive(self.label_slots(word).iter().map(|slot| &slot.item))
     }
 
+    /// `derived_label_fields` of every word of the receipt that has label items, ascending by id,
+    /// in one pass over the receipt's items (no search per word, no allocation).
+    pub fn derived_label_fields_by_word(
+        &self,
+        receipt: ReceiptIndex,
+    ) -> impl Iterator<Item = (ChromaId, LabelFields)> + '_ {
+        let labels = self
+            .record(receipt)
+            .map_or(&[][..], |record| &record.labels[..]);
+        labels
+            .chunk_by(|a, b| a.word_local == b.word_local)
+            .map(move |chunk| {
+                let word = ChromaId(u64::from(receipt) << 24 | u64::from(chunk[0].word_local));
+                (
+                    word,
+                    LabelFields::derive(chunk.iter().map(|slot| &slot.item)),
+                )
+            })
+    }
+
     /// Every word of the receipt that has at least one label item, with its derived fields, ascending.
     pub fn labelled_words(&self, receipt: ReceiptIndex) -> Vec<(ChromaId, LabelFields)> {
         let Some(record) = self.record(receipt) else {
@@ -742,6 +782,21 @@ mod tests {
             vec![ChromaId::word(4, 1, 1), ChromaId::word(4, 2, 1)]
         );
         assert_eq!(shape.collection_ids(4, Collection::Lines).len(), 2);
+    }
+
+    #[test]
+    fn ocr_without_records_numbers_them_the_same() {
+        let mut with_records = Table::new();
+        let mut without = Table::new();
+        let shape = || ReceiptShape::new(&[2, 1], &[false, true, false]);
+        let records = with_records.put_ocr(Instant(0), 4, shape());
+        without.put_ocr_into(Instant(0), 4, shape(), None);
+        assert_eq!(records.last().map(|record| record.sequence), Some(5));
+        assert_eq!(without.sequence_last(), with_records.sequence_last());
+        assert_eq!(without.shape(4), with_records.shape(4));
+        let next = |table: &mut Table| table.put_metadata(Instant(1), 4, 9).unwrap().sequence;
+        assert_eq!(next(&mut without), 6);
+        assert_eq!(next(&mut with_records), 6);
     }
 
     #[test]

@@ -41,10 +41,9 @@ impl<P: Performer> Simulation<'_, P> {
         match write {
             TableWrite::OcrResult { .. } => {
                 if self.table.shape(receipt).is_none() {
-                    let ocr = self.table.put_ocr(now, receipt, table_shape(shape));
-                    if self.config.stream.ocr_records {
-                        records.extend(ocr);
-                    }
+                    let ocr_records = self.config.stream.ocr_records.then_some(&mut *records);
+                    self.table
+                        .put_ocr_into(now, receipt, table_shape(shape), ocr_records);
                     // Labels older than the run are in the table before it starts.
                     for label in shape.labels.iter().filter(|label| label.older) {
                         let word =
