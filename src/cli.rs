@@ -194,9 +194,13 @@ pub struct LiveArgs {
     #[arg(long, value_name = "URL", default_value = "memory://")]
     pub store: String,
     /// Where durations come from: `model` (the scenario's distributions, so the trial takes the
-    /// pure simulation's decisions).
-    #[arg(long, value_name = "MODE", default_value = "model", value_parser = ["model"])]
+    /// pure simulation's decisions) or `real` (each object-store and Chroma operation's measured
+    /// wall time, times `--time-scale`, advances virtual time).
+    #[arg(long, value_name = "MODE", default_value = "model", value_parser = crate::live::performer::Timing::NAMES)]
     pub timing: String,
+    /// Virtual time per measured wall time in real timing (2: each operation counts twice as long).
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub time_scale: f64,
     /// Embedding dimension of the records.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub dimension: u32,
@@ -508,6 +512,20 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
     }
 }
 
+/// The largest `--time-scale`: a measured second counts at most a day of virtual time.
+const TIME_SCALE_MAX: f64 = 86_400.0;
+
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    let scale: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if scale.is_finite() && scale > 0.0 && scale <= TIME_SCALE_MAX {
+        Ok(scale)
+    } else {
+        Err(format!("{text:?} is not in (0, {TIME_SCALE_MAX}]"))
+    }
+}
+
 fn live(args: LiveArgs) -> Result<(), Failure> {
     let export = export(&args.scenario)?;
     let loaded = load::load(
@@ -519,6 +537,9 @@ fn live(args: LiveArgs) -> Result<(), Failure> {
         chroma: &args.chroma,
         store: &args.store,
         dimension: args.dimension,
+        timing: crate::live::performer::Timing::parse(&args.timing)
+            .expect("clap accepts only the timing names"),
+        time_scale: args.time_scale,
         export: export.as_ref(),
         check: args.check,
         scenario_name: &args.scenario.scenario,

@@ -7,7 +7,7 @@
 //! Depends on `live`, `trial_command`, `pipeline_scenario`, `load`, `output` and `failure`.
 
 use crate::failure::Failure;
-use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationTimes};
+use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationSummary, Timing};
 use crate::load::Loaded;
 use crate::output::Output;
 use crate::trial_command::TrialResult;
@@ -27,6 +27,9 @@ pub struct LiveFlags<'a> {
     pub chroma: &'a str,
     pub store: &'a str,
     pub dimension: u32,
+    pub timing: Timing,
+    /// Virtual time per measured wall time, in real timing.
+    pub time_scale: f64,
     pub export: Option<&'a Output>,
     pub check: bool,
     pub scenario_name: &'a str,
@@ -48,6 +51,7 @@ struct LiveSection<'a> {
     chroma: &'a str,
     store: &'a str,
     timing: &'static str,
+    time_scale: f64,
     dimension: u32,
     wall_s: f64,
     /// Read back from the real store after the trial (what the oracle judged).
@@ -57,7 +61,9 @@ struct LiveSection<'a> {
     divergences: &'a Divergences,
     backend_errors: u64,
     first_backend_error: Option<&'a str>,
-    operations: &'a BTreeMap<&'static str, OperationTimes>,
+    /// Per server operation: calls, total wall time and the measured durations' median, 90th
+    /// percentile and maximum.
+    operations: BTreeMap<&'static str, OperationSummary>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +92,8 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
         dimension: flags.dimension,
         version_resolution: config.compaction.version_id_resolution,
         run: unique_run(),
+        timing: flags.timing,
+        time_scale: flags.time_scale,
     };
     // A store URL that cannot name a store is bad input; one that does not answer, a backend's.
     crate::live::store::Store::open(flags.store).map_err(Failure::bad_input)?;
@@ -131,7 +139,13 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
     crate::trial_command::describe_trial(&mut text, &judged, flags.scenario_name);
+    let operations: BTreeMap<&'static str, OperationSummary> = performer
+        .times
+        .iter()
+        .map(|(name, times)| (*name, times.summary()))
+        .collect();
     describe_live(&mut text, &performer, wall_s, &snapshots, &model_snapshots);
+    describe_operations(&mut text, flags.timing, &operations);
     crate::output::say(json_on_stdout, &text);
     if let Some(export) = flags.export {
         export.write_json(&LiveResult {
@@ -142,7 +156,8 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
             live: LiveSection {
                 chroma: flags.chroma,
                 store: flags.store,
-                timing: "model",
+                timing: flags.timing.name(),
+                time_scale: flags.time_scale,
                 dimension: flags.dimension,
                 wall_s,
                 snapshots,
@@ -150,7 +165,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
                 divergences: &performer.divergences,
                 backend_errors: performer.errors,
                 first_backend_error: performer.first_error.as_deref(),
-                operations: &performer.times,
+                operations,
             },
         })?;
     }
@@ -266,6 +281,25 @@ fn describe_live(
             } else {
                 " (the models' differs)"
             }
+        );
+    }
+}
+
+fn describe_operations(
+    text: &mut String,
+    timing: Timing,
+    operations: &BTreeMap<&'static str, OperationSummary>,
+) {
+    let _ = writeln!(
+        text,
+        "  server operations ({} timing): calls, median, 90th percentile, max",
+        timing.name()
+    );
+    for (name, summary) in operations {
+        let _ = writeln!(
+            text,
+            "    {name:<20} {:>6}  {:>9.3} ms  {:>9.3} ms  {:>9.3} ms",
+            summary.calls, summary.median_ms, summary.p90_ms, summary.max_ms
         );
     }
 }

@@ -139,3 +139,68 @@ fn live_quick_with_compare_and_swap_on_seaweedfs_matches_the_simulation() {
         assert_same_as_simulation(&store, &environment, &sets);
     }
 }
+
+/// A live trial in real timing: each object-store and Chroma operation's measured wall time,
+/// times the scale, is its virtual duration. The trial completes and is judged, every operation
+/// kind it performed has its measured durations in the export, and the delta upload stage took
+/// no more virtual time than the delta writes were measured to take, scaled (the model would
+/// have charged its own distribution's hundreds of milliseconds at scale 1).
+#[test]
+fn live_quick_in_real_timing_records_measured_durations() {
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let scale = 1000.0;
+    let args = [
+        "live",
+        "quick",
+        "--chroma",
+        &chroma,
+        "--store",
+        "memory://",
+        "--timing",
+        "real",
+        "--time-scale",
+        "1000",
+    ];
+    let result = export(&args, &[]);
+    let section = &result["live"];
+    assert_eq!(section["timing"], "real");
+    assert_eq!(section["time_scale"], scale);
+    assert_eq!(section["backend_errors"], 0, "{section}");
+    assert_eq!(
+        result["anomalies"]["receipts_checked"], result["receipts"],
+        "the oracle judged every receipt"
+    );
+    let operations = section["operations"].as_object().unwrap();
+    for name in [
+        "delta_put",
+        "delta_get",
+        "pointer_read",
+        "pointer_write",
+        "snapshot_put",
+        "collection_load",
+        "collection_upsert",
+        "collection_export",
+    ] {
+        let operation = &operations[name];
+        assert!(
+            operation["calls"].as_u64().unwrap() > 0,
+            "{name}: {operation}"
+        );
+        for figure in ["median_ms", "p90_ms", "max_ms"] {
+            assert!(
+                operation[figure].as_f64().unwrap() > 0.0,
+                "{name}: {operation}"
+            );
+        }
+    }
+    let delta_put_ms = operations["delta_put"]["seconds"].as_f64().unwrap() * 1000.0;
+    let stage = &result["latency_ms"]["stages"]["delta_upload"];
+    let stage_max_ms = stage["max"].as_f64().unwrap();
+    assert!(stage_max_ms > 0.0, "{stage}");
+    assert!(
+        stage_max_ms <= delta_put_ms * scale + 0.001,
+        "a delta upload stage of {stage_max_ms} ms, from {delta_put_ms} ms of delta writes"
+    );
+}
