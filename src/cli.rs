@@ -187,23 +187,25 @@ pub struct CalibrateArgs {
 pub struct LiveArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
-    /// The ChromaDB server, e.g. `http://127.0.0.1:8000`.
+    /// The ChromaDB server, e.g. `http://127.0.0.1:8000` (overrides `live.chroma`).
     #[arg(long, value_name = "URL")]
-    pub chroma: String,
-    /// `memory://`, `file:///DIR` or `s3://BUCKET` (with the AWS_* environment).
-    #[arg(long, value_name = "URL", default_value = "memory://")]
-    pub store: String,
-    /// Where durations come from: `model` (the scenario's distributions, so the trial takes the
-    /// pure simulation's decisions) or `real` (each object-store and Chroma operation's measured
-    /// wall time, times `--time-scale`, advances virtual time).
-    #[arg(long, value_name = "MODE", default_value = "model", value_parser = crate::live::performer::Timing::NAMES)]
-    pub timing: String,
-    /// Virtual time per measured wall time in real timing (2: each operation counts twice as long).
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
-    pub time_scale: f64,
-    /// Embedding dimension of the records.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
-    pub dimension: u32,
+    pub chroma: Option<String>,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET` with the AWS_* environment (overrides
+    /// `live.store`, default `memory://`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Where durations come from (overrides `live.timing`): `model` (the scenario's
+    /// distributions, so the trial takes the pure simulation's decisions; the default) or `real`
+    /// (each object-store and Chroma operation's measured wall time, times the time scale,
+    /// advances virtual time).
+    #[arg(long, value_name = "MODE", value_parser = sim::pipeline::config::Timing::NAMES)]
+    pub timing: Option<String>,
+    /// Virtual time per measured wall time in real timing (overrides `live.time_scale`, default 1).
+    #[arg(long, value_name = "F", value_parser = parse_time_scale)]
+    pub time_scale: Option<f64>,
+    /// Embedding dimension of the records (overrides `live.dimension`, default 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub dimension: Option<u32>,
     /// Exit with code 1 when the oracle finds an anomaly.
     #[arg(long)]
     pub check: bool,
@@ -512,18 +514,11 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
     }
 }
 
-/// The largest `--time-scale`: a measured second counts at most a day of virtual time.
-const TIME_SCALE_MAX: f64 = 86_400.0;
-
 fn parse_time_scale(text: &str) -> Result<f64, String> {
     let scale: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))?;
-    if scale.is_finite() && scale > 0.0 && scale <= TIME_SCALE_MAX {
-        Ok(scale)
-    } else {
-        Err(format!("{text:?} is not in (0, {TIME_SCALE_MAX}]"))
-    }
+    sim::pipeline::config::check_time_scale(scale).map(|()| scale)
 }
 
 fn live(args: LiveArgs) -> Result<(), Failure> {
@@ -534,11 +529,12 @@ fn live(args: LiveArgs) -> Result<(), Failure> {
         &args.scenario.set,
     )?;
     let flags = crate::live_command::LiveFlags {
-        chroma: &args.chroma,
-        store: &args.store,
+        chroma: args.chroma.as_deref(),
+        store: args.store.as_deref(),
         dimension: args.dimension,
-        timing: crate::live::performer::Timing::parse(&args.timing)
-            .expect("clap accepts only the timing names"),
+        timing: args.timing.as_deref().map(|name| {
+            sim::pipeline::config::Timing::parse(name).expect("clap accepts only the timing names")
+        }),
         time_scale: args.time_scale,
         export: export.as_ref(),
         check: args.check,

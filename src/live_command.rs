@@ -23,13 +23,14 @@ use sim::services::table::Table;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The command's flags; a backend flag given overrides the scenario's `[live]` field.
 pub struct LiveFlags<'a> {
-    pub chroma: &'a str,
-    pub store: &'a str,
-    pub dimension: u32,
-    pub timing: Timing,
+    pub chroma: Option<&'a str>,
+    pub store: Option<&'a str>,
+    pub dimension: Option<u32>,
+    pub timing: Option<Timing>,
     /// Virtual time per measured wall time, in real timing.
-    pub time_scale: f64,
+    pub time_scale: Option<f64>,
     pub export: Option<&'a Output>,
     pub check: bool,
     pub scenario_name: &'a str,
@@ -86,17 +87,14 @@ fn unique_run() -> String {
 pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let scenario = crate::pipeline_scenario::load(loaded)?;
     let config = &scenario.config;
+    let backends = backends(loaded, &config.live, flags)?;
     let settings = LiveSettings {
-        chroma: flags.chroma.to_string(),
-        store: flags.store.to_string(),
-        dimension: flags.dimension,
         version_resolution: config.compaction.version_id_resolution,
         run: unique_run(),
-        timing: flags.timing,
-        time_scale: flags.time_scale,
+        ..backends.clone()
     };
     // A store URL that cannot name a store is bad input; one that does not answer, a backend's.
-    crate::live::store::Store::open(flags.store).map_err(Failure::bad_input)?;
+    crate::live::store::Store::open(&settings.store).map_err(Failure::bad_input)?;
     let performer = LivePerformer::connect(settings).map_err(Failure::backend)?;
     let options = TrialOptions {
         history: HistoryFilter::All,
@@ -145,7 +143,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
         .map(|(name, times)| (*name, times.summary()))
         .collect();
     describe_live(&mut text, &performer, wall_s, &snapshots, &model_snapshots);
-    describe_operations(&mut text, flags.timing, &operations);
+    describe_operations(&mut text, backends.timing, &operations);
     crate::output::say(json_on_stdout, &text);
     if let Some(export) = flags.export {
         export.write_json(&LiveResult {
@@ -154,11 +152,11 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
             scenario: serde_json::to_value(&**config).unwrap_or(Value::Null),
             trial: TrialResult::of(&judged),
             live: LiveSection {
-                chroma: flags.chroma,
-                store: flags.store,
-                timing: flags.timing.name(),
-                time_scale: flags.time_scale,
-                dimension: flags.dimension,
+                chroma: &backends.chroma,
+                store: &backends.store,
+                timing: backends.timing.name(),
+                time_scale: backends.time_scale,
+                dimension: backends.dimension,
                 wall_s,
                 snapshots,
                 model_snapshots,
@@ -170,6 +168,30 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
         })?;
     }
     crate::trial_command::check_outcome(flags.check, &[&judged])
+}
+
+/// The backends and timing of the trial: each flag given, else the scenario's `[live]` field.
+fn backends(
+    loaded: &Loaded,
+    live: &sim::pipeline::config::LiveConfig,
+    flags: &LiveFlags<'_>,
+) -> Result<LiveSettings, Failure> {
+    let chroma = flags.chroma.unwrap_or(&live.chroma);
+    if chroma.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "{}: no ChromaDB server: give --chroma URL or live.chroma in the scenario",
+            loaded.locate("live.chroma")
+        )));
+    }
+    Ok(LiveSettings {
+        chroma: chroma.to_string(),
+        store: flags.store.unwrap_or(&live.store).to_string(),
+        dimension: flags.dimension.unwrap_or(live.dimension),
+        version_resolution: sim::time::Duration::ZERO,
+        run: String::new(),
+        timing: flags.timing.unwrap_or(live.timing),
+        time_scale: flags.time_scale.unwrap_or(live.time_scale),
+    })
 }
 
 fn snapshot_params(config: &sim::pipeline::PipelineConfig) -> SnapshotParams {

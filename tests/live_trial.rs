@@ -204,3 +204,51 @@ fn live_quick_in_real_timing_records_measured_durations() {
         "a delta upload stage of {stage_max_ms} ms, from {delta_put_ms} ms of delta writes"
     );
 }
+
+/// The backends and timing written in the scenario's `[live]` table are the trial's, and a flag
+/// overrides its field.
+#[test]
+fn the_scenario_names_the_backends_and_flags_override_them() {
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().join("store").display());
+    let text = format!(
+        "extends = \"quick\"\n[live]\nchroma = \"{chroma}\"\nstore = \"{store}\"\n\
+         timing = \"real\"\ntime_scale = 10\ndimension = 8\n"
+    );
+    let scenario = dir.path().join("backends.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let result = export(&["live", scenario], &[]);
+    let section = &result["live"];
+    assert_eq!(section["chroma"], chroma.as_str());
+    assert_eq!(section["store"], store.as_str());
+    assert_eq!(section["timing"], "real");
+    assert_eq!(section["time_scale"], 10.0);
+    assert_eq!(section["dimension"], 8);
+    assert!(
+        dir.path()
+            .join("store")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
+        "the trial wrote to the scenario's store"
+    );
+    let args = [
+        "live",
+        scenario,
+        "--timing",
+        "model",
+        "--store",
+        "memory://",
+    ];
+    let overridden = export(&args, &[]);
+    assert_eq!(overridden["live"]["timing"], "model");
+    assert_eq!(overridden["live"]["store"], "memory://");
+    assert_eq!(overridden["live"]["time_scale"], 10.0);
+    let pure = export(&["run", "quick"], &[]);
+    assert_eq!(decisions(&overridden), decisions(&pure));
+}

@@ -29,6 +29,7 @@ use super::codec::{self, Kind, MetaValue, Record, Records};
 use super::store::{Pointer, Promoted, Promotion, Store, StoreError};
 use serde_json::Value;
 use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
+pub use sim::pipeline::config::Timing;
 use sim::pipeline::effect::{EtagHandle, Failure, Response, VersionId};
 use sim::pipeline::performer::{
     CollectionPerformer, InvocationId, ObjectStorePerformer, Performer, RecordPatch,
@@ -62,33 +63,6 @@ pub struct LiveSettings {
     pub timing: Timing,
     /// Virtual nanoseconds per measured wall nanosecond, in real timing.
     pub time_scale: f64,
-}
-
-/// Where the durations of data-plane effects come from.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Timing {
-    /// The scenario's distributions: the trial takes the pure simulation's decisions.
-    Model,
-    /// The measured wall time of each effect's server calls, scaled, advances virtual time.
-    Real,
-}
-
-impl Timing {
-    pub const NAMES: [&'static str; 2] = ["model", "real"];
-    pub fn parse(text: &str) -> Option<Timing> {
-        match text {
-            "model" => Some(Timing::Model),
-            "real" => Some(Timing::Real),
-            _ => None,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Timing::Model => "model",
-            Timing::Real => "real",
-        }
-    }
 }
 
 /// Answers of the servers that differ from the models' answers.
