@@ -191,6 +191,7 @@ fn backends(
         run: String::new(),
         timing: flags.timing.unwrap_or(live.timing),
         time_scale: flags.time_scale.unwrap_or(live.time_scale),
+        chroma_timeout: std::time::Duration::from_nanos(live.chroma_timeout.as_nanos()),
     })
 }
 

@@ -63,6 +63,8 @@ pub struct LiveSettings {
     pub timing: Timing,
     /// Virtual nanoseconds per measured wall nanosecond, in real timing.
     pub time_scale: f64,
+    /// The Chroma client's timeout of one request.
+    pub chroma_timeout: std::time::Duration,
 }
 
 /// Answers of the servers that differ from the models' answers.
@@ -167,6 +169,7 @@ impl LivePerformer {
         let store = Store::open(&settings.store)?;
         let options = ChromaClientOptions {
             url: settings.chroma.clone(),
+            timeout: settings.chroma_timeout,
             ..Default::default()
         };
         let chroma = ChromaClient::new(options).map_err(|error| error.to_string())?;

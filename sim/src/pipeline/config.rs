@@ -544,7 +544,12 @@ pub struct LiveConfig {
     pub time_scale: f64,
     /// Embedding dimension of the records.
     pub dimension: u32,
+    /// The Chroma client's timeout of one request (each of its bounded tries).
+    pub chroma_timeout: Duration,
 }
+
+/// The longest `live.chroma_timeout`.
+pub const CHROMA_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 
 impl Default for LiveConfig {
     fn default() -> Self {
@@ -554,6 +559,7 @@ impl Default for LiveConfig {
             timing: Timing::Model,
             time_scale: 1.0,
             dimension: 16,
+            chroma_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -568,6 +574,12 @@ impl LiveConfig {
             (1..=DIMENSION_MAX).contains(&self.dimension),
             "live.dimension",
             "must lie in 1..=65536",
+        )?;
+        check(
+            self.chroma_timeout >= Duration::from_millis(1)
+                && self.chroma_timeout <= CHROMA_TIMEOUT_MAX,
+            "live.chroma_timeout",
+            "must lie in [1ms, 1h]",
         )?;
         check(!self.store.is_empty(), "live.store", "must name a store")
     }
