@@ -7,6 +7,7 @@
 //! Depends on `live`, `trial_command`, `pipeline_scenario`, `load`, `output` and `failure`.
 
 use crate::failure::Failure;
+use crate::live::faulty_store::StoreFaults;
 use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationSummary, Timing};
 use crate::load::Loaded;
 use crate::output::Output;
@@ -87,7 +88,7 @@ fn unique_run() -> String {
 pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let scenario = crate::pipeline_scenario::load(loaded)?;
     let config = &scenario.config;
-    let backends = backends(loaded, &config.live, flags)?;
+    let backends = backends(loaded, &config.live, config.seed, flags)?;
     let settings = LiveSettings {
         version_resolution: config.compaction.version_id_resolution,
         run: unique_run(),
@@ -174,6 +175,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
 fn backends(
     loaded: &Loaded,
     live: &sim::pipeline::config::LiveConfig,
+    seed: u64,
     flags: &LiveFlags<'_>,
 ) -> Result<LiveSettings, Failure> {
     let chroma = flags.chroma.unwrap_or(&live.chroma);
@@ -192,6 +194,12 @@ fn backends(
         timing: flags.timing.unwrap_or(live.timing),
         time_scale: flags.time_scale.unwrap_or(live.time_scale),
         chroma_timeout: std::time::Duration::from_nanos(live.chroma_timeout.as_nanos()),
+        store_faults: StoreFaults {
+            seed,
+            error_share: live.store_error_share,
+            delay_share: live.store_delay_share,
+            delay: std::time::Duration::from_nanos(live.store_delay.as_nanos()),
+        },
     })
 }
 

@@ -252,3 +252,47 @@ fn the_scenario_names_the_backends_and_flags_override_them() {
     let pure = export(&["run", "quick"], &[]);
     assert_eq!(decisions(&overridden), decisions(&pure));
 }
+
+/// A store failing a seeded share of its operations: each failure is the effect's failure in the
+/// models' terms, counted, and the trial finishes and is judged. A store delaying every operation:
+/// in real timing each operation's measured duration holds the delay.
+#[test]
+fn a_faulty_store_fails_effects_counted_and_a_slow_one_is_measured() {
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let base = ["live", "quick", "--chroma", &chroma, "--store", "memory://"];
+    let mut failing = base.to_vec();
+    failing.extend(["--set", "live.store_error_share=0.2"]);
+    let result = export(&failing, &[]);
+    let section = &result["live"];
+    assert!(section["backend_errors"].as_u64().unwrap() > 0, "{section}");
+    let first = section["first_backend_error"].as_str().unwrap();
+    assert!(first.contains("injected failure"), "{first}");
+    assert!(section["divergences"]["count"].as_u64().unwrap() > 0);
+    assert_ne!(result["stop"], "event_limit");
+    assert_eq!(result["anomalies"]["receipts_checked"], result["receipts"]);
+    let again = export(&failing, &[]);
+    assert_eq!(
+        again["live"]["backend_errors"], section["backend_errors"],
+        "the same seed injects the same faults"
+    );
+    assert_eq!(decisions(&again), decisions(&result));
+
+    let mut slow = base.to_vec();
+    slow.extend([
+        "--timing",
+        "real",
+        "--set",
+        "live.store_delay_share=1",
+        "--set",
+        "live.store_delay=20ms",
+    ]);
+    let result = export(&slow, &[]);
+    let operations = &result["live"]["operations"];
+    for name in ["delta_put", "delta_get", "snapshot_put", "pointer_read"] {
+        let median = operations[name]["median_ms"].as_f64().unwrap();
+        assert!(median >= 20.0, "{name}: {}", operations[name]);
+    }
+    assert_eq!(result["live"]["backend_errors"], 0);
+}

@@ -26,6 +26,7 @@ use super::chroma::{
     GetOptions, Metadata,
 };
 use super::codec::{self, Kind, MetaValue, Record, Records};
+use super::faulty_store::StoreFaults;
 use super::store::{Pointer, Promoted, Promotion, Store, StoreError};
 use serde_json::Value;
 use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
@@ -65,6 +66,9 @@ pub struct LiveSettings {
     pub time_scale: f64,
     /// The Chroma client's timeout of one request.
     pub chroma_timeout: std::time::Duration,
+    /// Faults injected into the store's operations during the trial (not its set-up or the
+    /// final read-back).
+    pub store_faults: StoreFaults,
 }
 
 /// Answers of the servers that differ from the models' answers.
@@ -139,6 +143,8 @@ pub struct LivePerformer {
     objects: Store,
     /// The pointer of each collection (`Collection::index` order).
     pointers: [Store; 2],
+    /// `objects` and `pointers` without injected faults, for reading the final snapshots back.
+    clean: (Store, [Store; 2]),
     settings: LiveSettings,
     /// The pointers read so far, each with the models' etag of the same read: etag handle `h`
     /// is `read[h - 1]`.
@@ -176,11 +182,13 @@ impl LivePerformer {
         let runtime = runtime()?;
         let objects = store.under(&settings.run);
         let pointers = Collection::ALL.map(|collection| objects.under(collection.name()));
+        let clean = (objects.clone(), pointers.clone());
         let mut performer = LivePerformer {
             runtime,
             chroma,
             objects,
             pointers,
+            clean,
             settings,
             read: Vec::new(),
             working: BTreeMap::new(),
@@ -192,6 +200,12 @@ impl LivePerformer {
             measured: std::time::Duration::ZERO,
         };
         performer.set_up().map_err(|error| error.to_string())?;
+        let faults = performer.settings.store_faults;
+        if faults.any() {
+            let objects = store.with_faults(faults).under(&performer.settings.run);
+            performer.pointers = Collection::ALL.map(|collection| objects.under(collection.name()));
+            performer.objects = objects;
+        }
         Ok(performer)
     }
 
@@ -287,7 +301,7 @@ impl LivePerformer {
     /// The records a snapshot holds, read back from the store after the trial: the version the
     /// pointer names (`None` before any promotion) and its records, or the store's error.
     pub fn final_snapshot(&mut self, collection: Collection) -> Result<FinalSnapshot, String> {
-        let pointer = self.pointers[collection.index()].clone();
+        let pointer = self.clean.1[collection.index()].clone();
         let read = self
             .call("pointer_read", pointer.read_pointer())
             .map_err(|error| error.to_string())?;
@@ -295,7 +309,7 @@ impl LivePerformer {
             return Ok((None, None));
         };
         let key = self.snapshot_key(collection, version);
-        let objects = self.objects.clone();
+        let objects = self.clean.0.clone();
         match self.call("snapshot_get", objects.get(&key)) {
             Ok(bytes) => {
                 let records = codec::decode(&bytes).map_err(|error| format!("{key}: {error}"))?;

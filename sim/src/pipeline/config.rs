@@ -546,9 +546,14 @@ pub struct LiveConfig {
     pub dimension: u32,
     /// The Chroma client's timeout of one request (each of its bounded tries).
     pub chroma_timeout: Duration,
+    /// Injected store faults during the trial: the share of store reads, writes and copies that
+    /// fail, and the share that first wait `store_delay`.
+    pub store_error_share: f64,
+    pub store_delay_share: f64,
+    pub store_delay: Duration,
 }
 
-/// The longest `live.chroma_timeout`.
+/// The longest `live.chroma_timeout` and `live.store_delay`.
 pub const CHROMA_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 
 impl Default for LiveConfig {
@@ -560,6 +565,9 @@ impl Default for LiveConfig {
             time_scale: 1.0,
             dimension: 16,
             chroma_timeout: Duration::from_secs(30),
+            store_error_share: 0.0,
+            store_delay_share: 0.0,
+            store_delay: Duration::ZERO,
         }
     }
 }
@@ -580,6 +588,13 @@ impl LiveConfig {
                 && self.chroma_timeout <= CHROMA_TIMEOUT_MAX,
             "live.chroma_timeout",
             "must lie in [1ms, 1h]",
+        )?;
+        check_share(self.store_error_share, "live.store_error_share")?;
+        check_share(self.store_delay_share, "live.store_delay_share")?;
+        check(
+            self.store_delay <= CHROMA_TIMEOUT_MAX,
+            "live.store_delay",
+            "must be at most 1h",
         )?;
         check(!self.store.is_empty(), "live.store", "must name a store")
     }
