@@ -296,3 +296,90 @@ fn a_faulty_store_fails_effects_counted_and_a_slow_one_is_measured() {
     }
     assert_eq!(result["live"]["backend_errors"], 0);
 }
+
+/// Every `records.rsim` object under `dir`, recursively (bounded depth).
+fn snapshot_files(dir: &std::path::Path, depth: u32, found: &mut Vec<std::path::PathBuf>) {
+    if depth == 0 {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            snapshot_files(&path, depth - 1, found);
+        } else if path.file_name().is_some_and(|name| name == "records.rsim") {
+            found.push(path);
+        }
+    }
+}
+
+/// A live trial ended by SIGTERM midway leaves no export (nor any temporary beside it), and a
+/// store as the real pipeline would: each pointer names a snapshot whose object is complete, and
+/// every snapshot uploaded (promoted or not) decodes whole.
+#[test]
+fn an_interrupted_live_trial_leaves_no_export_and_a_consistent_store() {
+    use receipt_sim::live::{codec, store::Store};
+    use sim::entities::Collection;
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let url = format!("file://{}", root.display());
+    let exports = dir.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let json = exports.join("result.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_receipt-sim"))
+        .args(["live", "quick", "--chroma", &chroma, "--store", &url])
+        .args(["--timing", "real", "--set", "live.store_delay_share=1"])
+        .args(["--set", "live.store_delay=30ms", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "ended by the signal, midway");
+    let left: Vec<_> = std::fs::read_dir(&exports).unwrap().collect();
+    assert!(left.is_empty(), "no export and no temporary: {left:?}");
+
+    let runs: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(runs.len(), 1, "one trial's prefix");
+    let run = runs[0].file_name().to_string_lossy().into_owned();
+    let objects = Store::open(&url).unwrap().under(&run);
+    let resolution = sim::pipeline::PipelineConfig::default()
+        .compaction
+        .version_id_resolution;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut promoted = 0;
+    for collection in Collection::ALL {
+        let pointer = objects.under(collection.name());
+        let read = runtime.block_on(pointer.read_pointer()).unwrap();
+        let version: u64 = read
+            .value
+            .expect("set up before the trial")
+            .parse()
+            .unwrap();
+        promoted += u32::from(version != 0);
+        let key = sim::services::object_store::VersionId(version).key(collection, resolution);
+        let bytes = runtime
+            .block_on(objects.get(&format!("{key}records.rsim")))
+            .unwrap_or_else(|error| panic!("the pointer names a missing snapshot: {error}"));
+        let records = codec::decode(&bytes).unwrap();
+        assert_eq!(records.kind, codec::Kind::Snapshot);
+    }
+    assert!(promoted > 0, "the signal came after a promotion");
+    let mut snapshots = Vec::new();
+    snapshot_files(&root.join(&run), 8, &mut snapshots);
+    assert!(snapshots.len() > 2, "{snapshots:?}");
+    for path in snapshots {
+        let bytes = std::fs::read(&path).unwrap();
+        codec::decode(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    }
+}
