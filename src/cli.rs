@@ -181,6 +181,9 @@ pub struct CalibrateArgs {
     /// Measurements of each operation per size.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repetitions: u32,
+    /// Also write the measured figures as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -329,6 +332,11 @@ pub fn main() -> Result<(), Failure> {
         Command::Run(args) => run(args),
         Command::Calibrate(args) => {
             let out = Output::create(&args.out, "--out")?;
+            let json = args
+                .json
+                .as_deref()
+                .map(|target| Output::create(target, "--json"))
+                .transpose()?;
             let flags = crate::live::calibrate::CalibrateFlags {
                 sizes: crate::live::calibrate::parse_sizes(&args.sizes)?,
                 chroma: args.chroma,
@@ -338,6 +346,18 @@ pub fn main() -> Result<(), Failure> {
             };
             let calibration = crate::live::calibrate::calibrate(&flags)?;
             eprint!("{}", calibration.summary);
+            if let Some(json) = &json {
+                let mut result = serde_json::json!({
+                    "schema_version": crate::output::SCHEMA_VERSION,
+                    "command": "calibrate",
+                });
+                if let (Some(result), serde_json::Value::Object(figures)) =
+                    (result.as_object_mut(), calibration.json)
+                {
+                    result.extend(figures);
+                }
+                json.write_json(&result)?;
+            }
             out.write(calibration.toml.as_bytes())
         }
         Command::Live(args) => live(args),
