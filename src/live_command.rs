@@ -1,8 +1,10 @@
 //! `live`: one pipeline trial whose object-store and Chroma effects are performed against real
 //! servers (`live::performer`), while the table, stream, queues, lock and Lambda stay models. The
 //! oracle judges the final snapshots read back from the real store, not the models' copies; the
-//! outputs are `run`'s, with a `live` section (servers, wall time, calls per operation, answers
-//! that differed from the models', backend errors, and the final snapshots' digests).
+//! outputs are `run`'s, with a `live` section (servers, timing and time scale, wall time, calls and
+//! measured durations per operation, answers that differed from the models', backend errors, and
+//! the final snapshots' digests). The backends and timing are the scenario's `[live]` table, each
+//! flag given overriding its field.
 //!
 //! Depends on `live`, `trial_command`, `pipeline_scenario`, `load`, `output` and `failure`.
 
