@@ -181,25 +181,34 @@ pub struct CalibrateArgs {
     /// Measurements of each operation per size.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repetitions: u32,
+    /// Also write the measured figures as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
-    /// The ChromaDB server, e.g. `http://127.0.0.1:8000`.
+    /// The ChromaDB server, e.g. `http://127.0.0.1:8000` (overrides `live.chroma`).
     #[arg(long, value_name = "URL")]
-    pub chroma: String,
-    /// `memory://`, `file:///DIR` or `s3://BUCKET` (with the AWS_* environment).
-    #[arg(long, value_name = "URL", default_value = "memory://")]
-    pub store: String,
-    /// Where durations come from: `model` (the scenario's distributions, so the trial takes the
-    /// pure simulation's decisions).
-    #[arg(long, value_name = "MODE", default_value = "model", value_parser = ["model"])]
-    pub timing: String,
-    /// Embedding dimension of the records.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
-    pub dimension: u32,
+    pub chroma: Option<String>,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET` with the AWS_* environment (overrides
+    /// `live.store`, default `memory://`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Where durations come from (overrides `live.timing`): `model` (the scenario's
+    /// distributions, so the trial takes the pure simulation's decisions; the default) or `real`
+    /// (each object-store and Chroma operation's measured wall time, times the time scale,
+    /// advances virtual time).
+    #[arg(long, value_name = "MODE", value_parser = sim::pipeline::config::Timing::NAMES)]
+    pub timing: Option<String>,
+    /// Virtual time per measured wall time in real timing (overrides `live.time_scale`, default 1).
+    #[arg(long, value_name = "F", value_parser = parse_time_scale)]
+    pub time_scale: Option<f64>,
+    /// Embedding dimension of the records (overrides `live.dimension`, default 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub dimension: Option<u32>,
     /// Exit with code 1 when the oracle finds an anomaly.
     #[arg(long)]
     pub check: bool,
@@ -323,6 +332,11 @@ pub fn main() -> Result<(), Failure> {
         Command::Run(args) => run(args),
         Command::Calibrate(args) => {
             let out = Output::create(&args.out, "--out")?;
+            let json = args
+                .json
+                .as_deref()
+                .map(|target| Output::create(target, "--json"))
+                .transpose()?;
             let flags = crate::live::calibrate::CalibrateFlags {
                 sizes: crate::live::calibrate::parse_sizes(&args.sizes)?,
                 chroma: args.chroma,
@@ -332,6 +346,18 @@ pub fn main() -> Result<(), Failure> {
             };
             let calibration = crate::live::calibrate::calibrate(&flags)?;
             eprint!("{}", calibration.summary);
+            if let Some(json) = &json {
+                let mut result = serde_json::json!({
+                    "schema_version": crate::output::SCHEMA_VERSION,
+                    "command": "calibrate",
+                });
+                if let (Some(result), serde_json::Value::Object(figures)) =
+                    (result.as_object_mut(), calibration.json)
+                {
+                    result.extend(figures);
+                }
+                json.write_json(&result)?;
+            }
             out.write(calibration.toml.as_bytes())
         }
         Command::Live(args) => live(args),
@@ -502,6 +528,13 @@ fn trial(args: TrialArgs, flows: Flows) -> Result<(), Failure> {
     }
 }
 
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    let scale: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    sim::pipeline::config::check_time_scale(scale).map(|()| scale)
+}
+
 fn live(args: LiveArgs) -> Result<(), Failure> {
     let export = export(&args.scenario)?;
     let loaded = load::load(
@@ -510,9 +543,13 @@ fn live(args: LiveArgs) -> Result<(), Failure> {
         &args.scenario.set,
     )?;
     let flags = crate::live_command::LiveFlags {
-        chroma: &args.chroma,
-        store: &args.store,
+        chroma: args.chroma.as_deref(),
+        store: args.store.as_deref(),
         dimension: args.dimension,
+        timing: args.timing.as_deref().map(|name| {
+            sim::pipeline::config::Timing::parse(name).expect("clap accepts only the timing names")
+        }),
+        time_scale: args.time_scale,
         export: export.as_ref(),
         check: args.check,
         scenario_name: &args.scenario.scenario,

@@ -1,13 +1,16 @@
 //! `live`: one pipeline trial whose object-store and Chroma effects are performed against real
 //! servers (`live::performer`), while the table, stream, queues, lock and Lambda stay models. The
 //! oracle judges the final snapshots read back from the real store, not the models' copies; the
-//! outputs are `run`'s, with a `live` section (servers, wall time, calls per operation, answers
-//! that differed from the models', backend errors, and the final snapshots' digests).
+//! outputs are `run`'s, with a `live` section (servers, timing and time scale, wall time, calls and
+//! measured durations per operation, answers that differed from the models', backend errors, and
+//! the final snapshots' digests). The backends and timing are the scenario's `[live]` table, each
+//! flag given overriding its field.
 //!
 //! Depends on `live`, `trial_command`, `pipeline_scenario`, `load`, `output` and `failure`.
 
 use crate::failure::Failure;
-use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationTimes};
+use crate::live::faulty_store::StoreFaults;
+use crate::live::performer::{Divergences, LivePerformer, LiveSettings, OperationSummary, Timing};
 use crate::load::Loaded;
 use crate::output::Output;
 use crate::trial_command::TrialResult;
@@ -23,10 +26,14 @@ use sim::services::table::Table;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The command's flags; a backend flag given overrides the scenario's `[live]` field.
 pub struct LiveFlags<'a> {
-    pub chroma: &'a str,
-    pub store: &'a str,
-    pub dimension: u32,
+    pub chroma: Option<&'a str>,
+    pub store: Option<&'a str>,
+    pub dimension: Option<u32>,
+    pub timing: Option<Timing>,
+    /// Virtual time per measured wall time, in real timing.
+    pub time_scale: Option<f64>,
     pub export: Option<&'a Output>,
     pub check: bool,
     pub scenario_name: &'a str,
@@ -48,6 +55,7 @@ struct LiveSection<'a> {
     chroma: &'a str,
     store: &'a str,
     timing: &'static str,
+    time_scale: f64,
     dimension: u32,
     wall_s: f64,
     /// Read back from the real store after the trial (what the oracle judged).
@@ -57,7 +65,9 @@ struct LiveSection<'a> {
     divergences: &'a Divergences,
     backend_errors: u64,
     first_backend_error: Option<&'a str>,
-    operations: &'a BTreeMap<&'static str, OperationTimes>,
+    /// Per server operation: calls, total wall time and the measured durations' median, 90th
+    /// percentile and maximum.
+    operations: BTreeMap<&'static str, OperationSummary>,
 }
 
 #[derive(Serialize)]
@@ -80,15 +90,14 @@ fn unique_run() -> String {
 pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let scenario = crate::pipeline_scenario::load(loaded)?;
     let config = &scenario.config;
+    let backends = backends(loaded, &config.live, config.seed, flags)?;
     let settings = LiveSettings {
-        chroma: flags.chroma.to_string(),
-        store: flags.store.to_string(),
-        dimension: flags.dimension,
         version_resolution: config.compaction.version_id_resolution,
         run: unique_run(),
+        ..backends.clone()
     };
     // A store URL that cannot name a store is bad input; one that does not answer, a backend's.
-    crate::live::store::Store::open(flags.store).map_err(Failure::bad_input)?;
+    crate::live::store::Store::open(&settings.store).map_err(Failure::bad_input)?;
     let performer = LivePerformer::connect(settings).map_err(Failure::backend)?;
     let options = TrialOptions {
         history: HistoryFilter::All,
@@ -131,7 +140,13 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
     let mut text = String::new();
     crate::trial_command::describe_trial(&mut text, &judged, flags.scenario_name);
+    let operations: BTreeMap<&'static str, OperationSummary> = performer
+        .times
+        .iter()
+        .map(|(name, times)| (*name, times.summary()))
+        .collect();
     describe_live(&mut text, &performer, wall_s, &snapshots, &model_snapshots);
+    describe_operations(&mut text, backends.timing, &operations);
     crate::output::say(json_on_stdout, &text);
     if let Some(export) = flags.export {
         export.write_json(&LiveResult {
@@ -140,21 +155,54 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
             scenario: serde_json::to_value(&**config).unwrap_or(Value::Null),
             trial: TrialResult::of(&judged),
             live: LiveSection {
-                chroma: flags.chroma,
-                store: flags.store,
-                timing: "model",
-                dimension: flags.dimension,
+                chroma: &backends.chroma,
+                store: &backends.store,
+                timing: backends.timing.name(),
+                time_scale: backends.time_scale,
+                dimension: backends.dimension,
                 wall_s,
                 snapshots,
                 model_snapshots,
                 divergences: &performer.divergences,
                 backend_errors: performer.errors,
                 first_backend_error: performer.first_error.as_deref(),
-                operations: &performer.times,
+                operations,
             },
         })?;
     }
     crate::trial_command::check_outcome(flags.check, &[&judged])
+}
+
+/// The backends and timing of the trial: each flag given, else the scenario's `[live]` field.
+fn backends(
+    loaded: &Loaded,
+    live: &sim::pipeline::config::LiveConfig,
+    seed: u64,
+    flags: &LiveFlags<'_>,
+) -> Result<LiveSettings, Failure> {
+    let chroma = flags.chroma.unwrap_or(&live.chroma);
+    if chroma.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "{}: no ChromaDB server: give --chroma URL or live.chroma in the scenario",
+            loaded.locate("live.chroma")
+        )));
+    }
+    Ok(LiveSettings {
+        chroma: chroma.to_string(),
+        store: flags.store.unwrap_or(&live.store).to_string(),
+        dimension: flags.dimension.unwrap_or(live.dimension),
+        version_resolution: sim::time::Duration::ZERO,
+        run: String::new(),
+        timing: flags.timing.unwrap_or(live.timing),
+        time_scale: flags.time_scale.unwrap_or(live.time_scale),
+        chroma_timeout: std::time::Duration::from_nanos(live.chroma_timeout.as_nanos()),
+        store_faults: StoreFaults {
+            seed,
+            error_share: live.store_error_share,
+            delay_share: live.store_delay_share,
+            delay: std::time::Duration::from_nanos(live.store_delay.as_nanos()),
+        },
+    })
 }
 
 fn snapshot_params(config: &sim::pipeline::PipelineConfig) -> SnapshotParams {
@@ -266,6 +314,25 @@ fn describe_live(
             } else {
                 " (the models' differs)"
             }
+        );
+    }
+}
+
+fn describe_operations(
+    text: &mut String,
+    timing: Timing,
+    operations: &BTreeMap<&'static str, OperationSummary>,
+) {
+    let _ = writeln!(
+        text,
+        "  server operations ({} timing): calls, median, 90th percentile, max",
+        timing.name()
+    );
+    for (name, summary) in operations {
+        let _ = writeln!(
+            text,
+            "    {name:<20} {:>6}  {:>9.3} ms  {:>9.3} ms  {:>9.3} ms",
+            summary.calls, summary.median_ms, summary.p90_ms, summary.max_ms
         );
     }
 }

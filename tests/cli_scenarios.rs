@@ -125,3 +125,34 @@ fn export_file_is_complete_json_and_extends_merges_a_base() {
     assert_eq!(json["scenario"]["mmc"]["customers"], 5000);
     assert_eq!(json["seed"], 3);
 }
+
+/// The `[live]` table: `scenario` prints its fields, an unknown one is refused by line, a bad
+/// value by field, and `live` without a Chroma server from either the flag or the table is bad
+/// input (exit 2) before any connection.
+#[test]
+fn the_live_table_is_printed_checked_and_required_for_a_server() {
+    let output = receipt_sim(&["scenario", "quick", "--set", "live.timing=real"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let table = text.split("[live]\n").nth(1).expect("a [live] table");
+    for line in [
+        "chroma = \"\"",
+        "store = \"memory://\"",
+        "timing = \"real\"  # default: \"model\"",
+        "time_scale = 1.0",
+        "dimension = 16",
+    ] {
+        assert!(table.contains(line), "`{line}` missing from:\n{table}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = "extends = \"quick\"\n[live]\nchroma = \"http://127.0.0.1:1\"\nchrome = \"x\"\n";
+    let path = write(dir.path(), "typo.toml", text);
+    let output = receipt_sim(&["live", &path]);
+    assert_bad_input(&output, &["typo.toml:4", "live.chrome", "unknown field"]);
+    let output = receipt_sim(&["live", "quick", "--set", "live.time_scale=0"]);
+    assert_bad_input(&output, &["live.time_scale"]);
+    let output = receipt_sim(&["live", "quick", "--set", "live.timing=later"]);
+    assert_bad_input(&output, &["live.timing"]);
+    let output = receipt_sim(&["live", "quick"]);
+    assert_bad_input(&output, &["--chroma", "live.chroma"]);
+}

@@ -203,8 +203,11 @@ fn calibration_writes_a_fragment_a_scenario_runs_with() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("costs.toml");
     let out_text = out.to_str().unwrap();
+    let json = dir.path().join("costs.json");
     let args = [
         "calibrate",
+        "--json",
+        json.to_str().unwrap(),
         "--chroma",
         &url,
         "--store",
@@ -226,6 +229,21 @@ fn calibration_writes_a_fragment_a_scenario_runs_with() {
         ));
     }
     assert!(output.status.success(), "{}", common::stderr(&output));
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(figures["command"], "calibrate");
+    let sizes = figures["sizes"].as_array().unwrap();
+    let ids: Vec<u64> = sizes.iter().map(|s| s["ids"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [10, 100]);
+    assert!(sizes[1]["snapshot_bytes"].as_u64() > sizes[0]["snapshot_bytes"].as_u64());
+    for size in sizes {
+        for (name, median) in size["median_ms"].as_object().unwrap() {
+            assert!(median.as_f64().unwrap() > 0.0, "{name}: {size}");
+        }
+    }
+    for key in ["store_download_percent", "chroma_get_percent"] {
+        assert!(figures["overhead"][key].is_f64(), "{key}: {figures}");
+    }
     let fragment = std::fs::read_to_string(&out).unwrap();
     assert!(fragment.contains("download_bytes_per_s = "), "{fragment}");
     assert!(

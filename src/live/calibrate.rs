@@ -72,6 +72,8 @@ pub struct Calibration {
     pub toml: String,
     /// A table for the terminal.
     pub summary: String,
+    /// The same figures, machine-readable (`figures`).
+    pub json: Value,
 }
 
 fn backend(error: impl std::fmt::Display) -> Failure {
@@ -104,6 +106,7 @@ pub fn calibrate(flags: &CalibrateFlags) -> Result<Calibration, Failure> {
         Ok(Calibration {
             toml: fragment(flags, &sizes, &overhead),
             summary: summary(&sizes, &overhead),
+            json: figures(flags, &sizes, &overhead),
         })
     })
 }
@@ -538,6 +541,47 @@ fn summary(sizes: &[SizeSamples], overhead: &Overhead) -> String {
         median(&overhead.chroma_bare) * 1e3,
     );
     text
+}
+
+/// The measured figures as JSON: per size its ids, bytes and each operation's median (ms), and
+/// the harness's overhead over the bare operations (median ratio of pairs, in percent).
+fn figures(flags: &CalibrateFlags, sizes: &[SizeSamples], overhead: &Overhead) -> Value {
+    let ms = |samples: &[f64]| median(samples) * 1e3;
+    let sizes: Vec<Value> = sizes
+        .iter()
+        .map(|size| {
+            serde_json::json!({
+                "ids": size.ids,
+                "snapshot_bytes": size.snapshot_bytes,
+                "median_ms": {
+                    "snapshot_upload": ms(&size.upload),
+                    "snapshot_download": ms(&size.download),
+                    "pointer_read": ms(&size.pointer_read),
+                    "pointer_write": ms(&size.pointer_write),
+                    "delta_get": ms(&size.delta_get),
+                    "chroma_get": ms(&size.chroma_get),
+                    "chroma_update": ms(&size.chroma_update),
+                    "chroma_upsert": ms(&size.chroma_upsert),
+                },
+                "chroma_load_ms": size.chroma_load * 1e3,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "chroma": flags.chroma,
+        "store": flags.store,
+        "dimension": flags.dimension,
+        "repetitions": flags.repetitions,
+        "sizes": sizes,
+        "overhead": {
+            "store_download_percent": percent(&overhead.store_harness, &overhead.store_bare),
+            "store_download_harness_ms": ms(&overhead.store_harness),
+            "store_download_bare_ms": ms(&overhead.store_bare),
+            "chroma_get_percent": percent(&overhead.chroma_harness, &overhead.chroma_bare),
+            "chroma_get_harness_ms": ms(&overhead.chroma_harness),
+            "chroma_get_bare_ms": ms(&overhead.chroma_bare),
+        },
+    })
 }
 
 /// Reads `--sizes 100,1000,10000`.

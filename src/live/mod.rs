@@ -7,5 +7,6 @@
 pub mod calibrate;
 pub mod chroma;
 pub mod codec;
+pub mod faulty_store;
 pub mod performer;
 pub mod store;

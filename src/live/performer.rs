@@ -10,6 +10,11 @@
 //! merges and updates through the Chroma API, and exports that collection's records as the new
 //! snapshot. Etags are handed out as handles into the pointers read so far.
 //!
+//! In real timing (`Timing::Real`) the wall time of an effect's server calls, times the time
+//! scale, is the effect's virtual duration (`Performer::take_measured`); the trial's thread
+//! performs one effect at a time, so concurrent invocations' operations do not overlap on the
+//! servers. Every call's duration is recorded per operation (`OperationTimes`).
+//!
 //! Every answer comes from the servers; where it differs from the models' answer the difference is
 //! counted and the first few are described (`Divergences`). A backend error answers the effect
 //! `Failed` in the model's terms (unavailable, timed out, not found) and is counted.
@@ -21,9 +26,11 @@ use super::chroma::{
     GetOptions, Metadata,
 };
 use super::codec::{self, Kind, MetaValue, Record, Records};
+use super::faulty_store::StoreFaults;
 use super::store::{Pointer, Promoted, Promotion, Store, StoreError};
 use serde_json::Value;
 use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
+pub use sim::pipeline::config::Timing;
 use sim::pipeline::effect::{EtagHandle, Failure, Response, VersionId};
 use sim::pipeline::performer::{
     CollectionPerformer, InvocationId, ObjectStorePerformer, Performer, RecordPatch,
@@ -53,6 +60,15 @@ pub struct LiveSettings {
     pub version_resolution: Duration,
     /// A name no other trial uses: the prefix of every key and Chroma collection.
     pub run: String,
+    /// Where the durations of data-plane effects come from.
+    pub timing: Timing,
+    /// Virtual nanoseconds per measured wall nanosecond, in real timing.
+    pub time_scale: f64,
+    /// The Chroma client's timeout of one request.
+    pub chroma_timeout: std::time::Duration,
+    /// Faults injected into the store's operations during the trial (not its set-up or the
+    /// final read-back).
+    pub store_faults: StoreFaults,
 }
 
 /// Answers of the servers that differ from the models' answers.
@@ -62,11 +78,52 @@ pub struct Divergences {
     pub described: Vec<String>,
 }
 
-/// Calls and time spent against the servers, per operation.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// Calls and time spent against the servers, per operation: the total, and the measured duration
+/// of each call (in call order).
+#[derive(Clone, Debug, Default)]
 pub struct OperationTimes {
     pub calls: u64,
     pub seconds: f64,
+    pub durations_ns: Vec<u64>,
+}
+
+/// An operation's measured durations, summarised for the outputs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OperationSummary {
+    pub calls: u64,
+    pub seconds: f64,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub max_ms: f64,
+}
+
+impl OperationTimes {
+    fn record(&mut self, elapsed: std::time::Duration) {
+        self.calls += 1;
+        self.seconds += elapsed.as_secs_f64();
+        self.durations_ns
+            .push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Calls, total, and the median, 90th percentile and largest of the durations (nearest rank).
+    pub fn summary(&self) -> OperationSummary {
+        let mut sorted = self.durations_ns.clone();
+        sorted.sort_unstable();
+        let rank = |share: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let index = ((share * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[index - 1] as f64 / 1e6
+        };
+        OperationSummary {
+            calls: self.calls,
+            seconds: self.seconds,
+            median_ms: rank(0.5),
+            p90_ms: rank(0.9),
+            max_ms: rank(1.0),
+        }
+    }
 }
 
 /// The version a pointer names (`None` before any promotion) and the records of its object
@@ -86,6 +143,8 @@ pub struct LivePerformer {
     objects: Store,
     /// The pointer of each collection (`Collection::index` order).
     pointers: [Store; 2],
+    /// `objects` and `pointers` without injected faults, for reading the final snapshots back.
+    clean: (Store, [Store; 2]),
     settings: LiveSettings,
     /// The pointers read so far, each with the models' etag of the same read: etag handle `h`
     /// is `read[h - 1]`.
@@ -98,6 +157,8 @@ pub struct LivePerformer {
     pub errors: u64,
     pub first_error: Option<String>,
     pub times: BTreeMap<&'static str, OperationTimes>,
+    /// Wall time of the calls since the driver last took it (`take_measured`).
+    measured: std::time::Duration,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -114,17 +175,20 @@ impl LivePerformer {
         let store = Store::open(&settings.store)?;
         let options = ChromaClientOptions {
             url: settings.chroma.clone(),
+            timeout: settings.chroma_timeout,
             ..Default::default()
         };
         let chroma = ChromaClient::new(options).map_err(|error| error.to_string())?;
         let runtime = runtime()?;
         let objects = store.under(&settings.run);
         let pointers = Collection::ALL.map(|collection| objects.under(collection.name()));
+        let clean = (objects.clone(), pointers.clone());
         let mut performer = LivePerformer {
             runtime,
             chroma,
             objects,
             pointers,
+            clean,
             settings,
             read: Vec::new(),
             working: BTreeMap::new(),
@@ -133,8 +197,15 @@ impl LivePerformer {
             errors: 0,
             first_error: None,
             times: BTreeMap::new(),
+            measured: std::time::Duration::ZERO,
         };
         performer.set_up().map_err(|error| error.to_string())?;
+        let faults = performer.settings.store_faults;
+        if faults.any() {
+            let objects = store.with_faults(faults).under(&performer.settings.run);
+            performer.pointers = Collection::ALL.map(|collection| objects.under(collection.name()));
+            performer.objects = objects;
+        }
         Ok(performer)
     }
 
@@ -170,9 +241,9 @@ impl LivePerformer {
     fn call<T>(&mut self, name: &'static str, operation: impl Future<Output = T>) -> T {
         let started = std::time::Instant::now();
         let result = self.runtime.block_on(operation);
-        let times = self.times.entry(name).or_default();
-        times.calls += 1;
-        times.seconds += started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
+        self.times.entry(name).or_default().record(elapsed);
+        self.measured += elapsed;
         result
     }
 
@@ -230,7 +301,7 @@ impl LivePerformer {
     /// The records a snapshot holds, read back from the store after the trial: the version the
     /// pointer names (`None` before any promotion) and its records, or the store's error.
     pub fn final_snapshot(&mut self, collection: Collection) -> Result<FinalSnapshot, String> {
-        let pointer = self.pointers[collection.index()].clone();
+        let pointer = self.clean.1[collection.index()].clone();
         let read = self
             .call("pointer_read", pointer.read_pointer())
             .map_err(|error| error.to_string())?;
@@ -238,7 +309,7 @@ impl LivePerformer {
             return Ok((None, None));
         };
         let key = self.snapshot_key(collection, version);
-        let objects = self.objects.clone();
+        let objects = self.clean.0.clone();
         match self.call("snapshot_get", objects.get(&key)) {
             Ok(bytes) => {
                 let records = codec::decode(&bytes).map_err(|error| format!("{key}: {error}"))?;
@@ -635,6 +706,13 @@ impl CollectionPerformer for LivePerformer {
 
 impl Performer for LivePerformer {
     const RECORDS: bool = true;
+    fn measured_timing(&self) -> bool {
+        self.settings.timing == Timing::Real
+    }
+    fn take_measured(&mut self) -> Duration {
+        let measured = std::mem::take(&mut self.measured);
+        Duration::from_nanos_f64(measured.as_nanos() as f64 * self.settings.time_scale)
+    }
 }
 
 /// Chroma's upsert for `Merge` (present keys win, the others are kept, a zero field deleted by a

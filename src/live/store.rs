@@ -14,7 +14,7 @@
 //! A store that accepts a conditional write and ignores its condition (rclone's S3 server) makes
 //! `CompareAndSwap` lose updates: this module reports what the store answered and never hides it.
 //!
-//! Depends only on object_store (and bytes, its buffer type).
+//! Depends only on object_store (and bytes, its buffer type) and `faulty_store`.
 
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -176,6 +176,16 @@ impl Store {
         Store {
             inner: Arc::new(inner),
             url: format!("{}/{prefix}", self.url.trim_end_matches('/')),
+            promotion: self.promotion,
+        }
+    }
+
+    /// The same store with `faults` injected into its operations (`faulty_store`).
+    pub fn with_faults(&self, faults: super::faulty_store::StoreFaults) -> Store {
+        let inner = super::faulty_store::FaultyStore::new(Arc::clone(&self.inner), faults);
+        Store {
+            inner: Arc::new(inner),
+            url: self.url.clone(),
             promotion: self.promotion,
         }
     }

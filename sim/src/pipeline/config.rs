@@ -156,6 +156,7 @@ pub struct PipelineConfig {
     pub store: StoreConfig,
     pub chroma: ChromaConfig,
     pub faults: FaultsConfig,
+    pub live: LiveConfig,
 }
 
 /// What the upload Lambda does when a delta upload fails.
@@ -547,6 +548,116 @@ pub struct ChromaConfig {
     pub labels_known_at_embed: bool,
 }
 
+/// Where the durations of a live trial's object-store and Chroma effects come from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// The scenario's distributions: a live trial takes the pure simulation's decisions.
+    Model,
+    /// Each effect's measured wall time, times `time_scale`, advances virtual time.
+    Real,
+}
+
+impl Timing {
+    pub const NAMES: [&'static str; 2] = ["model", "real"];
+    pub fn parse(text: &str) -> Option<Timing> {
+        match text {
+            "model" => Some(Timing::Model),
+            "real" => Some(Timing::Real),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Timing::Model => "model",
+            Timing::Real => "real",
+        }
+    }
+}
+
+/// The largest `live.time_scale`: a measured second counts at most a day of virtual time.
+pub const TIME_SCALE_MAX: f64 = 86_400.0;
+/// The largest `live.dimension` of a record's embedding.
+pub const DIMENSION_MAX: u32 = 65_536;
+
+/// The backends of `receipt-sim live` (its flags override these); a pure trial ignores them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// The ChromaDB server's URL; empty: `--chroma` must give it.
+    pub chroma: String,
+    /// `memory://`, `file:///DIR` or `s3://BUCKET`.
+    pub store: String,
+    pub timing: Timing,
+    /// Virtual time per measured wall time, in real timing.
+    pub time_scale: f64,
+    /// Embedding dimension of the records.
+    pub dimension: u32,
+    /// The Chroma client's timeout of one request (each of its bounded tries).
+    pub chroma_timeout: Duration,
+    /// Injected store faults during the trial: the share of store reads, writes and copies that
+    /// fail, and the share that first wait `store_delay`.
+    pub store_error_share: f64,
+    pub store_delay_share: f64,
+    pub store_delay: Duration,
+}
+
+/// The longest `live.chroma_timeout` and `live.store_delay`.
+pub const CHROMA_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            chroma: String::new(),
+            store: "memory://".to_string(),
+            timing: Timing::Model,
+            time_scale: 1.0,
+            dimension: 16,
+            chroma_timeout: Duration::from_secs(30),
+            store_error_share: 0.0,
+            store_delay_share: 0.0,
+            store_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl LiveConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_time_scale(self.time_scale).map_err(|message| ConfigError {
+            field: "live.time_scale".to_string(),
+            message,
+        })?;
+        check(
+            (1..=DIMENSION_MAX).contains(&self.dimension),
+            "live.dimension",
+            "must lie in 1..=65536",
+        )?;
+        check(
+            self.chroma_timeout >= Duration::from_millis(1)
+                && self.chroma_timeout <= CHROMA_TIMEOUT_MAX,
+            "live.chroma_timeout",
+            "must lie in [1ms, 1h]",
+        )?;
+        check_share(self.store_error_share, "live.store_error_share")?;
+        check_share(self.store_delay_share, "live.store_delay_share")?;
+        check(
+            self.store_delay <= CHROMA_TIMEOUT_MAX,
+            "live.store_delay",
+            "must be at most 1h",
+        )?;
+        check(!self.store.is_empty(), "live.store", "must name a store")
+    }
+}
+
+/// A time scale in (0, `TIME_SCALE_MAX`], or what is wrong with it.
+pub fn check_time_scale(scale: f64) -> Result<(), String> {
+    if scale.is_finite() && scale > 0.0 && scale <= TIME_SCALE_MAX {
+        Ok(())
+    } else {
+        Err(format!("{scale} is not in (0, {TIME_SCALE_MAX}]"))
+    }
+}
+
 fn duration_dist(text: &str) -> DurationDist {
     DurationDist::parse(text).unwrap_or_else(|error| panic!("default `{text}`: {error}"))
 }
@@ -567,6 +678,7 @@ impl Default for PipelineConfig {
             store: StoreConfig::default(),
             chroma: ChromaConfig::default(),
             faults: FaultsConfig::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -757,6 +869,7 @@ impl PipelineConfig {
         self.wait.validate()?;
         self.store.validate()?;
         self.faults.validate()?;
+        self.live.validate()?;
         check_durations(self)?;
         self.check_memory()
     }

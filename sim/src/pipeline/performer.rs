@@ -14,12 +14,17 @@
 //! one). Version ids are the pipeline's own (timestamps at the configured resolution).
 //!
 //! Performers do no scheduling and read no clock of the trial's: `now` is virtual time, for naming.
+//! The timing hook is the one exception a performer may choose: in measured timing
+//! (`Performer::measured_timing`) the driver performs a data-plane effect when it is issued and
+//! hands its answer back after the virtual duration `Performer::take_measured` reports (the live
+//! performer's wall-clock measurement, scaled), instead of the model's sampled duration. The core
+//! itself still reads no clock: the duration is a number the performer hands over.
 //! Depends on `entities`, `services::collection` (patches), `time` and `pipeline::effect`.
 
 use crate::entities::{ChromaId, Collection, ReceiptIndex};
 use crate::pipeline::effect::{EtagHandle, Response, VersionId};
 use crate::services::collection::{EntryPatch, UpsertMode};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// A compaction invocation, by its id: the owner of one working copy.
 pub type InvocationId = u64;
@@ -122,6 +127,18 @@ pub trait CollectionPerformer {
 pub trait Performer: ObjectStorePerformer + CollectionPerformer {
     /// Whether `put_delta` and `update` need their records (the driver builds them only then).
     const RECORDS: bool;
+    /// Whether data-plane effects take the virtual time `take_measured` reports rather than the
+    /// model's: the driver then performs each such effect when it is issued and answers it after
+    /// that duration. `false`: every effect takes the model's time (the pure simulation's).
+    #[inline(always)]
+    fn measured_timing(&self) -> bool {
+        false
+    }
+    /// The virtual time the operations performed since the last call took, and resets it.
+    #[inline(always)]
+    fn take_measured(&mut self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The simulated performer: the service models' answers are the answers.

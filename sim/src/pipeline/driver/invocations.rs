@@ -1,5 +1,7 @@
 //! Running invocations: advancing a state machine through its effects (at once when an effect takes
-//! no time, else by a step event), its deadline kill, lock heartbeats, and its end.
+//! no time, else by a step event), its deadline kill, lock heartbeats, and its end. In measured
+//! timing (`Performer::measured_timing`) a data-plane effect is performed when it is issued and its
+//! answer kept in the slot until its step, the measured duration later.
 
 use super::*;
 
@@ -14,14 +16,25 @@ impl<P: Performer> Simulation<'_, P> {
                 break;
             };
             let receipt = state.machine.unfinished()[0].receipt;
-            let duration = self.upload_duration(&effect, receipt);
+            let mut duration = self.upload_duration(&effect, receipt);
+            let answered = if self.measures(&effect) {
+                let response = self.perform_upload(now, &effect, receipt);
+                duration = self.performer.take_measured();
+                Some(response)
+            } else {
+                None
+            };
             let deadline = state.invocation.deadline;
             if self.defer_effect(Function::Upload, slot, generation, now, duration, deadline) {
                 state.pending = Some(effect);
+                state.answered = answered;
                 self.uploads.put_back(slot, state);
                 return;
             }
-            let response = self.perform_upload(now, &effect, receipt);
+            let response = match answered {
+                Some(response) => response,
+                None => self.perform_upload(now, &effect, receipt),
+            };
             state.machine.handle_response(now, response);
         }
         self.drain_upload_notes(now, &mut state);
@@ -45,7 +58,10 @@ impl<P: Performer> Simulation<'_, P> {
             .take()
             .expect("a step has an outstanding effect");
         let receipt = state.machine.unfinished()[0].receipt;
-        let response = self.perform_upload(now, &effect, receipt);
+        let response = match state.answered.take() {
+            Some(response) => response,
+            None => self.perform_upload(now, &effect, receipt),
+        };
         state.machine.handle_response(now, response);
         self.uploads.put_back(slot, state);
         self.advance_upload(now, slot, generation);
@@ -133,9 +149,16 @@ impl<P: Performer> Simulation<'_, P> {
             let Some(effect) = state.machine.poll_effect() else {
                 break;
             };
-            let duration = self
-                .compaction_duration(&state, &effect)
-                .saturating_add(self.take_stall(now, &mut state));
+            let mut duration = self.compaction_duration(&state, &effect);
+            let stall = self.take_stall(now, &mut state);
+            let answered = if self.measures(&effect) {
+                let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
+                duration = self.performer.take_measured();
+                Some(response)
+            } else {
+                None
+            };
+            let duration = duration.saturating_add(stall);
             let deadline = state.invocation.deadline;
             if self.defer_effect(
                 Function::Compaction,
@@ -146,10 +169,14 @@ impl<P: Performer> Simulation<'_, P> {
                 deadline,
             ) {
                 state.pending = Some(effect);
+                state.answered = answered;
                 self.compactions.put_back(slot, state);
                 return;
             }
-            let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
+            let response = match answered {
+                Some(response) => response,
+                None => self.perform_compaction(now, slot, generation, &mut state, &effect),
+            };
             state.machine.handle_response(now, response);
             let Some(survivor) = self.kill_after_pointer(now, slot, &effect, state) else {
                 return;
@@ -176,7 +203,10 @@ impl<P: Performer> Simulation<'_, P> {
             .pending
             .take()
             .expect("a step has an outstanding effect");
-        let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
+        let response = match state.answered.take() {
+            Some(response) => response,
+            None => self.perform_compaction(now, slot, generation, &mut state, &effect),
+        };
         state.machine.handle_response(now, response);
         let Some(state) = self.kill_after_pointer(now, slot, &effect, state) else {
             return;

@@ -3,7 +3,27 @@
 use super::*;
 use crate::pipeline::effect::Failure;
 
+/// Whether an effect goes to the object store or Chroma (what the performer performs).
+fn data_plane(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::ReadPointer(_)
+            | Effect::CacheLoad { .. }
+            | Effect::OpenWorkingCopy { .. }
+            | Effect::GetObject(_)
+            | Effect::PutObject(_)
+            | Effect::WritePointer { .. }
+            | Effect::Collection(_)
+    )
+}
+
 impl<P: Performer> Simulation<'_, P> {
+    /// Whether `effect` takes its measured time (performed at issue) rather than the model's.
+    #[inline]
+    pub(super) fn measures(&self, effect: &Effect) -> bool {
+        self.performer.measured_timing() && data_plane(effect)
+    }
+
     pub(super) fn perform_upload(
         &mut self,
         now: Instant,

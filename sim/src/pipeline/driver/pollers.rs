@@ -108,6 +108,7 @@ impl<P: Performer> Simulation<'_, P> {
                 machine,
                 handles,
                 pending: None,
+                answered: None,
             };
             let (slot, generation) = self.uploads.insert(slot);
             self.advance_upload(start, slot, generation);
@@ -480,6 +481,7 @@ impl<P: Performer> Simulation<'_, P> {
                 machine,
                 handles,
                 pending: None,
+                answered: None,
                 working_copy: None,
                 published: None,
                 publish_record: None,

@@ -9,6 +9,8 @@ pub(super) struct UploadSlot {
     pub(super) machine: UploadInvocation,
     pub(super) handles: Vec<(ReceiptIndex, ReceiptHandle)>,
     pub(super) pending: Option<Effect>,
+    /// The answer of the pending effect when it was performed at issue (measured timing).
+    pub(super) answered: Option<Response>,
 }
 
 pub(super) struct ProcessorSlot {
@@ -23,6 +25,8 @@ pub(super) struct CompactionSlot {
     pub(super) machine: CompactionInvocation,
     pub(super) handles: Vec<ReceiptHandle>,
     pub(super) pending: Option<Effect>,
+    /// The answer of the pending effect when it was performed at issue (measured timing).
+    pub(super) answered: Option<Response>,
     pub(super) working_copy: Option<crate::services::object_store::WorkingCopy>,
     pub(super) published: Option<PublishId>,
     pub(super) publish_record: Option<usize>,
