@@ -257,4 +257,32 @@ fn calibration_writes_a_fragment_a_scenario_runs_with() {
     );
     let run = common::receipt_sim(&["run", &scenario]);
     assert!(run.status.success(), "{}", common::stderr(&run));
+    assert!(!common::stderr(&output).contains("snapshot sizes ["));
+    calibration_shows_progress_on_a_terminal(&url, dir.path());
+}
+
+/// On a pseudo-terminal (`script`, util-linux) calibration draws its progress over the sizes.
+fn calibration_shows_progress_on_a_terminal(url: &str, dir: &std::path::Path) {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: `script` (util-linux) is not installed to give calibrate a terminal");
+        return;
+    }
+    let command = format!(
+        "{} calibrate --chroma {url} --store memory:// --out {} --sizes 10,20 --dimension 8 \
+         --repetitions 1 2>&1",
+        env!("CARGO_BIN_EXE_receipt-sim"),
+        dir.join("terminal.toml").display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(on_terminal.status.code(), Some(0));
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(drawn.contains("snapshot sizes ["), "{drawn}");
+    assert!(drawn.contains("/2"), "{drawn}");
 }

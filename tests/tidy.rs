@@ -215,7 +215,7 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
     ("output", &["failure"]),
     ("load", &["failure"]),
     ("parallel", &[]),
-    ("live", &["failure"]),
+    ("live", &["failure", "parallel"]),
     ("pipeline_scenario", &["failure", "load"]),
     ("plots", &["failure", "histogram"]),
     (

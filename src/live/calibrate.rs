@@ -10,7 +10,7 @@
 //! `object_store` and reqwest, one clock around the block) and through this harness (its client and
 //! store, a clock around each operation).
 //!
-//! Depends on `chroma`, `store`, `codec` and `failure`.
+//! Depends on `chroma`, `store`, `codec`, `failure` and `parallel` (the progress bar).
 
 use super::chroma::{
     ChromaClient, ChromaClientOptions, ChromaCollection, CollectionEntries, GetOptions, Metadata,
@@ -100,9 +100,13 @@ pub fn calibrate(flags: &CalibrateFlags) -> Result<Calibration, Failure> {
         let store = store.under(&run);
         let mut sizes = Vec::with_capacity(flags.sizes.len());
         let mut overhead = Overhead::default();
+        let bar = crate::parallel::progress(flags.sizes.len() as u64, "snapshot sizes");
+        bar.tick();
         for &ids in &flags.sizes {
             sizes.push(measure_size(flags, &store, &client, &run, ids, &mut overhead).await?);
+            bar.inc(1);
         }
+        bar.finish_and_clear();
         Ok(Calibration {
             toml: fragment(flags, &sizes, &overhead),
             summary: summary(&sizes, &overhead),
