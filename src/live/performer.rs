@@ -324,8 +324,8 @@ impl LivePerformer {
         model
     }
 
-    /// An ended operation's answer, its duration recorded, seen at `seen`.
-    fn end(&mut self, ended: Ended, seen: std::time::Instant) -> Option<Completion> {
+    /// An ended operation's answer, its duration recorded, seen at `seen`; and its issue.
+    fn end(&mut self, ended: Ended, seen: std::time::Instant) -> Option<(Completion, Instant)> {
         let (ticket, result) = ended;
         let started = self.in_flight.remove(&ticket)?;
         let elapsed = seen.saturating_duration_since(started.wall);
@@ -335,11 +335,12 @@ impl LivePerformer {
             Err(error) => self.chroma_failed(&error),
         };
         let answer = self.answer(&started.what, answer, started.model);
-        Some(Completion {
+        let completion = Completion {
             ticket,
             answer,
             duration: self.scaled(elapsed),
-        })
+        };
+        Some((completion, started.now))
     }
 
     fn scaled(&self, wall: std::time::Duration) -> Duration {
@@ -853,17 +854,30 @@ impl Performer for LivePerformer {
     fn take_started(&mut self) -> Option<u64> {
         self.started.take()
     }
-    fn complete_until(&mut self, until: Option<Instant>, ended: &mut Vec<Completion>) {
+    fn complete_until(
+        &mut self,
+        mut until: Option<Instant>,
+        ended: &mut Vec<Completion>,
+    ) -> Option<Instant> {
+        // An ended operation's step comes no later than its issue plus its duration: the others
+        // need only be waited for until then.
+        let lower = |until: &mut Option<Instant>, (completion, issued): &(Completion, Instant)| {
+            let at = issued.add(completion.duration);
+            *until = Some(until.map_or(at, |until| until.min(at)));
+        };
         for _ in 0..COMPLETION_WAITS_MAX {
             while let Ok(result) = self.ended.1.try_recv() {
-                ended.extend(self.end(result, std::time::Instant::now()));
+                if let Some(end) = self.end(result, std::time::Instant::now()) {
+                    lower(&mut until, &end);
+                    ended.push(end.0);
+                }
             }
-            if self.in_flight.is_empty() || (until.is_none() && !ended.is_empty()) {
-                return;
+            if self.in_flight.is_empty() {
+                return until;
             }
             let wake = until.map(|until| self.bound_reached_at(until));
             if wake.is_some_and(|wake| std::time::Instant::now() >= wake) {
-                return;
+                return until;
             }
             let receiver = &mut self.ended.1;
             let result = self.runtime.block_on(async {
@@ -875,10 +889,14 @@ impl Performer for LivePerformer {
                     None => receiver.recv().await,
                 }
             });
-            if let Some(result) = result {
-                ended.extend(self.end(result, std::time::Instant::now()));
+            if let Some(result) = result
+                && let Some(end) = self.end(result, std::time::Instant::now())
+            {
+                lower(&mut until, &end);
+                ended.push(end.0);
             }
         }
+        until
     }
 }
 

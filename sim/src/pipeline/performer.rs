@@ -160,9 +160,17 @@ pub trait Performer: ObjectStorePerformer + CollectionPerformer {
         None
     }
     /// Waits until every started operation has ended or cannot end before virtual time `until`
-    /// (`None`: until at least one has ended, or none is left), and appends the ended ones.
+    /// (`None`: no bound), appends the ended ones, and answers the time before which no
+    /// operation still in flight ends (at most `until`: the performer may lower it to an ended
+    /// one's end, to hand that one over sooner).
     #[inline(always)]
-    fn complete_until(&mut self, _until: Option<Instant>, _ended: &mut Vec<Completion>) {}
+    fn complete_until(
+        &mut self,
+        until: Option<Instant>,
+        _ended: &mut Vec<Completion>,
+    ) -> Option<Instant> {
+        until
+    }
 }
 
 /// The simulated performer: the service models' answers are the answers.

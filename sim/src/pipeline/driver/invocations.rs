@@ -241,7 +241,7 @@ impl<P: Performer> Simulation<'_, P> {
     }
 
     /// Conservative lookahead before the next event: waits for the effects in flight that may end
-    /// before it (or before their deadline) and schedules each ended one's step at its issue plus
+    /// before it (or before their deadline, or before an effect that ended) and schedules each ended one's step at its issue plus
     /// its duration, which no event handled so far follows; an effect still in flight at its
     /// deadline is killed there. With no event left, waits until one is scheduled or none is in
     /// flight.
@@ -255,7 +255,7 @@ impl<P: Performer> Simulation<'_, P> {
             };
             let mut ended = std::mem::take(&mut self.completions);
             ended.clear();
-            self.performer.complete_until(until, &mut ended);
+            let reached = self.performer.complete_until(until, &mut ended);
             for completion in &ended {
                 let Some(in_flight) = self.in_flight.remove(&completion.ticket) else {
                     continue;
@@ -272,23 +272,28 @@ impl<P: Performer> Simulation<'_, P> {
                 self.schedule_step(Function::Compaction, slot, generation, at, deadline);
             }
             self.completions = ended;
-            if let Some(until) = until {
-                self.kill_overdue(until);
+            if let Some(reached) = reached {
+                self.kill_overdue(reached);
             }
-            if self.in_flight.is_empty() || self.engine.next_at().is_some() {
+            // The next event may be handled only if no effect in flight can end before it.
+            let next_reached = match (self.engine.next_at(), reached) {
+                (Some(next), Some(reached)) => next <= reached,
+                _ => false,
+            };
+            if self.in_flight.is_empty() || next_reached {
                 return;
             }
         }
         panic!("effects in flight never ended");
     }
 
-    /// Kills at their deadline the invocations whose effect is still in flight there (`until` is
-    /// no later than the performer's bound on every effect in flight).
-    fn kill_overdue(&mut self, until: Instant) {
+    /// Kills at their deadline the invocations whose effect is still in flight there (no effect
+    /// in flight ends before `reached`).
+    fn kill_overdue(&mut self, reached: Instant) {
         let overdue: Vec<u64> = self
             .in_flight
             .iter()
-            .filter(|(_, f)| f.deadline <= until)
+            .filter(|(_, f)| f.deadline <= reached)
             .map(|(ticket, _)| *ticket)
             .collect();
         for ticket in overdue {
