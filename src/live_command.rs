@@ -68,6 +68,8 @@ struct LiveSection<'a> {
     /// Per server operation: calls, total wall time and the measured durations' median, 90th
     /// percentile and maximum.
     operations: BTreeMap<&'static str, OperationSummary>,
+    /// The most server operations in flight at once.
+    operations_in_flight_max: u64,
 }
 
 #[derive(Serialize)]
@@ -167,6 +169,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
                 backend_errors: performer.errors,
                 first_backend_error: performer.first_error.as_deref(),
                 operations,
+                operations_in_flight_max: performer.in_flight_max,
             },
         })?;
     }

@@ -205,6 +205,46 @@ fn live_quick_in_real_timing_records_measured_durations() {
     );
 }
 
+/// A live trial in real timing with a burst of receipts, so that several compaction invocations
+/// run at once: their working-copy operations are in flight together on the servers (the live
+/// performer saw at least two at once), and the trial completes, every receipt judged.
+#[test]
+fn concurrent_invocations_have_operations_in_flight_at_once_in_real_timing() {
+    let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
+        return;
+    };
+    let args = [
+        "live",
+        "quick",
+        "--chroma",
+        &chroma,
+        "--store",
+        "memory://",
+        "--timing",
+        "real",
+        "--time-scale",
+        "1000",
+        "--set",
+        "workload.rate_per_hour=7200",
+    ];
+    let result = export(&args, &[]);
+    let section = &result["live"];
+    assert_eq!(section["backend_errors"], 0, "{section}");
+    let in_flight_max = section["operations_in_flight_max"].as_u64().unwrap();
+    assert!(
+        in_flight_max >= 2,
+        "at most {in_flight_max} in flight: {section}"
+    );
+    assert_eq!(
+        result["anomalies"]["receipts_checked"], result["receipts"],
+        "the oracle judged every receipt"
+    );
+    let operations = section["operations"].as_object().unwrap();
+    for name in ["collection_upsert", "collection_load", "pointer_write"] {
+        assert!(operations[name]["calls"].as_u64().unwrap() > 0, "{name}");
+    }
+}
+
 /// The backends and timing written in the scenario's `[live]` table are the trial's, and a flag
 /// overrides its field.
 #[test]

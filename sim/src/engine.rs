@@ -275,6 +275,10 @@ impl<E: Event> Engine<E> {
     pub fn events(&self) -> u64 {
         self.handled
     }
+    /// The time of the next event, if any (before the horizon or not).
+    pub fn next_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|entry| entry.at)
+    }
     /// Events scheduled and not yet handed out.
     pub fn pending(&self) -> usize {
         self.queue.len()

@@ -11,9 +11,14 @@
 //! snapshot. Etags are handed out as handles into the pointers read so far.
 //!
 //! In real timing (`Timing::Real`) the wall time of an effect's server calls, times the time
-//! scale, is the effect's virtual duration (`Performer::take_measured`); the trial's thread
-//! performs one effect at a time, so concurrent invocations' operations do not overlap on the
-//! servers. Every call's duration is recorded per operation (`OperationTimes`).
+//! scale, is the effect's virtual duration. The working-copy operations (delta upserts, gets,
+//! updates) are started on the runtime's workers and the driver told so (`take_started`); the
+//! driver's lookahead (`complete_until`) waits only until each one in flight has ended or its
+//! lower bound (issue + wall time so far x scale) reaches the next event, so concurrent
+//! invocations' operations are in flight at once. An operation's duration runs from its start to
+//! when this thread sees it ended. The other operations block the trial's thread
+//! (`take_measured`). Every call's duration is recorded per operation (`OperationTimes`), and
+//! the most operations in flight at once (`in_flight_max`).
 //!
 //! Every answer comes from the servers; where it differs from the models' answer the difference is
 //! counted and the first few are described (`Divergences`). A backend error answers the effect
@@ -32,6 +37,7 @@ use serde_json::Value;
 use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ReceiptIndex};
 pub use sim::pipeline::config::Timing;
 use sim::pipeline::effect::{EtagHandle, Failure, Response, VersionId};
+use sim::pipeline::performer::Completion;
 use sim::pipeline::performer::{
     CollectionPerformer, InvocationId, ObjectStorePerformer, Performer, RecordPatch,
 };
@@ -39,6 +45,7 @@ use sim::services::collection::{EntryPatch, UpsertMode};
 use sim::services::object_store::VersionId as StoreVersion;
 use sim::time::{Duration, Instant};
 use std::collections::BTreeMap;
+use tokio::sync::mpsc;
 
 /// Ids per Chroma request when loading or exporting a collection.
 const CHROMA_BATCH_IDS: usize = 1000;
@@ -159,10 +166,35 @@ pub struct LivePerformer {
     pub times: BTreeMap<&'static str, OperationTimes>,
     /// Wall time of the calls since the driver last took it (`take_measured`).
     measured: std::time::Duration,
+    /// Operations started and not yet seen to end, by ticket.
+    in_flight: BTreeMap<u64, Started>,
+    /// The ticket of the operation the last call started, for `take_started`.
+    started: Option<u64>,
+    next_ticket: u64,
+    ended: (mpsc::UnboundedSender<Ended>, mpsc::UnboundedReceiver<Ended>),
+    /// The most operations in flight at once (started ones and the blocking call).
+    pub in_flight_max: u64,
 }
 
+/// A started operation: when (virtual and wall), what it is and how its result becomes the answer.
+struct Started {
+    now: Instant,
+    wall: std::time::Instant,
+    name: &'static str,
+    what: String,
+    model: Response,
+    answer_of: fn(usize, Response) -> Response,
+}
+
+/// A started operation's result: its ticket, and a count (records upserted, ids present).
+type Ended = (u64, Result<usize, ChromaError>);
+
+/// Bounds the waits of one `complete_until` (each ends with an operation's end or the bound).
+const COMPLETION_WAITS_MAX: usize = 1 << 20;
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the I/O runtime: {error}"))
@@ -198,6 +230,11 @@ impl LivePerformer {
             first_error: None,
             times: BTreeMap::new(),
             measured: std::time::Duration::ZERO,
+            in_flight: BTreeMap::new(),
+            started: None,
+            next_ticket: 0,
+            ended: mpsc::unbounded_channel(),
+            in_flight_max: 0,
         };
         performer.set_up().map_err(|error| error.to_string())?;
         let faults = performer.settings.store_faults;
@@ -239,12 +276,102 @@ impl LivePerformer {
 
     /// Runs one operation on the runtime, timing it under `name`.
     fn call<T>(&mut self, name: &'static str, operation: impl Future<Output = T>) -> T {
+        self.in_flight_max = self.in_flight_max.max(self.in_flight.len() as u64 + 1);
         let started = std::time::Instant::now();
         let result = self.runtime.block_on(operation);
         let elapsed = started.elapsed();
         self.times.entry(name).or_default().record(elapsed);
         self.measured += elapsed;
         result
+    }
+
+    /// Runs a working-copy operation: started on the runtime in real timing (its answer comes
+    /// through `complete_until`; the provisional one returned is the model's), else performed.
+    fn start(
+        &mut self,
+        now: Instant,
+        name: &'static str,
+        what: String,
+        model: Response,
+        answer_of: fn(usize, Response) -> Response,
+        operation: impl Future<Output = Result<usize, ChromaError>> + Send + 'static,
+    ) -> Response {
+        if self.settings.timing != Timing::Real {
+            let answer = match self.call(name, operation) {
+                Ok(count) => answer_of(count, model),
+                Err(error) => self.chroma_failed(&error),
+            };
+            return self.answer(&what, answer, model);
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let sender = self.ended.0.clone();
+        self.runtime.spawn(async move {
+            // The receiver lives as long as the performer; a closed one has nothing to hear.
+            let _ = sender.send((ticket, operation.await));
+        });
+        let started = Started {
+            now,
+            wall: std::time::Instant::now(),
+            name,
+            what,
+            model,
+            answer_of,
+        };
+        self.in_flight.insert(ticket, started);
+        self.in_flight_max = self.in_flight_max.max(self.in_flight.len() as u64);
+        self.started = Some(ticket);
+        model
+    }
+
+    /// An ended operation's answer, its duration recorded, seen at `seen`; and its issue.
+    fn end(&mut self, ended: Ended, seen: std::time::Instant) -> Option<(Completion, Instant)> {
+        let (ticket, result) = ended;
+        let started = self.in_flight.remove(&ticket)?;
+        let elapsed = seen.saturating_duration_since(started.wall);
+        self.times.entry(started.name).or_default().record(elapsed);
+        let answer = match result {
+            Ok(count) => (started.answer_of)(count, started.model),
+            Err(error) => self.chroma_failed(&error),
+        };
+        let answer = self.answer(&started.what, answer, started.model);
+        let completion = Completion {
+            ticket,
+            answer,
+            duration: self.scaled(elapsed),
+        };
+        Some((completion, started.now))
+    }
+
+    fn scaled(&self, wall: std::time::Duration) -> Duration {
+        Duration::from_nanos_f64(wall.as_nanos() as f64 * self.settings.time_scale)
+    }
+
+    /// The wall instant at which every operation in flight has a lower bound of at least `until`.
+    fn bound_reached_at(&self, until: Instant) -> std::time::Instant {
+        let scale = self.settings.time_scale.max(f64::MIN_POSITIVE);
+        let now = std::time::Instant::now();
+        let mut at = now;
+        for started in self.in_flight.values() {
+            let ahead_ns = until.0.saturating_sub(started.now.0) as f64 / scale;
+            let wall = std::time::Duration::from_secs_f64((ahead_ns / 1e9).min(1e9));
+            at = at.max(started.wall + wall);
+        }
+        at
+    }
+
+    /// Every operation in flight waited for to its end (before clean-up).
+    fn settle(&mut self) {
+        for _ in 0..COMPLETION_WAITS_MAX {
+            if self.in_flight.is_empty() {
+                return;
+            }
+            let receiver = &mut self.ended.1;
+            let Some(ended) = self.runtime.block_on(receiver.recv()) else {
+                return;
+            };
+            self.end(ended, std::time::Instant::now());
+        }
     }
 
     /// A backend error as the effect's failure, counted.
@@ -329,6 +456,7 @@ impl LivePerformer {
 
     /// Deletes every Chroma collection the trial made that is still there.
     pub fn clean_up(&mut self) {
+        self.settle();
         let names = std::mem::take(&mut self.made);
         let chroma = self.chroma.clone();
         for name in names {
@@ -627,7 +755,7 @@ impl CollectionPerformer for LivePerformer {
 
     fn upsert_delta(
         &mut self,
-        _now: Instant,
+        now: Instant,
         invocation: InvocationId,
         receipt: ReceiptIndex,
         mode: UpsertMode,
@@ -641,18 +769,16 @@ impl CollectionPerformer for LivePerformer {
             let answer = Response::Failed(Failure::NotFound);
             return self.answer(&format!("delta upsert of receipt {receipt}"), answer, model);
         };
-        let count = delta.len() as u64;
-        let applied = self.call("collection_upsert", upsert(collection, delta, mode));
-        let answer = match applied {
-            Ok(()) => Response::Entries(count),
-            Err(error) => self.chroma_failed(&error),
-        };
-        self.answer(&format!("delta upsert of receipt {receipt}"), answer, model)
+        let count = delta.len();
+        let applied = async move { upsert(collection, delta, mode).await.map(|()| count) };
+        let what = format!("delta upsert of receipt {receipt}");
+        let answer_of: fn(usize, Response) -> Response = |count, _| Response::Entries(count as u64);
+        self.start(now, "collection_upsert", what, model, answer_of, applied)
     }
 
     fn get(
         &mut self,
-        _now: Instant,
+        now: Instant,
         invocation: InvocationId,
         id: ChromaId,
         model: Response,
@@ -661,16 +787,22 @@ impl CollectionPerformer for LivePerformer {
             return self.answer("get", Response::Failed(Failure::NotFound), model);
         };
         let ids = vec![id_text(id)];
-        let answer = match self.call("collection_get", Self::present(&collection, ids)) {
-            Ok(present) => Response::Present(!present.is_empty()),
-            Err(error) => self.chroma_failed(&error),
-        };
-        self.answer("get", answer, model)
+        let present = async move { Ok(Self::present(&collection, ids).await?.len()) };
+        let answer_of: fn(usize, Response) -> Response =
+            |present, _| Response::Present(present > 0);
+        self.start(
+            now,
+            "collection_get",
+            "get".into(),
+            model,
+            answer_of,
+            present,
+        )
     }
 
     fn update(
         &mut self,
-        _now: Instant,
+        now: Instant,
         invocation: InvocationId,
         records: &[RecordPatch],
         model: Response,
@@ -688,19 +820,25 @@ impl CollectionPerformer for LivePerformer {
             ),
             ..Default::default()
         };
-        let updated = self.call("collection_update", async {
+        let updated = async move {
             let present = Self::present(&collection, entries.ids.clone()).await?;
             if !entries.ids.is_empty() {
                 collection.update(&entries).await?;
             }
             Ok::<usize, ChromaError>(present.len())
-        });
-        let answer = match (updated, model) {
-            (Ok(_), Response::Done) => Response::Done,
-            (Ok(present), _) => Response::Touched(present as u64),
-            (Err(error), _) => self.chroma_failed(&error),
         };
-        self.answer("update", answer, model)
+        let answer_of: fn(usize, Response) -> Response = |present, model| match model {
+            Response::Done => Response::Done,
+            _ => Response::Touched(present as u64),
+        };
+        self.start(
+            now,
+            "collection_update",
+            "update".into(),
+            model,
+            answer_of,
+            updated,
+        )
     }
 }
 
@@ -711,7 +849,54 @@ impl Performer for LivePerformer {
     }
     fn take_measured(&mut self) -> Duration {
         let measured = std::mem::take(&mut self.measured);
-        Duration::from_nanos_f64(measured.as_nanos() as f64 * self.settings.time_scale)
+        self.scaled(measured)
+    }
+    fn take_started(&mut self) -> Option<u64> {
+        self.started.take()
+    }
+    fn complete_until(
+        &mut self,
+        mut until: Option<Instant>,
+        ended: &mut Vec<Completion>,
+    ) -> Option<Instant> {
+        // An ended operation's step comes no later than its issue plus its duration: the others
+        // need only be waited for until then.
+        let lower = |until: &mut Option<Instant>, (completion, issued): &(Completion, Instant)| {
+            let at = issued.add(completion.duration);
+            *until = Some(until.map_or(at, |until| until.min(at)));
+        };
+        for _ in 0..COMPLETION_WAITS_MAX {
+            while let Ok(result) = self.ended.1.try_recv() {
+                if let Some(end) = self.end(result, std::time::Instant::now()) {
+                    lower(&mut until, &end);
+                    ended.push(end.0);
+                }
+            }
+            if self.in_flight.is_empty() {
+                return until;
+            }
+            let wake = until.map(|until| self.bound_reached_at(until));
+            if wake.is_some_and(|wake| std::time::Instant::now() >= wake) {
+                return until;
+            }
+            let receiver = &mut self.ended.1;
+            let result = self.runtime.block_on(async {
+                match wake {
+                    Some(wake) => tokio::time::timeout_at(wake.into(), receiver.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => receiver.recv().await,
+                }
+            });
+            if let Some(result) = result
+                && let Some(end) = self.end(result, std::time::Instant::now())
+            {
+                lower(&mut until, &end);
+                ended.push(end.0);
+            }
+        }
+        until
     }
 }
 

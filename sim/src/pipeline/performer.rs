@@ -19,6 +19,12 @@
 //! hands its answer back after the virtual duration `Performer::take_measured` reports (the live
 //! performer's wall-clock measurement, scaled), instead of the model's sampled duration. The core
 //! itself still reads no clock: the duration is a number the performer hands over.
+//!
+//! A measured performer may also *start* an operation rather than perform it (`take_started`
+//! names it; what the call returned is then no answer): the driver schedules nothing for it, and
+//! before each event it asks for the completions that could come before that event's time
+//! (`complete_until`, conservative lookahead), scheduling each at its issue plus its duration.
+//! The virtual times go in, durations come out: the performer alone reads a clock.
 //! Depends on `entities`, `services::collection` (patches), `time` and `pipeline::effect`.
 
 use crate::entities::{ChromaId, Collection, ReceiptIndex};
@@ -123,6 +129,15 @@ pub trait CollectionPerformer {
     ) -> Response;
 }
 
+/// A started operation's end: the ticket `take_started` named, its answer and its virtual
+/// duration from its issue.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub ticket: u64,
+    pub answer: Response,
+    pub duration: Duration,
+}
+
 /// Everything the driver performs effects on, beyond the models.
 pub trait Performer: ObjectStorePerformer + CollectionPerformer {
     /// Whether `put_delta` and `update` need their records (the driver builds them only then).
@@ -138,6 +153,23 @@ pub trait Performer: ObjectStorePerformer + CollectionPerformer {
     #[inline(always)]
     fn take_measured(&mut self) -> Duration {
         Duration::ZERO
+    }
+    /// The ticket of the operation the last call started rather than performed, if it did.
+    #[inline(always)]
+    fn take_started(&mut self) -> Option<u64> {
+        None
+    }
+    /// Waits until every started operation has ended or cannot end before virtual time `until`
+    /// (`None`: no bound), appends the ended ones, and answers the time before which no
+    /// operation still in flight ends (at most `until`: the performer may lower it to an ended
+    /// one's end, to hand that one over sooner).
+    #[inline(always)]
+    fn complete_until(
+        &mut self,
+        until: Option<Instant>,
+        _ended: &mut Vec<Completion>,
+    ) -> Option<Instant> {
+        until
     }
 }
 

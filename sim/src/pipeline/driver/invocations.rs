@@ -1,9 +1,21 @@
 //! Running invocations: advancing a state machine through its effects (at once when an effect takes
 //! no time, else by a step event), its deadline kill, lock heartbeats, and its end. In measured
 //! timing (`Performer::measured_timing`) a data-plane effect is performed when it is issued and its
-//! answer kept in the slot until its step, the measured duration later.
+//! answer kept in the slot until its step, the measured duration later; an effect the performer
+//! starts instead waits in flight, and its step is scheduled when the lookahead hears it ended.
 
 use super::*;
+
+/// Bounds the lookahead's waits when no event is left but effects are in flight.
+const LOOKAHEAD_WAITS_MAX: usize = 1 << 20;
+
+/// A compaction effect in flight: its invocation, when it was issued and its deadline.
+pub(super) struct InFlight {
+    slot: u32,
+    generation: u32,
+    issued: Instant,
+    deadline: Instant,
+}
 
 impl<P: Performer> Simulation<'_, P> {
     pub(super) fn advance_upload(&mut self, now: Instant, slot: u32, generation: u32) {
@@ -154,6 +166,19 @@ impl<P: Performer> Simulation<'_, P> {
             let answered = if self.measures(&effect) {
                 let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
                 duration = self.performer.take_measured();
+                if let Some(ticket) = self.performer.take_started() {
+                    let in_flight = InFlight {
+                        slot,
+                        generation,
+                        issued: self.engine.now().max(now).add(stall),
+                        deadline: state.invocation.deadline,
+                    };
+                    self.in_flight.insert(ticket, in_flight);
+                    state.pending = Some(effect);
+                    state.answered = None;
+                    self.compactions.put_back(slot, state);
+                    return;
+                }
                 Some(response)
             } else {
                 None
@@ -213,6 +238,76 @@ impl<P: Performer> Simulation<'_, P> {
         };
         self.compactions.put_back(slot, state);
         self.advance_compaction(now, slot, generation);
+    }
+
+    /// Conservative lookahead before the next event: waits for the effects in flight that may end
+    /// before it (or before their deadline, or before an effect that ended) and schedules each ended one's step at its issue plus
+    /// its duration, which no event handled so far follows; an effect still in flight at its
+    /// deadline is killed there. With no event left, waits until one is scheduled or none is in
+    /// flight.
+    pub(super) fn look_ahead(&mut self) {
+        for _ in 0..LOOKAHEAD_WAITS_MAX {
+            let next = self.engine.next_at();
+            let deadline = self.in_flight.values().map(|f| f.deadline).min();
+            let until = match (next, deadline) {
+                (Some(next), Some(deadline)) => Some(next.min(deadline)),
+                (next, deadline) => next.or(deadline),
+            };
+            let mut ended = std::mem::take(&mut self.completions);
+            ended.clear();
+            let reached = self.performer.complete_until(until, &mut ended);
+            for completion in &ended {
+                let Some(in_flight) = self.in_flight.remove(&completion.ticket) else {
+                    continue;
+                };
+                let (slot, generation) = (in_flight.slot, in_flight.generation);
+                let Some(mut state) = self.compactions.take(slot, generation) else {
+                    continue;
+                };
+                state.answered = Some(completion.answer);
+                self.compactions.put_back(slot, state);
+                let at = in_flight.issued.add(completion.duration);
+                let at = at.max(self.engine.now());
+                let deadline = in_flight.deadline.max(self.engine.now());
+                self.schedule_step(Function::Compaction, slot, generation, at, deadline);
+            }
+            self.completions = ended;
+            if let Some(reached) = reached {
+                self.kill_overdue(reached);
+            }
+            // The next event may be handled only if no effect in flight can end before it.
+            let next_reached = match (self.engine.next_at(), reached) {
+                (Some(next), Some(reached)) => next <= reached,
+                _ => false,
+            };
+            if self.in_flight.is_empty() || next_reached {
+                return;
+            }
+        }
+        panic!("effects in flight never ended");
+    }
+
+    /// Kills at their deadline the invocations whose effect is still in flight there (no effect
+    /// in flight ends before `reached`).
+    fn kill_overdue(&mut self, reached: Instant) {
+        let overdue: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= reached)
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in overdue {
+            let in_flight = self.in_flight.remove(&ticket).expect("listed");
+            let deadline = in_flight.deadline.max(self.engine.now());
+            let (slot, generation) = (in_flight.slot, in_flight.generation);
+            self.schedule_step(
+                Function::Compaction,
+                slot,
+                generation,
+                Instant::MAX,
+                deadline,
+            );
+        }
     }
 
     pub(super) fn report_outcomes(&mut self, now: Instant, state: &CompactionSlot) {

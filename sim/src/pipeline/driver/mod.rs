@@ -34,7 +34,7 @@ use super::effect::{
     TableWrite, VersionId, Work,
 };
 use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
-use super::performer::{Performer, RecordPatch, Simulated};
+use super::performer::{Completion, Performer, RecordPatch, Simulated};
 use super::stream_processor::{ItemChange, RecordView, RoutingSettings, StreamProcessorInvocation};
 use super::upload::{ReceiptPlan, UploadInvocation, UploadNote, UploadSettings};
 use super::visibility::Visibility;
@@ -57,6 +57,7 @@ use crate::services::table::{
 use crate::time::{Duration, Instant};
 use crate::workload::{LabelSpec, Receipt, WordRef, chance};
 use faults::FaultStreams;
+use invocations::InFlight;
 pub use notes::{describe_messages, message_word};
 use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};
 use std::collections::BTreeMap;
@@ -368,6 +369,9 @@ pub struct Simulation<'a, P = Simulated> {
     scratch_ids: Vec<ChromaId>,
     /// Records handed to the performer (only when it asks for them).
     scratch_records: Vec<RecordPatch>,
+    /// Compaction effects the performer started and has not ended, by ticket (measured timing).
+    in_flight: BTreeMap<u64, InFlight>,
+    completions: Vec<Completion>,
     pub performer: P,
 }
 
@@ -563,6 +567,8 @@ impl<'a, P: Performer> Simulation<'a, P> {
             views: Vec::with_capacity(64),
             scratch_ids: Vec::with_capacity(256),
             scratch_records: Vec::new(),
+            in_flight: BTreeMap::new(),
+            completions: Vec::new(),
             performer,
         }
     }
@@ -582,7 +588,13 @@ impl<'a, P: Performer> Simulation<'a, P> {
         }
         let every_events = observer.map_or(u64::MAX, |o| o.every_events.max(1));
         let mut countdown = every_events;
-        while let Some((now, event)) = self.engine.next() {
+        loop {
+            if !self.in_flight.is_empty() {
+                self.look_ahead();
+            }
+            let Some((now, event)) = self.engine.next() else {
+                break;
+            };
             self.handle(now, event);
             countdown -= 1;
             if countdown == 0 {
