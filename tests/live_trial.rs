@@ -140,6 +140,24 @@ fn live_quick_with_compare_and_swap_on_seaweedfs_matches_the_simulation() {
     }
 }
 
+/// `live quick` on the in-memory store in real timing at scale 1000, with `extra` flags.
+fn export_real_timing(chroma: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "live",
+        "quick",
+        "--chroma",
+        chroma,
+        "--store",
+        "memory://",
+        "--timing",
+        "real",
+        "--time-scale",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    export(&args, &[])
+}
+
 /// A live trial in real timing: each object-store and Chroma operation's measured wall time,
 /// times the scale, is its virtual duration. The trial completes and is judged, every operation
 /// kind it performed has its measured durations in the export, and the delta upload stage took
@@ -151,19 +169,7 @@ fn live_quick_in_real_timing_records_measured_durations() {
         return;
     };
     let scale = 1000.0;
-    let args = [
-        "live",
-        "quick",
-        "--chroma",
-        &chroma,
-        "--store",
-        "memory://",
-        "--timing",
-        "real",
-        "--time-scale",
-        "1000",
-    ];
-    let result = export(&args, &[]);
+    let result = export_real_timing(&chroma, &[]);
     let section = &result["live"];
     assert_eq!(section["timing"], "real");
     assert_eq!(section["time_scale"], scale);
@@ -213,21 +219,7 @@ fn concurrent_invocations_have_operations_in_flight_at_once_in_real_timing() {
     let Some(chroma) = live::server_variable("RECEIPT_SIM_CHROMA_URL") else {
         return;
     };
-    let args = [
-        "live",
-        "quick",
-        "--chroma",
-        &chroma,
-        "--store",
-        "memory://",
-        "--timing",
-        "real",
-        "--time-scale",
-        "1000",
-        "--set",
-        "workload.rate_per_hour=7200",
-    ];
-    let result = export(&args, &[]);
+    let result = export_real_timing(&chroma, &["--set", "workload.rate_per_hour=7200"]);
     let section = &result["live"];
     assert_eq!(section["backend_errors"], 0, "{section}");
     let in_flight_max = section["operations_in_flight_max"].as_u64().unwrap();
