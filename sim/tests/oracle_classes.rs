@@ -423,14 +423,45 @@ fn the_history_of_a_label_names_its_cause() {
         Cause::DeadLettered
     );
     // Applied, then a later merge replaced the word's metadata without them.
+    let overwritten = [
+        HistoryEvent::LabelsUpdated,
+        HistoryEvent::DeltaMerged,
+        HistoryEvent::MergeReplacedLabels,
+    ];
+    assert_eq!(judge(&overwritten, true).0, Cause::MergeOverwroteLabels);
+    // A merge that kept the labels (an upsert that merges keys) is not what lost them.
     assert_eq!(
         judge(
             &[HistoryEvent::LabelsUpdated, HistoryEvent::DeltaMerged],
             true
         )
         .0,
-        Cause::MergeOverwroteLabels
+        Cause::Unexplained
     );
+    // Labels applied again after the overwrite: the overwrite no longer explains them.
+    let reapplied = [&overwritten[..], &[HistoryEvent::LabelsUpdated]].concat();
+    assert_ne!(judge(&reapplied, true).0, Cause::MergeOverwroteLabels);
+}
+
+/// A receipt's upload message dead-lettered (a record about the receipt naming no id) says
+/// nothing about a word whose applied labels a later merge overwrote: the overwrite is the cause.
+#[test]
+fn an_overwrite_of_applied_labels_is_the_cause_beside_a_dead_letter_of_the_receipt() {
+    let target = word(1, 1);
+    let mut case = Case::new();
+    case.record(3, HistoryEvent::LabelsUpdated, &[target]);
+    case.record(4, HistoryEvent::DeadLettered, &[]);
+    case.record(5, HistoryEvent::DeltaMerged, &[target]);
+    case.record(5, HistoryEvent::MergeReplacedLabels, &[target]);
+    case.compact(10, &strip_labels_of(target));
+    assert_eq!(single(&case.judge()).cause, Cause::MergeOverwroteLabels);
+    // Without the overwrite the dead letter is all the history says.
+    let mut case = Case::new();
+    case.record(3, HistoryEvent::LabelsUpdated, &[target]);
+    case.record(4, HistoryEvent::DeadLettered, &[]);
+    case.record(5, HistoryEvent::DeltaMerged, &[target]);
+    case.compact(10, &strip_labels_of(target));
+    assert_eq!(single(&case.judge()).cause, Cause::DeadLettered);
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub enum Cause {
     LabelBeforeEmbedding,
     /// A new label (a stream INSERT) produced no message.
     LabelInsertNotForwarded,
-    /// A delta merge (upsert) replaced label fields that were already applied.
+    /// A delta merge (upsert) replaced label fields that were already applied: the history's
+    /// `merge_replaced_labels` record names the id, after its last label update or removal.
     MergeOverwroteLabels,
     /// A label REMOVE deleted all label fields of a word that still has labels.
     RemoveClearedLabels,
@@ -152,6 +153,17 @@ pub fn explain(
     let evidence = Evidence::gather(index, id);
     let any = |event: HistoryEvent| evidence.any(event);
     let last_naming = |event: HistoryEvent| evidence.last_naming(event);
+    // What last wrote a word's label fields decides before any dead letter of the receipt: a
+    // merge that overwrote applied labels, after the last update or removal of them, is why they
+    // differ, whatever other message of the receipt was lost.
+    if class == Class::L
+        && let Some(replaced) = last_naming(HistoryEvent::MergeReplacedLabels)
+        && [HistoryEvent::LabelsUpdated, HistoryEvent::LabelsDeleted]
+            .iter()
+            .all(|event| last_naming(*event).is_none_or(|at| at < replaced))
+    {
+        return Cause::MergeOverwroteLabels;
+    }
     if any(HistoryEvent::DeadLettered) {
         return Cause::DeadLettered;
     }
@@ -166,13 +178,7 @@ pub fn explain(
         }
         Class::L => {
             let last_label_apply = last_naming(HistoryEvent::LabelsUpdated);
-            let last_merge = last_naming(HistoryEvent::DeltaMerged);
             let last_removal = last_naming(HistoryEvent::LabelsDeleted);
-            if let (Some(apply), Some(merge)) = (last_label_apply, last_merge)
-                && merge > apply
-            {
-                return Cause::MergeOverwroteLabels;
-            }
             if let Some(removal) = last_removal
                 && last_label_apply.is_none_or(|apply| removal > apply)
                 && input.table.has_label_items(id)

@@ -93,6 +93,10 @@ pub enum HistoryEvent {
     MessagesSent,
     BatchReceived,
     DeltaMerged,
+    /// A delta merge's upsert changed the label fields an id already carried: replaced the whole
+    /// metadata by the delta's record, which carries none (`compaction.upsert = "replace"`), or
+    /// wrote the record's labels over newer ones. The record names those ids.
+    MergeReplacedLabels,
     LabelsUpdated,
     LabelsDeleted,
     MerchantUpdated,
@@ -133,6 +137,7 @@ impl HistoryEvent {
                 | HistoryEvent::DeltaLost
                 | HistoryEvent::MessagesSent
                 | HistoryEvent::DeltaMerged
+                | HistoryEvent::MergeReplacedLabels
                 | HistoryEvent::LabelsUpdated
                 | HistoryEvent::LabelsDeleted
                 | HistoryEvent::MerchantUpdated

@@ -125,36 +125,37 @@ impl<P: Copy> WorkingCopy<P> {
     }
 
     /// Chroma `upsert`: inserts a missing id; replaces or merges an existing one per `mode`.
-    /// Returns whether the id existed.
+    /// Returns the id's fields before (`None`: it was missing), so a caller can tell what the
+    /// upsert overwrote.
     pub fn upsert(
         &mut self,
         store: &impl SnapshotEntries<Publish = P>,
         id: ChromaId,
         patch: EntryPatch,
         mode: UpsertMode,
-    ) -> bool {
+    ) -> Option<EntryFields> {
         let merge = |current: Option<EntryFields>| match (current, mode) {
             (Some(current), UpsertMode::Merge) => patch.merged_into(current),
             _ => patch.as_fields(),
         };
         // One search of the overlay, for the read and the write.
-        let existed = match self.overlay.entry(id) {
+        let previous = match self.overlay.entry(id) {
             Entry::Occupied(mut edited) => {
                 let current = *edited.get();
                 edited.insert(Some(merge(current)));
-                current.is_some()
+                current
             }
             Entry::Vacant(unedited) => {
                 let current = store.entry(self.base, id);
                 unedited.insert(Some(merge(current)));
-                current.is_some()
+                current
             }
         };
         assert!(
             self.overlay.len() <= OVERLAY_MAX,
             "working copy overlay bound reached"
         );
-        existed
+        previous
     }
 
     /// Deletes every label field of an existing id; a missing id is ignored (false).

@@ -1522,7 +1522,10 @@ mod working_copy_tests {
         };
         let mut store = store_with(id, labelled);
         let mut copy = store.checkout(store.head());
-        assert!(copy.upsert(&store, id, record, UpsertMode::Replace));
+        assert!(
+            copy.upsert(&store, id, record, UpsertMode::Replace)
+                .is_some()
+        );
         assert_eq!(
             copy.get(&store, id),
             Some(EntryFields {
@@ -1532,7 +1535,7 @@ mod working_copy_tests {
         );
         store.discard(copy);
         let mut copy = store.checkout(store.head());
-        assert!(copy.upsert(&store, id, record, UpsertMode::Merge));
+        assert!(copy.upsert(&store, id, record, UpsertMode::Merge).is_some());
         assert_eq!(
             copy.get(&store, id),
             Some(EntryFields {
@@ -1542,7 +1545,8 @@ mod working_copy_tests {
         );
         let fresh = ChromaId::word(2, 1, 2);
         assert!(
-            !copy.upsert(&store, fresh, record, UpsertMode::Merge),
+            copy.upsert(&store, fresh, record, UpsertMode::Merge)
+                .is_none(),
             "inserted"
         );
         assert_eq!(

@@ -2,6 +2,7 @@
 //! upserts, gets, label and merchant updates, and the sync of the table's state on merge.
 
 use super::*;
+use crate::entities::EntryFields;
 
 impl<P: Performer> Simulation<'_, P> {
     /// Upserts the records of the receipt's delta into the invocation's working copy.
@@ -33,13 +34,18 @@ impl<P: Performer> Simulation<'_, P> {
             Collection::Lines => ids.extend(shape.line_ids(receipt)),
             Collection::Words => ids.extend(shape.embedded_word_ids(receipt)),
         }
+        let recording = !self.history.filter.is_off();
+        let mut replaced = Vec::new();
         for id in &ids {
             let labels = (labels_known && id.is_word()).then(|| final_labels(receipt_shape, *id));
             let patch = EntryPatch {
                 merchant: Some(receipt_shape.merchant),
                 labels,
             };
-            working_copy.upsert(store, *id, patch, mode);
+            let previous = working_copy.upsert(store, *id, patch, mode);
+            if recording && previous.is_some_and(|before| labels_overwritten(before, patch, mode)) {
+                replaced.push(*id);
+            }
         }
         let actor = Actor::Compaction {
             invocation: state.invocation.id.0,
@@ -53,6 +59,16 @@ impl<P: Performer> Simulation<'_, P> {
             &ids,
             String::new,
         );
+        if !replaced.is_empty() {
+            self.history.record(
+                now,
+                actor,
+                HistoryEvent::MergeReplacedLabels,
+                Some(receipt),
+                &replaced,
+                || format!("upsert {mode:?}").to_lowercase(),
+            );
+        }
         let count = ids.len() as u64;
         self.scratch_ids = ids;
         let invocation = state.invocation.id.0;
@@ -305,4 +321,16 @@ fn perform_update<P: Performer>(
         fill(scratch);
     }
     performer.update(now, invocation, scratch, model)
+}
+
+/// Whether an upsert of `patch` changed the label fields an id carried `before` (none carried,
+/// nothing to overwrite): `Replace` keeps only the record's fields, `Merge` the record's where
+/// present.
+fn labels_overwritten(before: EntryFields, patch: EntryPatch, mode: UpsertMode) -> bool {
+    let after = match (patch.labels, mode) {
+        (Some(labels), _) => labels,
+        (None, UpsertMode::Merge) => before.labels,
+        (None, UpsertMode::Replace) => LabelFields::default(),
+    };
+    !before.labels.is_empty() && after != before.labels
 }
