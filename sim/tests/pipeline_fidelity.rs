@@ -2,14 +2,21 @@
 //! each citing what it follows: a message that reaches its queue's retention period is a cause;
 //! what an absent embedding hides is counted apart; the queue mappings' pollers receive whatever
 //! the function's concurrency, so a throttled batch costs a receive; a REMOVE of one label wipes
-//! every label field of its word, so its order against a MODIFY of the word decides the snapshot.
+//! every label field of its word, so its order against a MODIFY of the word decides the snapshot;
+//! a version id reused within its second lets a stale publish through the drift check's text
+//! compare; an upload queue without a dead-letter queue keeps a failing message until its
+//! retention; a re-embedded receipt's merge overwrites the labels its words carry, and that is
+//! their cause.
 
 use sim::entities::{ChromaId, Collection, EntryFields, LabelFields, ValidationStatus};
 use sim::oracle::{self, Cause, Class};
-use sim::pipeline::config::{InBatchOrdering, MappingPollers};
+use sim::pipeline::config::{
+    DriftCheck, InBatchOrdering, MappingPollers, OtherInserts, OwnershipCheck,
+};
 use sim::pipeline::history::{HistoryEvent, HistoryRecord};
 use sim::pipeline::{Flow, PipelineConfig};
 use sim::pipeline::{HistoryFilter, TrialOptions, run_trial};
+use sim::time::Duration;
 use sim::workload::{LabelSpec, Receipt};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -295,6 +302,147 @@ fn drawn_removals_clear_the_remaining_labels_of_their_words() {
     assert_eq!(cleared(&kept), 0, "{:?}", kept.anomalies);
 }
 
+fn constant(text: &str) -> sim::distribution::DurationDist {
+    sim::distribution::DurationDist::parse(text).expect("a duration")
+}
+
+/// Receipts of four words arriving at `arrivals_ms`, every duration constant, no label or
+/// metadata message (new items dropped, as built): each receipt's run sends one delta message
+/// per collection, merged by one compaction invocation. The lock's lease (500 ms, no
+/// heartbeats) is shorter than a snapshot upload (2 s), so it expires under every holder while
+/// it uploads and the next holder gets in; the ownership re-check is off, so the holder whose
+/// lease expired still writes its pointer (with the re-check on it finds its lease gone and
+/// abandons the pointer write, as `an_ownership_recheck_fails_the_publish_before_the_pointer_write`
+/// in compaction.rs shows).
+fn overlapping_holders(arrivals_ms: &[u64], drift_check: DriftCheck) -> PipelineConfig {
+    let mut config = common::spaced(PipelineConfig::default(), arrivals_ms.len() as u64, secs(1));
+    config.workload.trace = arrivals_ms
+        .iter()
+        .map(|ms| Duration::from_millis(*ms))
+        .collect();
+    config.flow = Flow::New;
+    let workload = &mut config.workload;
+    let zero = sim::distribution::NumberDist::constant(0.0);
+    for share in [
+        &mut workload.labels_per_word,
+        &mut workload.changed_label_share,
+        &mut workload.removed_label_share,
+        &mut workload.older_label_share,
+        &mut workload.merchant_correction_share,
+        &mut workload.noise_word_share,
+    ] {
+        *share = zero.clone();
+    }
+    workload.lines_per_receipt = sim::distribution::NumberDist::constant(2.0);
+    workload.words_per_line = sim::distribution::NumberDist::constant(2.0);
+    let upload = &mut config.upload;
+    (upload.ocr, upload.embedding, upload.langgraph) =
+        (constant("10s"), constant("10s"), constant("10s"));
+    upload.merchant_resolution = constant("1s");
+    upload.delta_upload = constant("100ms");
+    upload.table_operation = constant("10ms");
+    (upload.cold_start_share, upload.cold_start) = (0.0, constant("0s"));
+    let processor = &mut config.stream_processor;
+    (processor.cold_start_share, processor.cold_start) = (0.0, constant("0s"));
+    processor.record_handling = constant("1ms");
+    processor.send_batch = constant("10ms");
+    processor.other_inserts = OtherInserts::Drop;
+    let compaction = &mut config.compaction;
+    (compaction.cold_start_share, compaction.cold_start) = (0.0, constant("0s"));
+    compaction.lock_operation = constant("100ms");
+    compaction.copy = constant("1s");
+    compaction.apply = constant("3s");
+    compaction.delta_download = constant("200ms");
+    compaction.write_back = constant("1s");
+    compaction.heartbeat_enabled = false;
+    compaction.lock_lease = Duration::from_millis(500);
+    compaction.ownership_check = OwnershipCheck::Off;
+    compaction.version_id_resolution = secs(1);
+    compaction.drift_check = drift_check;
+    let store = &mut config.store;
+    store.download_fixed = constant("100ms");
+    store.upload_fixed = constant("2s");
+    store.pointer_operation = constant("20ms");
+    config
+}
+
+/// The ABA the real drift check cannot see. The publish compares the pointer's text, the version
+/// id, with the one it read before the heavy work (enhanced_compaction_handler.py at 54acc5869:
+/// `expected_pointer = dl.get("version_id")`, line 538, then under the lock `if expected_pointer
+/// and current_pointer != expected_pointer:`, line 645), and version ids have a resolution of a
+/// second. Receipts 0 and 1 are merged by overlapping holders, the second let in when the
+/// first's lease expired while it uploaded: both uploads fall in the second of version 30, so the
+/// second reuses the first's version id and replaces its content (P), and both write the pointer
+/// `30`. Receipt 2's invocation reads the pointer between the two writes and copies receipt 0's
+/// snapshot; when it publishes, the pointer still reads `30` although its content is receipt 1's,
+/// so the text compare lets it publish on its stale base and receipt 1's embeddings are lost (U,
+/// stale base). The same trial comparing the etag sees the second write and fails the batch,
+/// which comes back and publishes on receipt 1's snapshot: the reuse stays, the stale publish
+/// does not happen.
+#[test]
+fn a_reused_version_id_lets_a_stale_publish_through_the_text_compare_and_not_the_etag() {
+    let arrivals_ms = [200, 800, 7100];
+    let kinds = |trial: &sim::pipeline::Trial| -> BTreeSet<(Class, Cause, Option<u32>)> {
+        judge(trial)
+            .anomalies
+            .iter()
+            .map(|a| (a.class, a.cause, a.receipt))
+            .collect()
+    };
+    let text = run_with_history(&overlapping_holders(&arrivals_ms, DriftCheck::VersionId));
+    assert_eq!(text.report.stop, "empty");
+    assert!(text.report.lock_failures.expired_under_running_holder > 0);
+    for collection in Collection::ALL {
+        let log = text.history.publishes(collection);
+        let versions: Vec<u64> = log.iter().map(|publish| publish.version).collect();
+        assert_eq!(
+            versions[0], versions[1],
+            "{collection:?}: one version id, two publishes"
+        );
+        assert_ne!(log[0].invocation, log[1].invocation);
+        // Receipt 2's publish is built on the first of them, the one the second replaced.
+        assert_eq!(
+            (log[2].base, log[2].publish),
+            (log[0].publish, log[0].publish + 2)
+        );
+        assert!(log[2].promoted_at > log[1].promoted_at);
+    }
+    let found = kinds(&text);
+    assert!(
+        found.contains(&(Class::P, Cause::VersionIdReused, Some(0))),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Class::U, Cause::StaleBase, Some(1))),
+        "{found:?}"
+    );
+
+    let etag = run_with_history(&overlapping_holders(&arrivals_ms, DriftCheck::Etag));
+    assert_eq!(etag.report.stop, "empty");
+    assert!(
+        etag.report.counters.pointer_moved_at_publish
+            > text.report.counters.pointer_moved_at_publish
+    );
+    let found = kinds(&etag);
+    assert!(
+        found.contains(&(Class::P, Cause::VersionIdReused, Some(0))),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(class, cause, _)| (*class, *cause) != (Class::U, Cause::StaleBase)),
+        "{found:?}"
+    );
+    for collection in Collection::ALL {
+        let log = etag.history.publishes(collection);
+        assert_eq!(
+            log[2].base, log[1].publish,
+            "{collection:?}: built on what readers saw"
+        );
+    }
+}
+
 /// Constant step durations for the upload Lambda, so a hand-built batch times out at a known
 /// receipt: each receipt takes 10 s of OCR, 1 s of merchant resolution, 10 s of embeddings and
 /// `langgraph` of LangGraph (table writes 10 ms, delta uploads 100 ms, no cold start).
@@ -341,7 +489,8 @@ fn upload_counts(trial: &sim::pipeline::Trial, event: HistoryEvent, receipts: u3
 /// when its visibility timeout has run out, and each receipt finishes once. As the mapping does
 /// (it deletes a batch only when the function returns: AWS Lambda Developer Guide, with-sqs.html),
 /// the whole batch comes back each time, finished receipts included (the queue's order is best
-/// effort, so either may come first), until the receive limit dead-letters both.
+/// effort, so either may come first), until the receive limit dead-letters both (given a
+/// dead-letter queue, `upload.dead_letter_queue`).
 #[test]
 fn an_upload_batch_timing_out_sends_its_unfinished_records_back() {
     use sim::pipeline::config::UploadBatchDeletion;
@@ -367,6 +516,7 @@ fn an_upload_batch_timing_out_sends_its_unfinished_records_back() {
     assert!(restart >= 65.0, "received again after 65 s: {restart}");
 
     config.upload.batch_deletion = UploadBatchDeletion::WhenFunctionReturns;
+    config.upload.dead_letter_queue = true;
     let whole = run_with_history(&config);
     assert_eq!(whole.report.kills.upload, 3);
     assert_eq!(whole.report.dead_lettered.upload, 2);
@@ -380,6 +530,50 @@ fn an_upload_batch_timing_out_sends_its_unfinished_records_back() {
         finished.iter().any(|count| *count > 1),
         "a finished receipt is embedded again: {finished:?}"
     );
+}
+
+/// The upload queue at 54acc5869 has no redrive policy (infra/upload_images/infra.py line 142,
+/// the ocr-results queue: `redrive_policy=None,  # No DLQ for now`), so a receipt whose upload
+/// always times out (60 s of OCR under a 45 s timeout) is received again every 65 s (the
+/// visibility timeout) with no receive limit, until the queue's retention (345 600 s, line 140)
+/// deletes it, which leaves a history record. Given a dead-letter queue, its third receive is its
+/// last and the message is dead-lettered instead.
+#[test]
+fn without_a_dead_letter_queue_an_upload_comes_back_until_retention_deletes_it() {
+    let mut config = timed_upload(1, "10s", 45);
+    config.upload.ocr = sim::distribution::DurationDist::parse("60s").expect("a duration");
+    assert!(!config.upload.dead_letter_queue, "the default has none");
+    let kept = run_with_history(&config);
+    let report = &kept.report;
+    assert_eq!(report.stop, "empty");
+    assert_eq!(report.dead_lettered.upload, 0);
+    assert_eq!(report.expired_by_retention.upload, 1);
+    let receives_max = 345_600 / 65 + 1;
+    assert!(
+        (receives_max - 2..=receives_max).contains(&report.kills.upload),
+        "one kill per receive for four days: {}",
+        report.kills.upload
+    );
+    let expired: Vec<&HistoryRecord> = events(&kept, HistoryEvent::ExpiredByRetention).collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        (expired[0].receipt, expired[0].detail.as_str()),
+        (Some(0), "upload")
+    );
+    assert_eq!(expired[0].at.as_secs_f64(), 345_600.0);
+    assert_eq!(events(&kept, HistoryEvent::DeadLettered).count(), 0);
+
+    config.upload.dead_letter_queue = true;
+    let dead = run_with_history(&config);
+    let report = &dead.report;
+    assert_eq!(report.stop, "empty");
+    assert_eq!(
+        report.kills.upload,
+        u64::from(config.upload.queue_receive_limit)
+    );
+    assert_eq!(report.dead_lettered.upload, 1);
+    assert_eq!(report.expired_by_retention.upload, 0);
+    assert_eq!(events(&dead, HistoryEvent::DeadLettered).count(), 1);
 }
 
 /// A receipt embedded again writes a new run (container_ocr/handler/embedding_processor.py:
@@ -400,6 +594,9 @@ fn a_re_embedded_receipt_loses_its_labels_under_replace_and_keeps_them_under_mer
     // A batch the busy lock fails comes back soon, so every merge precedes the labels.
     config.queues.visibility_timeout = secs(20);
     config.queues.receive_limit = 10;
+    // With a dead-letter queue the batch that keeps timing out is dead-lettered after three
+    // receives: the receipts' labels are lost to the merge all the same, and that is their cause.
+    config.upload.dead_letter_queue = true;
     config.upload.queue_receive_limit = 3;
     // Per trial: the most runs one receipt inserted, the labelled words whose last delta merge
     // came after their last label update, and the words the oracle finds with unconverged labels.
@@ -440,23 +637,44 @@ fn a_re_embedded_receipt_loses_its_labels_under_replace_and_keeps_them_under_mer
             .filter(|a| a.class == Class::L)
             .map(|a| a.id_count)
             .sum();
-        (runs, merged_after, wiped)
+        // Every L anomaly's cause, and whether its receipt's upload message was dead-lettered.
+        let causes: Vec<(Cause, bool)> = report
+            .anomalies
+            .iter()
+            .filter(|a| a.class == Class::L)
+            .map(|a| {
+                let dead = events(&trial, HistoryEvent::DeadLettered)
+                    .any(|record| record.receipt == a.receipt && record.ids.is_empty());
+                (a.cause, dead)
+            })
+            .collect();
+        (runs, merged_after, wiped, causes)
     };
     config.compaction.upsert = UpsertMode::Replace;
-    let (runs, merged_after, wiped) = overwritten(&config);
+    let (runs, merged_after, wiped, causes) = overwritten(&config);
     assert!(runs >= 2, "a finished receipt is embedded again");
     assert!(merged_after > 0, "a merge came after the labels");
     assert_eq!(
         wiped, merged_after,
         "the merge wiped every label it came after"
     );
+    assert!(
+        causes.iter().any(|(_, dead)| *dead),
+        "a receipt whose labels were wiped also had its upload dead-lettered: {causes:?}"
+    );
+    assert!(
+        causes
+            .iter()
+            .all(|(cause, _)| *cause == Cause::MergeOverwroteLabels),
+        "{causes:?}"
+    );
     config.compaction.upsert = UpsertMode::Merge;
-    let (runs, merged_after, wiped) = overwritten(&config);
+    let (runs, merged_after, wiped, _) = overwritten(&config);
     assert!(runs >= 2 && merged_after > 0);
     assert_eq!(wiped, 0, "the merge keeps the labels");
     config.compaction.upsert = UpsertMode::Replace;
     config.upload.batch_deletion = UploadBatchDeletion::PerRecord;
-    let (runs, merged_after, wiped) = overwritten(&config);
+    let (runs, merged_after, wiped, _) = overwritten(&config);
     assert_eq!(runs, 1, "a receipt handled once is merged once");
     assert_eq!((merged_after, wiped), (0, 0));
 }

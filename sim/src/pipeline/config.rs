@@ -213,7 +213,13 @@ pub struct UploadConfig {
     pub langgraph: DurationDist,
     /// One DynamoDB write as the upload Lambda sees it (reads are charged no time).
     pub table_operation: DurationDist,
-    /// The upload queue's receive limit (then the receipt is dead-lettered).
+    /// Whether the upload queue has a redrive policy (a dead-letter queue). The deployment at
+    /// 54acc5869 has none (infra/upload_images/infra.py line 142, the ocr-results queue:
+    /// `redrive_policy=None,  # No DLQ for now`): a message past any receive count keeps coming
+    /// back until the queue's retention period (345 600 s, line 140) deletes it.
+    pub dead_letter_queue: bool,
+    /// The upload queue's receive limit, with a dead-letter queue (then the receipt is
+    /// dead-lettered); without one it has no effect.
     pub queue_receive_limit: u32,
     /// This share of invocations on a reused container starts cold (a new container always does).
     pub cold_start_share: f64,
@@ -700,6 +706,7 @@ impl Default for UploadConfig {
             delta_upload_tries_max: 3,
             langgraph: duration_dist("mixture(0.99 * uniform(20s, 30s), 0.01 * 42.3s)"),
             table_operation: duration_dist("uniform(5ms, 20ms)"),
+            dead_letter_queue: false,
             queue_receive_limit: 3,
             cold_start_share: 0.01,
             cold_start: duration_dist("uniform(100ms, 1.5s)"),

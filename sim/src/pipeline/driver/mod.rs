@@ -446,7 +446,11 @@ impl<'a, P: Performer> Simulation<'a, P> {
                 duplicate_share: 0.0,
             },
             visibility_timeout: config.upload.queue_visibility_timeout,
-            receive_limit: Some(config.upload.queue_receive_limit),
+            // No redrive policy, no receive limit: a message comes back until retention deletes it.
+            receive_limit: config
+                .upload
+                .dead_letter_queue
+                .then_some(config.upload.queue_receive_limit),
             retention: Duration::from_secs(4 * 86_400),
             deduplication_window: Duration::from_secs(300),
         };
