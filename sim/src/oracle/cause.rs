@@ -132,6 +132,17 @@ impl Evidence {
         self.any & (1 << event as u32) != 0
     }
 
+    /// Whether a merge overwrote the id's applied labels after their last update or removal:
+    /// then that is why they differ, whatever other message of the receipt was lost.
+    fn merge_overwrote_labels(&self) -> bool {
+        let Some(replaced) = self.last_naming(HistoryEvent::MergeReplacedLabels) else {
+            return false;
+        };
+        [HistoryEvent::LabelsUpdated, HistoryEvent::LabelsDeleted]
+            .iter()
+            .all(|event| self.last_naming(*event).is_none_or(|at| at < replaced))
+    }
+
     /// The position in the history of the last record of the event naming the id.
     fn last_naming(&self, event: HistoryEvent) -> Option<usize> {
         self.last_naming[event as usize].checked_sub(1)
@@ -153,15 +164,8 @@ pub fn explain(
     let evidence = Evidence::gather(index, id);
     let any = |event: HistoryEvent| evidence.any(event);
     let last_naming = |event: HistoryEvent| evidence.last_naming(event);
-    // What last wrote a word's label fields decides before any dead letter of the receipt: a
-    // merge that overwrote applied labels, after the last update or removal of them, is why they
-    // differ, whatever other message of the receipt was lost.
-    if class == Class::L
-        && let Some(replaced) = last_naming(HistoryEvent::MergeReplacedLabels)
-        && [HistoryEvent::LabelsUpdated, HistoryEvent::LabelsDeleted]
-            .iter()
-            .all(|event| last_naming(*event).is_none_or(|at| at < replaced))
-    {
+    // What last wrote a word's label fields decides before any dead letter of the receipt.
+    if class == Class::L && evidence.merge_overwrote_labels() {
         return Cause::MergeOverwroteLabels;
     }
     if any(HistoryEvent::DeadLettered) {
