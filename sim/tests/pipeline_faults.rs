@@ -3,7 +3,8 @@
 //! visibility timeout hands a batch out twice at once; a death right after the pointer write leaves
 //! messages that come back and are applied again; stream retries re-send messages; throttles are
 //! counted and their batches come back after the visibility timeout; syncing from the table on
-//! merge keeps labels written before the merge. Also: faults left off change nothing, and the
+//! merge keeps labels written before the merge; failing Chroma operations lose what the real code
+//! loses, each loss explained. Also: faults left off change nothing, and the
 //! history names the ids its records touch.
 
 use sim::entities::{ChromaId, Collection};
@@ -298,6 +299,33 @@ fn syncing_from_the_table_on_merge_keeps_labels_written_before_the_merge() {
     assert!(judged.oracle.is_clean(), "{:?}", judged.oracle.kinds());
     assert_eq!(judged.trial.report.never_visible, 0);
     assert_eq!(judged.trial.report.latency_ms.labels_visible.count, 3);
+}
+
+/// Failing Chroma operations (`faults.collection_error_share`): the trial runs to its end, every
+/// finding they cause is explained by them (a lost delta or a logged update failure), and retrying
+/// the failed updates (`missing_id = "retry"`) leaves no update failure unrepaired.
+#[test]
+fn failing_chroma_operations_lose_only_what_the_real_code_loses_and_each_loss_is_explained() {
+    let mut config = burst(6);
+    config.faults.collection_error_share = 0.2;
+    let judged = sim::explore::judge(&config, None, &TrialOptions::default());
+    let kinds = judged.oracle.kinds();
+    assert!(
+        kinds.contains(&(Class::L, Cause::UpdateFailed)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().all(|(_, cause)| *cause != Cause::Unexplained),
+        "{kinds:?}"
+    );
+    let mut retried = config.clone();
+    retried.compaction.missing_id = sim::pipeline::config::MissingId::Retry;
+    let judged = sim::explore::judge(&retried, None, &TrialOptions::default());
+    let kinds = judged.oracle.kinds();
+    assert!(
+        kinds.iter().all(|(_, cause)| *cause != Cause::UpdateFailed),
+        "{kinds:?}"
+    );
 }
 
 #[test]

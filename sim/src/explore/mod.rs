@@ -367,7 +367,7 @@ pub fn shrink(
 /// One configuration per fault that is on, with that fault switched off.
 fn faults_off(config: &PipelineConfig) -> Vec<PipelineConfig> {
     // Each fault is a share; a candidate sets one of them to zero.
-    let shares: [fn(&mut PipelineConfig) -> &mut f64; 7] = [
+    let shares: [fn(&mut PipelineConfig) -> &mut f64; 8] = [
         |c| &mut c.compaction.cold_start_share,
         |c| &mut c.queues.duplicate_share,
         |c| &mut c.upload.delta_upload_error_share,
@@ -375,6 +375,7 @@ fn faults_off(config: &PipelineConfig) -> Vec<PipelineConfig> {
         |c| &mut c.faults.kill_after_pointer_share,
         |c| &mut c.faults.stream_retry_share,
         |c| &mut c.faults.throttle_share,
+        |c| &mut c.faults.collection_error_share,
     ];
     let mut candidates = Vec::new();
     for share in shares {

@@ -29,6 +29,9 @@ pub enum Cause {
     ExpiredByRetention,
     /// The receipt's delta upload failed and the run went on without it.
     DeltaLost,
+    /// The compaction's read or write for the change failed; the error was logged and the message
+    /// counted as done.
+    UpdateFailed,
     /// A newer visible version was built on a base without this id's change (a concurrent
     /// publish, a blind pointer overwrite, or a lease that expired under a running holder).
     StaleBase,
@@ -60,6 +63,7 @@ impl Cause {
             Cause::DeadLettered => "dead_lettered",
             Cause::ExpiredByRetention => "expired_by_retention",
             Cause::DeltaLost => "delta_lost",
+            Cause::UpdateFailed => "update_failed",
             Cause::StaleBase => "stale_base",
             Cause::VersionIdReused => "version_id_reused",
             Cause::PointerWentBack => "pointer_went_back",
@@ -84,6 +88,7 @@ impl Cause {
             Cause::DeadLettered => "message dead-lettered after the receive limit",
             Cause::ExpiredByRetention => "message deleted at the queue's retention period",
             Cause::DeltaLost => "delta upload failed and was ignored",
+            Cause::UpdateFailed => "the compaction's update failed and was logged",
             Cause::StaleBase => "a later version was built on a base without this change",
             Cause::VersionIdReused => "an upload reused the pointer's version id",
             Cause::PointerWentBack => "pointer moved to an older version",
@@ -189,6 +194,11 @@ pub fn explain(
             {
                 return Cause::RemoveClearedLabels;
             }
+            if let Some(failed) = last_naming(HistoryEvent::UpdateFailed)
+                && last_label_apply.is_none_or(|apply| failed > apply)
+            {
+                return Cause::UpdateFailed;
+            }
             if last_naming(HistoryEvent::EmbeddingNotFound).is_some() {
                 return Cause::LabelBeforeEmbedding;
             }
@@ -211,6 +221,9 @@ pub fn explain(
                 .any(|r| r.event == HistoryEvent::MerchantUpdated && !r.ids.contains(&id));
             if last_update.is_none() && update_missed {
                 return Cause::MetadataBeforeEmbedding;
+            }
+            if last_update.is_none() && any(HistoryEvent::UpdateFailed) {
+                return Cause::UpdateFailed;
             }
             if input.quiescent {
                 return Cause::MetadataNotForwarded;

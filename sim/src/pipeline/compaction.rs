@@ -70,12 +70,15 @@ pub enum CompactionNote {
     PointerConflict,
     /// The ownership re-check found the lock no longer this invocation's (taken over or expired).
     OwnershipLost,
-    /// A delta could not be downloaded or unpacked; the message still counts as done.
+    /// A delta could not be downloaded, unpacked or upserted; the message still counts as done.
     DeltaLost(usize),
     /// A label message found no embedding for its word.
     EmbeddingNotFound(usize),
     /// A metadata message found none of the receipt's ids.
     MetadataDropped(usize),
+    /// A label or metadata message's read or write failed (or, under the sync-on-merge fix, the
+    /// receipt state's); logged.
+    UpdateFailed(usize),
     /// The snapshot was uploaded under this version id and the pointer promoted to it.
     Published {
         version: VersionId,
@@ -599,22 +602,56 @@ impl CompactionInvocation {
 
     fn handle_apply(&mut self, now: Instant, position: usize, phase: u8, response: Response) {
         let index = self.order[position];
-        let message = self.messages[index];
-        match (message.kind, phase) {
-            (MessageKind::RunDelta, 0) => self.enter(now, Step::Apply { position, phase: 1 }),
-            (MessageKind::RunDelta, 1) => match response {
-                Response::Done => self.enter(now, Step::Apply { position, phase: 2 }),
-                Response::Failed(_) => {
-                    // Logged; the message still counts as done.
-                    self.notes.push_back(CompactionNote::DeltaLost(index));
+        match self.messages[index].kind {
+            MessageKind::RunDelta => self.handle_delta(now, position, phase, response),
+            MessageKind::Metadata { .. } => match response {
+                Response::Touched(ids) => {
+                    // The code at 54acc5869 (`apply_metadata_updates_in_memory` in
+                    // infra/chromadb_compaction/lambdas/compaction/metadata_handler.py) records
+                    // `updated_count = 0` as a result and the message counts as done; under
+                    // `missing_id = "retry"` it fails and comes back, as a label update does.
+                    if ids == 0 {
+                        self.notes.push_back(CompactionNote::MetadataDropped(index));
+                        self.retry_if_configured(index);
+                    }
+                    self.ids_touched += ids;
                     self.next_apply(now, position + 1);
                 }
-                other => panic!("a delta download answered {other:?}"),
+                Response::Failed(_) => self.update_failed(now, position),
+                other => panic!("a metadata update answered {other:?}"),
             },
-            (MessageKind::RunDelta, 2) => {
-                let Response::Entries(ids) = response else {
-                    panic!("a delta upsert answered {response:?}")
-                };
+            MessageKind::Label {
+                event: super::effect::EventName::Remove,
+                ..
+            } => match response {
+                Response::Failed(_) => self.update_failed(now, position),
+                _ => {
+                    self.ids_touched += 1;
+                    self.next_apply(now, position + 1);
+                }
+            },
+            MessageKind::Label { .. } => self.handle_label(now, position, phase, response),
+            MessageKind::RunCompleted => unreachable!("run completed messages apply nothing"),
+        }
+    }
+
+    /// A run's delta: mark PROCESSING (phase 0), download (1), upsert (2) and, under the
+    /// sync-on-merge fix, read the receipt's state (3) and write it onto the merged ids (4).
+    fn handle_delta(&mut self, now: Instant, position: usize, phase: u8, response: Response) {
+        let index = self.order[position];
+        match (phase, response) {
+            (0, _) => self.enter(now, Step::Apply { position, phase: 1 }),
+            // A delta that cannot be downloaded or upserted is logged and the message still counts
+            // as done: `merge_compaction_deltas` at 54acc5869
+            // (infra/chromadb_compaction/lambdas/compaction/compaction_run.py, lines 309 and
+            // 344) logs and goes on to the next run.
+            (1 | 2, Response::Failed(_)) => {
+                self.notes.push_back(CompactionNote::DeltaLost(index));
+                self.next_apply(now, position + 1);
+            }
+            (1, Response::Done) => self.enter(now, Step::Apply { position, phase: 2 }),
+            (1, other) => panic!("a delta download answered {other:?}"),
+            (2, Response::Entries(ids)) => {
                 self.ids_touched += ids;
                 if self.settings.sync_from_table_on_merge {
                     self.enter(now, Step::Apply { position, phase: 3 });
@@ -622,72 +659,62 @@ impl CompactionInvocation {
                     self.next_apply(now, position + 1);
                 }
             }
-            (MessageKind::RunDelta, 3) => {
-                assert_eq!(
-                    response,
-                    Response::Done,
-                    "a receipt state read answers Done"
-                );
-                self.enter(now, Step::Apply { position, phase: 4 });
-            }
-            (MessageKind::RunDelta, _) => {
-                assert!(
-                    matches!(response, Response::Touched(_)),
-                    "a table state write answered {response:?}"
-                );
+            (2, other) => panic!("a delta upsert answered {other:?}"),
+            // The fix cannot sync what it could not read or write: the message fails and its run
+            // comes back, to sync again.
+            (3 | 4, Response::Failed(_)) => {
+                self.notes.push_back(CompactionNote::UpdateFailed(index));
+                self.outcomes[index] = Outcome::Failed;
                 self.next_apply(now, position + 1);
             }
-            (MessageKind::Metadata { .. }, _) => {
-                let Response::Touched(ids) = response else {
-                    panic!("a metadata update answered {response:?}")
-                };
-                // The code at 54acc5869 (`apply_metadata_updates_in_memory` in
-                // infra/chromadb_compaction/lambdas/compaction/metadata_handler.py) records
-                // `updated_count = 0` as a result and the message counts as done; under
-                // `missing_id = "retry"` it fails and comes back, as a label update does.
-                if ids == 0 {
-                    self.notes.push_back(CompactionNote::MetadataDropped(index));
-                    if self.settings.missing_id == MissingId::Retry {
-                        self.outcomes[index] = Outcome::Failed;
-                    }
-                }
-                self.ids_touched += ids;
+            (3, Response::Done) => self.enter(now, Step::Apply { position, phase: 4 }),
+            (3, other) => panic!("a receipt state read answered {other:?}"),
+            (_, Response::Touched(_)) => self.next_apply(now, position + 1),
+            (_, other) => panic!("a table state write answered {other:?}"),
+        }
+    }
+
+    /// A label change: find the word's embedding (phase 0), read its label fields from the
+    /// table (1), write them (2).
+    fn handle_label(&mut self, now: Instant, position: usize, phase: u8, response: Response) {
+        let index = self.order[position];
+        match (phase, response) {
+            (_, Response::Failed(_)) => self.update_failed(now, position),
+            (0, Response::Present(true)) => self.enter(now, Step::Apply { position, phase: 1 }),
+            (0, Response::Present(false)) => {
+                self.notes
+                    .push_back(CompactionNote::EmbeddingNotFound(index));
+                self.retry_if_configured(index);
                 self.next_apply(now, position + 1);
             }
-            (
-                MessageKind::Label {
-                    event: super::effect::EventName::Remove,
-                    ..
-                },
-                _,
-            ) => {
-                self.ids_touched += 1;
-                self.next_apply(now, position + 1);
-            }
-            (MessageKind::Label { .. }, 0) => match response {
-                Response::Present(true) => self.enter(now, Step::Apply { position, phase: 1 }),
-                Response::Present(false) => {
-                    self.notes
-                        .push_back(CompactionNote::EmbeddingNotFound(index));
-                    if self.settings.missing_id == MissingId::Retry {
-                        self.outcomes[index] = Outcome::Failed;
-                    }
-                    self.next_apply(now, position + 1);
-                }
-                other => panic!("a get answered {other:?}"),
-            },
-            (MessageKind::Label { .. }, 1) => {
-                let Response::WordLabels(fields) = response else {
-                    panic!("a label read answered {response:?}")
-                };
+            (0, other) => panic!("a get answered {other:?}"),
+            (1, Response::WordLabels(fields)) => {
                 self.pending_fields = fields;
                 self.enter(now, Step::Apply { position, phase: 2 });
             }
-            (MessageKind::Label { .. }, _) => {
+            (1, other) => panic!("a label read answered {other:?}"),
+            (_, _) => {
                 self.ids_touched += 1;
                 self.next_apply(now, position + 1);
             }
-            (MessageKind::RunCompleted, _) => unreachable!("run completed messages apply nothing"),
+        }
+    }
+
+    /// A label or metadata update whose read or write failed. The code at 54acc5869 catches the
+    /// error, logs it and counts no update (`update_word_labels`, `remove_word_labels` and
+    /// `update_receipt_metadata` in infra/chromadb_compaction/lambdas/compaction/operations.py,
+    /// lines 594, 669, 154 and 213), so the message counts as done; under `missing_id = "retry"`
+    /// it fails and comes back, as a missing id does.
+    fn update_failed(&mut self, now: Instant, position: usize) {
+        let index = self.order[position];
+        self.notes.push_back(CompactionNote::UpdateFailed(index));
+        self.retry_if_configured(index);
+        self.next_apply(now, position + 1);
+    }
+
+    fn retry_if_configured(&mut self, index: usize) {
+        if self.settings.missing_id == MissingId::Retry {
+            self.outcomes[index] = Outcome::Failed;
         }
     }
 }
@@ -1020,6 +1047,127 @@ mod tests {
                 &[expected, Outcome::Done],
                 "{missing_id:?}"
             );
+        }
+    }
+
+    /// Every Chroma operation of the compaction can fail, and each failure is handled as the code
+    /// at 54acc5869 handles it (infra/chromadb_compaction/lambdas/compaction): a failed upsert is
+    /// logged and the run counts as done with its delta lost (compaction_run.py line 344); a failed
+    /// label or metadata update is caught, logged and counts as done (operations.py lines 154, 213,
+    /// 594, 669), retried under `missing_id = "retry"`; the batch still publishes.
+    #[test]
+    fn a_failed_chroma_operation_loses_or_retries_only_its_own_message() {
+        let metadata = MessageKind::Metadata {
+            merchant: Some(7),
+            event: EventName::Modify,
+        };
+        type Case = (fn(&Effect) -> bool, Message, CompactionNote);
+        let failing: [Case; 5] = [
+            (
+                |e| matches!(e, Effect::Collection(CollectionOp::UpsertDelta { .. })),
+                message(1, MessageKind::RunDelta),
+                CompactionNote::DeltaLost(0),
+            ),
+            (
+                |e| matches!(e, Effect::Collection(CollectionOp::GetWord { .. })),
+                label(1, EventName::Modify),
+                CompactionNote::UpdateFailed(0),
+            ),
+            (
+                |e| matches!(e, Effect::Collection(CollectionOp::UpdateLabels { .. })),
+                label(1, EventName::Modify),
+                CompactionNote::UpdateFailed(0),
+            ),
+            (
+                |e| matches!(e, Effect::Collection(CollectionOp::DeleteLabels { .. })),
+                label(1, EventName::Remove),
+                CompactionNote::UpdateFailed(0),
+            ),
+            (
+                |e| {
+                    matches!(
+                        e,
+                        Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. })
+                    )
+                },
+                message(1, metadata),
+                CompactionNote::UpdateFailed(0),
+            ),
+        ];
+        for (fails, first, note) in failing {
+            for missing_id in [MissingId::Drop, MissingId::Retry] {
+                let settings = CompactionSettings {
+                    missing_id,
+                    ..settings()
+                };
+                let messages = vec![first, label(2, EventName::Modify)];
+                let mut invocation =
+                    CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+                // Only the first message's operation fails; the second's goes through.
+                let mut failed = false;
+                let effects = drive(&mut invocation, |effect, _| {
+                    if fails(effect) && !failed {
+                        failed = true;
+                        Response::Failed(Failure::Unavailable)
+                    } else {
+                        idle(effect)
+                    }
+                });
+                assert!(failed, "{first:?}");
+                let retried =
+                    missing_id == MissingId::Retry && note != CompactionNote::DeltaLost(0);
+                let expected = if retried {
+                    Outcome::Failed
+                } else {
+                    Outcome::Done
+                };
+                assert_eq!(
+                    invocation.outcomes(),
+                    &[expected, Outcome::Done],
+                    "{first:?}"
+                );
+                assert!(
+                    effects
+                        .iter()
+                        .any(|e| matches!(e, Effect::WritePointer { .. })),
+                    "the batch still publishes: {first:?}"
+                );
+                let notes: Vec<CompactionNote> =
+                    std::iter::from_fn(|| invocation.poll_note()).collect();
+                assert!(notes.contains(&note), "{first:?}: {notes:?}");
+            }
+        }
+    }
+
+    /// Under the sync-on-merge fix, a receipt state that cannot be read or written fails the run's
+    /// message, so that the run comes back and syncs again.
+    #[test]
+    fn a_failed_sync_on_merge_fails_the_run_message() {
+        let syncing = CompactionSettings {
+            sync_from_table_on_merge: true,
+            ..settings()
+        };
+        let steps: [fn(&Effect) -> bool; 2] = [
+            |e| matches!(e, Effect::TableRead(TableRead::ReceiptState { .. })),
+            |e| matches!(e, Effect::Collection(CollectionOp::WriteTableState { .. })),
+        ];
+        for fails in steps {
+            let messages = vec![message(1, MessageKind::RunDelta)];
+            let mut invocation = CompactionInvocation::new(
+                Instant::ZERO,
+                syncing.clone(),
+                Collection::Words,
+                messages,
+            );
+            drive(&mut invocation, |effect, _| {
+                if fails(effect) {
+                    Response::Failed(Failure::TimedOut)
+                } else {
+                    idle(effect)
+                }
+            });
+            assert!(invocation.is_done());
+            assert_eq!(invocation.outcomes(), &[Outcome::Failed]);
         }
     }
 

@@ -521,6 +521,11 @@ pub struct FaultsConfig {
     /// the invocation is refused, the messages become visible again after the visibility timeout
     /// (the receive counts towards the receive limit) and the mapping backs off one poll interval.
     pub throttle_share: f64,
+    /// Share of the compaction's Chroma operations (delta upsert, get, update, delete) that fail
+    /// as unavailable. The compaction handles the failure as the real code does: a failed upsert
+    /// loses the delta, a failed label or metadata update is logged and dropped (retried under
+    /// `missing_id = "retry"`).
+    pub collection_error_share: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -811,6 +816,7 @@ impl Default for FaultsConfig {
             kill_after_pointer_share: 0.0,
             stream_retry_share: 0.0,
             throttle_share: 0.0,
+            collection_error_share: 0.0,
         }
     }
 }
@@ -1413,7 +1419,8 @@ impl FaultsConfig {
             "faults.kill_after_pointer_share",
         )?;
         check_share(self.stream_retry_share, "faults.stream_retry_share")?;
-        check_share(self.throttle_share, "faults.throttle_share")
+        check_share(self.throttle_share, "faults.throttle_share")?;
+        check_share(self.collection_error_share, "faults.collection_error_share")
     }
 }
 
@@ -1518,6 +1525,10 @@ mod tests {
                 "faults.stream_retry_share",
             ),
             (|c| c.faults.throttle_share = 2.0, "faults.throttle_share"),
+            (
+                |c| c.faults.collection_error_share = -1.0,
+                "faults.collection_error_share",
+            ),
         ];
         for (change, field) in cases {
             let mut config = PipelineConfig::default();
@@ -1562,6 +1573,7 @@ mod tests {
         assert_eq!(described.faults.kill_after_pointer_share, 0.0);
         assert_eq!(described.faults.stream_retry_share, 0.0);
         assert_eq!(described.faults.throttle_share, 0.0);
+        assert_eq!(described.faults.collection_error_share, 0.0);
         assert!(!described.compaction.sync_from_table_on_merge);
         let config: PipelineConfig = toml::from_str(
             "[faults]\ncompaction_stall_share = 0.5\ncompaction_stall = \"3m\"\n\

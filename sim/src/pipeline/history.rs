@@ -125,6 +125,9 @@ pub enum HistoryEvent {
     /// A compaction invocation start was refused after the mapping received the batch: injected
     /// (no detail) or by the reserved concurrency (detail `reserved concurrency`).
     Throttled,
+    /// A label or metadata update's read or write failed and was logged (a label names its word,
+    /// a metadata update no id; detail: the failure).
+    UpdateFailed,
 }
 
 impl HistoryEvent {
@@ -144,6 +147,7 @@ impl HistoryEvent {
                 | HistoryEvent::EmbeddingNotFound
                 | HistoryEvent::DeadLettered
                 | HistoryEvent::ExpiredByRetention
+                | HistoryEvent::UpdateFailed
         )
     }
 }

@@ -1,6 +1,6 @@
 //! Injected faults (`config::FaultsConfig`): compaction stalls, deaths right after the pointer
-//! write, stream processor retries and throttled compaction starts, each drawn from its own named
-//! stream and drawing nothing while its share is 0.
+//! write, stream processor retries, throttled compaction starts and failing Chroma operations,
+//! each drawn from its own named stream and drawing nothing while its share is 0.
 
 use super::*;
 
@@ -10,6 +10,7 @@ pub(super) struct FaultStreams {
     pub(super) kill_after_pointer: Stream,
     pub(super) stream_retry: Stream,
     pub(super) throttle: Stream,
+    pub(super) collection_error: Stream,
 }
 
 /// Whether an injected fault with this share strikes (no draw when the fault is off).
@@ -156,5 +157,12 @@ impl<P: Performer> Simulation<'_, P> {
                 .record(now, actor, event, None, &[], || "no messages".to_string());
         }
         true
+    }
+
+    /// Whether an injected fault fails this Chroma operation of the compaction before it is
+    /// performed (the working copy stays as it was).
+    pub(super) fn collection_fails(&mut self) -> bool {
+        let share = self.config.faults.collection_error_share;
+        strikes(&mut self.faults.collection_error, share)
     }
 }

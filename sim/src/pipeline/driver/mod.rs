@@ -538,6 +538,7 @@ impl<'a, P: Performer> Simulation<'a, P> {
                 kill_after_pointer: streams.stream("fault-kill-after-pointer"),
                 stream_retry: streams.stream("fault-stream-retry"),
                 throttle: streams.stream("fault-throttle"),
+                collection_error: streams.stream("fault-collection-error"),
             },
             upload_settings: UploadSettings {
                 flow: config.flow,

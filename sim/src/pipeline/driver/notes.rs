@@ -195,6 +195,19 @@ impl<P: Performer> Simulation<'_, P> {
                     self.counters.metadata_dropped += 1;
                     continue;
                 }
+                CompactionNote::UpdateFailed(index) => {
+                    let message = state.machine.messages()[index];
+                    let ids = message_word(&message);
+                    self.history.record(
+                        now,
+                        actor,
+                        HistoryEvent::UpdateFailed,
+                        Some(message.receipt),
+                        ids.as_slice(),
+                        String::new,
+                    );
+                    continue;
+                }
                 CompactionNote::Published { .. } => {
                     self.counters.publishes[collection.index()] += 1;
                     HistoryEvent::PointerPromoted

@@ -123,6 +123,9 @@ impl<P: Performer> Simulation<'_, P> {
                     model,
                 )
             }
+            Effect::Collection(_) if self.collection_fails() => {
+                Response::Failed(Failure::Unavailable)
+            }
             Effect::Collection(operation) => self.perform_collection(now, state, *operation),
             Effect::TableRead(TableRead::WordLabels { receipt, word }) => {
                 let id = ChromaId::word(*receipt, u32::from(word.line), u32::from(word.word));
