@@ -59,15 +59,15 @@ struct LiveSection<'a> {
     dimension: u32,
     wall_s: f64,
     /// Read back from the real store after the trial (what the oracle judged).
-    snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    snapshots: &'a BTreeMap<&'static str, SnapshotDigest>,
     /// The models' final snapshots in the same trial, for comparison.
-    model_snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    model_snapshots: &'a BTreeMap<&'static str, SnapshotDigest>,
     divergences: &'a Divergences,
     backend_errors: u64,
     first_backend_error: Option<&'a str>,
     /// Per server operation: calls, total wall time and the measured durations' median, 90th
     /// percentile and maximum.
-    operations: BTreeMap<&'static str, OperationSummary>,
+    operations: &'a BTreeMap<&'static str, OperationSummary>,
     /// The most server operations in flight at once.
     operations_in_flight_max: u64,
 }
@@ -108,6 +108,27 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let (trial, mut performer) = run_trial_with(config, scenario.receipts(), &options, performer);
     let wall_s = started.elapsed().as_secs_f64();
+    let imported = read_final_snapshots(config, &mut performer)?;
+    performer.clean_up();
+    let run = LiveRun::judge(trial, [&imported[0], &imported[1]], performer, wall_s);
+    crate::trial_command::check_settled(&run.judged, loaded)?;
+    let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
+    crate::output::say(
+        json_on_stdout,
+        &run.describe(flags.scenario_name, backends.timing),
+    );
+    if let Some(export) = flags.export {
+        let scenario = serde_json::to_value(&**config).unwrap_or(Value::Null);
+        export.write_json(&run.result(scenario, &backends))?;
+    }
+    crate::trial_command::check_outcome(flags.check, &[&run.judged])
+}
+
+/// The final snapshots as the real store holds them, imported into snapshot stores for the oracle.
+fn read_final_snapshots(
+    config: &sim::pipeline::PipelineConfig,
+    performer: &mut LivePerformer,
+) -> Result<Vec<SnapshotStore>, Failure> {
     let params = snapshot_params(config);
     let mut imported = Vec::with_capacity(2);
     for collection in Collection::ALL {
@@ -116,64 +137,104 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
             .map_err(|error| Failure::backend(format!("reading the final snapshot: {error}")))?;
         imported.push(import(collection, &params, version, entries));
     }
-    performer.clean_up();
-    let stores = [&imported[0], &imported[1]];
-    let input = oracle::Input {
-        stores,
-        ..explore::oracle_input(&trial)
-    };
-    let report = oracle::check(&input);
-    let digests = |stores: [&SnapshotStore; 2]| -> BTreeMap<&'static str, SnapshotDigest> {
-        Collection::ALL
+    Ok(imported)
+}
+
+/// A live trial judged on the snapshots read back, with what the performer measured.
+struct LiveRun {
+    judged: Judged,
+    performer: LivePerformer,
+    wall_s: f64,
+    /// Read back from the real store (what the oracle judged), and the models' in the same trial.
+    snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    model_snapshots: BTreeMap<&'static str, SnapshotDigest>,
+    operations: BTreeMap<&'static str, OperationSummary>,
+}
+
+impl LiveRun {
+    fn judge(
+        trial: Trial,
+        stores: [&SnapshotStore; 2],
+        performer: LivePerformer,
+        wall_s: f64,
+    ) -> LiveRun {
+        let input = oracle::Input {
+            stores,
+            ..explore::oracle_input(&trial)
+        };
+        let report = oracle::check(&input);
+        let digests = |stores: [&SnapshotStore; 2]| -> BTreeMap<&'static str, SnapshotDigest> {
+            Collection::ALL
+                .iter()
+                .map(|c| (c.name(), digest(stores[c.index()], trial.table(), &trial)))
+                .collect()
+        };
+        let snapshots = digests(stores);
+        let model_snapshots = digests([
+            trial.store(Collection::Lines),
+            trial.store(Collection::Words),
+        ]);
+        let operations = performer
+            .times
             .iter()
-            .map(|c| (c.name(), digest(stores[c.index()], trial.table(), &trial)))
-            .collect()
-    };
-    let snapshots = digests(stores);
-    let model_snapshots = digests([
-        trial.store(Collection::Lines),
-        trial.store(Collection::Words),
-    ]);
-    let judged = Judged {
-        trial,
-        oracle: report,
-    };
-    crate::trial_command::check_settled(&judged, loaded)?;
-    let json_on_stdout = matches!(flags.export, Some(Output::Stdout));
-    let mut text = String::new();
-    crate::trial_command::describe_trial(&mut text, &judged, flags.scenario_name);
-    let operations: BTreeMap<&'static str, OperationSummary> = performer
-        .times
-        .iter()
-        .map(|(name, times)| (*name, times.summary()))
-        .collect();
-    describe_live(&mut text, &performer, wall_s, &snapshots, &model_snapshots);
-    describe_operations(&mut text, backends.timing, &operations);
-    crate::output::say(json_on_stdout, &text);
-    if let Some(export) = flags.export {
-        export.write_json(&LiveResult {
+            .map(|(name, times)| (*name, times.summary()))
+            .collect();
+        let judged = Judged {
+            trial,
+            oracle: report,
+        };
+        LiveRun {
+            judged,
+            performer,
+            wall_s,
+            snapshots,
+            model_snapshots,
+            operations,
+        }
+    }
+
+    /// The trial's description, then the live section's.
+    fn describe(&self, scenario_name: &str, timing: Timing) -> String {
+        let mut text = String::new();
+        crate::trial_command::describe_trial(&mut text, &self.judged, scenario_name);
+        let performer = &self.performer;
+        let (snapshots, model_snapshots) = (&self.snapshots, &self.model_snapshots);
+        describe_live(
+            &mut text,
+            performer,
+            self.wall_s,
+            snapshots,
+            model_snapshots,
+        );
+        describe_operations(&mut text, timing, &self.operations);
+        text
+    }
+
+    /// The JSON result: `run`'s, with the live section.
+    fn result<'a>(&'a self, scenario: Value, backends: &'a LiveSettings) -> LiveResult<'a> {
+        let performer = &self.performer;
+        LiveResult {
             schema_version: crate::output::SCHEMA_VERSION,
             command: "live",
-            scenario: serde_json::to_value(&**config).unwrap_or(Value::Null),
-            trial: TrialResult::of(&judged),
+            scenario,
+            trial: TrialResult::of(&self.judged),
             live: LiveSection {
                 chroma: &backends.chroma,
                 store: &backends.store,
                 timing: backends.timing.name(),
                 time_scale: backends.time_scale,
                 dimension: backends.dimension,
-                wall_s,
-                snapshots,
-                model_snapshots,
+                wall_s: self.wall_s,
+                snapshots: &self.snapshots,
+                model_snapshots: &self.model_snapshots,
                 divergences: &performer.divergences,
                 backend_errors: performer.errors,
                 first_backend_error: performer.first_error.as_deref(),
-                operations,
+                operations: &self.operations,
                 operations_in_flight_max: performer.in_flight_max,
             },
-        })?;
+        }
     }
-    crate::trial_command::check_outcome(flags.check, &[&judged])
 }
 
 /// The backends and timing of the trial: each flag given, else the scenario's `[live]` field.

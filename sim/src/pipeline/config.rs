@@ -979,6 +979,13 @@ fn check_period(
 /// Every duration and the mean of every duration distribution at most the longest horizon, so
 /// that no instant of a trial comes near `Instant::MAX`.
 fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
+    check_distribution_means(config)?;
+    check_fixed_durations(config)?;
+    check_arrival_times(config)
+}
+
+/// The mean of every duration distribution at most the longest horizon.
+fn check_distribution_means(config: &PipelineConfig) -> Result<(), ConfigError> {
     let upload = &config.upload;
     let processor = &config.stream_processor;
     let compaction = &config.compaction;
@@ -1015,6 +1022,12 @@ fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
             "the mean must be at most 3650d (ten years)",
         )?;
     }
+    Ok(())
+}
+
+/// Every fixed duration (and publish retry delay) at most the longest horizon.
+fn check_fixed_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
+    let compaction = &config.compaction;
     let delay_max = compaction.publish_lock_retry_delays.iter().copied().max();
     check(
         delay_max.is_none_or(|delay| delay <= HORIZON_MAX),
@@ -1045,6 +1058,11 @@ fn check_durations(config: &PipelineConfig) -> Result<(), ConfigError> {
             "must be at most 3650d (ten years)",
         )?;
     }
+    Ok(())
+}
+
+/// Every burst's and trace's arrival time at most the longest horizon.
+fn check_arrival_times(config: &PipelineConfig) -> Result<(), ConfigError> {
     let at_max = config.workload.bursts.iter().map(|burst| burst.at).max();
     let trace_max = config.workload.trace.iter().copied().max();
     for (at, field) in [(at_max, "workload.bursts"), (trace_max, "workload.trace")] {
@@ -1099,6 +1117,12 @@ impl WorkloadConfig {
             "workload.receipts",
             "too many receipts for one trial",
         )?;
+        self.check_arrivals()?;
+        self.check_shapes()
+    }
+
+    /// The arrival process's own parameters, and bounds on the bursts and the trace.
+    fn check_arrivals(&self) -> Result<(), ConfigError> {
         match self.arrival {
             ArrivalProcess::Poisson => check(
                 self.rate_per_hour.is_finite() && self.rate_per_hour > 0.0,
@@ -1129,56 +1153,66 @@ impl WorkloadConfig {
             self.trace.len() as u64 <= RECEIPTS_MAX,
             "workload.trace",
             "too many arrival times for one trial",
-        )?;
-        check_number_bounds(
-            &self.receipts_per_image,
-            0.0,
-            1000.0,
-            "workload.receipts_per_image",
-        )?;
-        check_number_bounds(
-            &self.lines_per_receipt,
-            0.0,
-            4095.0,
-            "workload.lines_per_receipt",
-        )?;
-        check_number_bounds(
-            &self.words_per_line,
-            0.0,
-            WORDS_PER_LINE_GENERATED_MAX,
-            "workload.words_per_line",
-        )?;
-        check_number_bounds(
-            &self.noise_word_share,
-            0.0,
-            1.0,
-            "workload.noise_word_share",
-        )?;
-        check_number_bounds(&self.labels_per_word, 0.0, 16.0, "workload.labels_per_word")?;
-        check_number_bounds(
-            &self.changed_label_share,
-            0.0,
-            1.0,
-            "workload.changed_label_share",
-        )?;
-        check_number_bounds(
-            &self.removed_label_share,
-            0.0,
-            1.0,
-            "workload.removed_label_share",
-        )?;
-        check_number_bounds(
-            &self.older_label_share,
-            0.0,
-            1.0,
-            "workload.older_label_share",
-        )?;
-        check_number_bounds(
-            &self.merchant_correction_share,
-            0.0,
-            1.0,
-            "workload.merchant_correction_share",
         )
+    }
+
+    /// The bounds of the distributions that shape receipts: images, lines, words and labels.
+    fn check_shapes(&self) -> Result<(), ConfigError> {
+        let bounds: [(&NumberDist, f64, f64, &str); 9] = [
+            (
+                &self.receipts_per_image,
+                0.0,
+                1000.0,
+                "workload.receipts_per_image",
+            ),
+            (
+                &self.lines_per_receipt,
+                0.0,
+                4095.0,
+                "workload.lines_per_receipt",
+            ),
+            (
+                &self.words_per_line,
+                0.0,
+                WORDS_PER_LINE_GENERATED_MAX,
+                "workload.words_per_line",
+            ),
+            (
+                &self.noise_word_share,
+                0.0,
+                1.0,
+                "workload.noise_word_share",
+            ),
+            (&self.labels_per_word, 0.0, 16.0, "workload.labels_per_word"),
+            (
+                &self.changed_label_share,
+                0.0,
+                1.0,
+                "workload.changed_label_share",
+            ),
+            (
+                &self.removed_label_share,
+                0.0,
+                1.0,
+                "workload.removed_label_share",
+            ),
+            (
+                &self.older_label_share,
+                0.0,
+                1.0,
+                "workload.older_label_share",
+            ),
+            (
+                &self.merchant_correction_share,
+                0.0,
+                1.0,
+                "workload.merchant_correction_share",
+            ),
+        ];
+        for (dist, low, high, field) in bounds {
+            check_number_bounds(dist, low, high, field)?;
+        }
+        Ok(())
     }
 }
 

@@ -71,40 +71,11 @@ impl<P: Performer> Simulation<'_, P> {
             Effect::CacheLoad {
                 collection,
                 version,
-            } => match self.cached_publish(state, *collection, *version) {
-                Some((_, true)) | None => Duration::ZERO,
-                Some((publish, false)) => {
-                    let entries = self.stores[collection.index()].entry_count(publish);
-                    let stream = &mut self.compaction_stream;
-                    store_config.download_fixed.sample(stream).saturating_add(
-                        store_config.transfer(entries, store_config.download_bytes_per_s),
-                    )
-                }
-            },
+            } => self.cache_load_duration(state, *collection, *version),
             Effect::OpenWorkingCopy {
                 collection,
                 version,
-            } => {
-                let (entries, cached) = match self.cached_publish(state, *collection, *version) {
-                    Some((publish, cached)) => {
-                        (self.stores[collection.index()].entry_count(publish), cached)
-                    }
-                    None => (0, true),
-                };
-                let stream = &mut self.compaction_stream;
-                let mut duration = compaction
-                    .copy
-                    .sample(stream)
-                    .saturating_add(store_config.transfer(entries, store_config.copy_bytes_per_s));
-                if !cached {
-                    duration = duration
-                        .saturating_add(store_config.download_fixed.sample(stream))
-                        .saturating_add(
-                            store_config.transfer(entries, store_config.download_bytes_per_s),
-                        );
-                }
-                duration
-            }
+            } => self.open_working_copy_duration(state, *collection, *version),
             Effect::GetObject(ObjectKey::Delta { .. }) => compaction.delta_download.sample(stream),
             Effect::Collection(_) => Duration::ZERO,
             Effect::TableRead(_) | Effect::TableWrite(_) => {
@@ -116,21 +87,81 @@ impl<P: Performer> Simulation<'_, P> {
                 .saturating_add(compaction.apply_per_id.saturating_mul(*ids)),
             Effect::Sleep(duration) => *duration,
             Effect::PutObject(ObjectKey::Snapshot { collection, .. }) => {
-                let store = &self.stores[collection.index()];
-                let working_copy = state
-                    .working_copy
-                    .as_ref()
-                    .expect("a working copy to upload");
-                let entries =
-                    store.entry_count(working_copy.base()) + working_copy.overlay_len() as u64;
-                let stream = &mut self.compaction_stream;
-                store_config
-                    .upload_fixed
-                    .sample(stream)
-                    .saturating_add(store_config.transfer(entries, store_config.upload_bytes_per_s))
+                self.snapshot_upload_duration(state, *collection)
             }
             Effect::CacheStore { .. } => compaction.write_back.sample(stream),
             other => panic!("the compaction does not ask for {other:?}"),
         }
+    }
+
+    /// A cache load downloads the published snapshot unless the container's cache holds it.
+    fn cache_load_duration(
+        &mut self,
+        state: &CompactionSlot,
+        collection: Collection,
+        version: Option<VersionId>,
+    ) -> Duration {
+        let config = self.config;
+        let store_config = &config.store;
+        match self.cached_publish(state, collection, version) {
+            Some((_, true)) | None => Duration::ZERO,
+            Some((publish, false)) => {
+                let entries = self.stores[collection.index()].entry_count(publish);
+                let stream = &mut self.compaction_stream;
+                store_config.download_fixed.sample(stream).saturating_add(
+                    store_config.transfer(entries, store_config.download_bytes_per_s),
+                )
+            }
+        }
+    }
+
+    /// Opening a working copy copies the snapshot, after downloading it if it is not cached.
+    fn open_working_copy_duration(
+        &mut self,
+        state: &CompactionSlot,
+        collection: Collection,
+        version: Option<VersionId>,
+    ) -> Duration {
+        let config = self.config;
+        let store_config = &config.store;
+        let (entries, cached) = match self.cached_publish(state, collection, version) {
+            Some((publish, cached)) => {
+                (self.stores[collection.index()].entry_count(publish), cached)
+            }
+            None => (0, true),
+        };
+        let stream = &mut self.compaction_stream;
+        let mut duration = config
+            .compaction
+            .copy
+            .sample(stream)
+            .saturating_add(store_config.transfer(entries, store_config.copy_bytes_per_s));
+        if !cached {
+            duration = duration
+                .saturating_add(store_config.download_fixed.sample(stream))
+                .saturating_add(store_config.transfer(entries, store_config.download_bytes_per_s));
+        }
+        duration
+    }
+
+    /// Uploading a snapshot sends the working copy's base and overlay entries.
+    fn snapshot_upload_duration(
+        &mut self,
+        state: &CompactionSlot,
+        collection: Collection,
+    ) -> Duration {
+        let config = self.config;
+        let store_config = &config.store;
+        let store = &self.stores[collection.index()];
+        let working_copy = state
+            .working_copy
+            .as_ref()
+            .expect("a working copy to upload");
+        let entries = store.entry_count(working_copy.base()) + working_copy.overlay_len() as u64;
+        let stream = &mut self.compaction_stream;
+        store_config
+            .upload_fixed
+            .sample(stream)
+            .saturating_add(store_config.transfer(entries, store_config.upload_bytes_per_s))
     }
 }

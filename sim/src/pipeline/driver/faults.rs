@@ -13,6 +13,18 @@ pub(super) struct FaultStreams {
     pub(super) collection_error: Stream,
 }
 
+impl FaultStreams {
+    pub(super) fn new(streams: &Streams) -> FaultStreams {
+        FaultStreams {
+            stall: streams.stream("fault-compaction-stall"),
+            kill_after_pointer: streams.stream("fault-kill-after-pointer"),
+            stream_retry: streams.stream("fault-stream-retry"),
+            throttle: streams.stream("fault-throttle"),
+            collection_error: streams.stream("fault-collection-error"),
+        }
+    }
+}
+
 /// Whether an injected fault with this share strikes (no draw when the fault is off).
 pub(super) fn strikes(stream: &mut Stream, share: f64) -> bool {
     share > 0.0 && chance(stream, share)
@@ -125,9 +137,7 @@ impl<P: Performer> Simulation<'_, P> {
             let messages = state.machine.messages();
             self.record_messages(now, actor, event, collection, messages, String::new);
         }
-        if let Some(working_copy) = state.working_copy.take() {
-            self.stores[collection.index()].discard(working_copy);
-        }
+        self.discard_working_copy(&mut state);
         self.drop_container_cache(state.invocation.container.0);
         self.compaction_lambda.finish(now, state.invocation.id);
         self.compactions.release(slot);

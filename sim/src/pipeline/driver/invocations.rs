@@ -1,5 +1,6 @@
-//! Running invocations: advancing a state machine through its effects (at once when an effect takes
-//! no time, else by a step event), its deadline kill, lock heartbeats, and its end. In measured
+//! Running invocations, one generic mechanism for the three functions (over `InvocationState`):
+//! advancing a state machine through its effects (at once when an effect takes no time, else by a
+//! step event), its deadline kill, lock heartbeats, and its end. In measured
 //! timing (`Performer::measured_timing`) a data-plane effect is performed when it is issued and its
 //! answer kept in the slot until its step, the measured duration later; an effect the performer
 //! starts instead waits in flight, and its step is scheduled when the lookahead hears it ended.
@@ -9,8 +10,9 @@ use super::*;
 /// Bounds the lookahead's waits when no event is left but effects are in flight.
 const LOOKAHEAD_WAITS_MAX: usize = 1 << 20;
 
-/// A compaction effect in flight: its invocation, when it was issued and its deadline.
+/// An effect in flight: its invocation, when it was issued and its deadline.
 pub(super) struct InFlight {
+    function: Function,
     slot: u32,
     generation: u32,
     issued: Instant,
@@ -18,226 +20,178 @@ pub(super) struct InFlight {
 }
 
 impl<P: Performer> Simulation<'_, P> {
-    pub(super) fn advance_upload(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.uploads.take(slot, generation) else {
+    /// Runs an invocation on from where it is: performs at once each effect that takes no time,
+    /// and leaves it waiting on the first that does (its step scheduled, or in flight); when the
+    /// state machine asks for nothing more, the invocation returns.
+    pub(super) fn advance<I: InvocationState>(&mut self, now: Instant, slot: u32, generation: u32) {
+        let Some(mut state) = I::slots(self).take(slot, generation) else {
             return;
         };
         for _ in 0..SYNCHRONOUS_EFFECTS_MAX {
-            self.drain_upload_notes(now, &mut state);
-            let Some(effect) = state.machine.poll_effect() else {
+            I::drain_notes(self, now, &mut state);
+            let Some(effect) = state.poll_effect() else {
                 break;
             };
-            let receipt = state.machine.unfinished()[0].receipt;
-            let mut duration = self.upload_duration(&effect, receipt);
-            let answered = if self.measures(&effect) {
-                let response = self.perform_upload(now, &effect, receipt);
-                duration = self.performer.take_measured();
-                Some(response)
-            } else {
-                None
-            };
-            let deadline = state.invocation.deadline;
-            if self.defer_effect(Function::Upload, slot, generation, now, duration, deadline) {
-                state.pending = Some(effect);
-                state.answered = answered;
-                self.uploads.put_back(slot, state);
-                return;
+            match self.issue(now, slot, generation, state, effect) {
+                Some(survivor) => state = survivor,
+                None => return,
             }
-            let response = match answered {
-                Some(response) => response,
-                None => self.perform_upload(now, &effect, receipt),
-            };
-            state.machine.handle_response(now, response);
         }
-        self.drain_upload_notes(now, &mut state);
-        assert!(state.machine.is_done(), "an upload invocation stalled");
-        // The function returned: the mapping deletes what is left of the batch (every message of
-        // it unless each record's was deleted when handled).
-        for (_, handle) in std::mem::take(&mut state.handles) {
-            self.delete_upload(now, handle);
-        }
-        self.upload_lambda.finish(now, state.invocation.id);
-        self.uploads.release(slot);
-        self.wake(Poller::Upload, now);
+        self.end(now, slot, state);
     }
 
-    pub(super) fn step_upload(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.uploads.take(slot, generation) else {
-            return;
-        };
-        let effect = state
-            .pending
-            .take()
-            .expect("a step has an outstanding effect");
-        let receipt = state.machine.unfinished()[0].receipt;
-        let response = match state.answered.take() {
-            Some(response) => response,
-            None => self.perform_upload(now, &effect, receipt),
-        };
-        state.machine.handle_response(now, response);
-        self.uploads.put_back(slot, state);
-        self.advance_upload(now, slot, generation);
-    }
-
-    pub(super) fn advance_processor(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.processors.take(slot, generation) else {
-            return;
-        };
-        if let Some(effect) = state.machine.poll_effect() {
-            let config = &self.config.stream_processor;
-            let duration = match &effect {
-                Effect::Work(Work::RouteRecords(records)) => {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..*records {
-                        total = total.saturating_add(
-                            config.record_handling.sample(&mut self.processor_stream),
-                        );
-                    }
-                    total
-                }
-                Effect::SendMessages { .. } => config.send_batch.sample(&mut self.processor_stream),
-                other => panic!("the stream processor does not ask for {other:?}"),
-            };
-            state.pending = Some(effect);
-            let at = now.max(self.engine.now()).add(duration);
-            self.schedule_step(
-                Function::StreamProcessor,
-                slot,
-                generation,
-                at,
-                state.invocation.deadline,
-            );
-            self.processors.put_back(slot, state);
-            return;
-        }
-        assert!(state.machine.is_done());
-        self.processor_lambda.finish(now, state.invocation.id);
-        if self.stream_retried(now, &state) {
-            self.stream.fail(now, state.batch);
+    /// Issues `effect`: draws its cost; performs it at issue if the performer measures it; then
+    /// either defers its completion (the state goes back into its slot, `None`) or performs and
+    /// answers it at once (the state back, unless the invocation died of the answer).
+    fn issue<I: InvocationState>(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        generation: u32,
+        mut state: Box<I>,
+        effect: Effect,
+    ) -> Option<Box<I>> {
+        let cost = I::cost(self, now, &mut state, &effect);
+        let mut duration = cost.duration;
+        let answered = if self.measures(&effect) {
+            let response = I::perform(self, now, slot, generation, &mut state, &effect);
+            duration = self.performer.take_measured();
+            if let Some(ticket) = self.performer.take_started() {
+                let issued = self.engine.now().max(now).add(cost.stall);
+                self.start_in_flight(ticket, slot, generation, issued, state, effect);
+                return None;
+            }
+            Some(response)
         } else {
-            self.stream.complete(now, state.batch);
+            None
+        };
+        let duration = duration.saturating_add(cost.stall);
+        let deadline = state.invocation().deadline;
+        if self.defer::<I>(slot, generation, now, duration, deadline) {
+            let (pending, answer) = state.outstanding();
+            *pending = Some(effect);
+            *answer = answered;
+            I::slots(self).put_back(slot, state);
+            return None;
         }
-        self.processors.release(slot);
-        self.wake_stream(now);
+        let response = match answered {
+            Some(response) => response,
+            None => I::perform(self, now, slot, generation, &mut state, &effect),
+        };
+        state.handle_response(now, response);
+        I::responded(self, now, slot, &effect, state)
     }
 
-    pub(super) fn step_processor(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.processors.take(slot, generation) else {
+    /// The outstanding effect of an invocation completes: its answer (kept from its issue, or
+    /// performed now) is handed to the state machine, which then runs on.
+    pub(super) fn step<I: InvocationState>(&mut self, now: Instant, slot: u32, generation: u32) {
+        let Some(mut state) = I::slots(self).take(slot, generation) else {
             return;
         };
-        let effect = state
-            .pending
-            .take()
-            .expect("a step has an outstanding effect");
-        if let Effect::SendMessages {
-            collection,
-            messages,
-        } = effect
-        {
-            let fifo = self.config.queues.kind == ConfigQueueKind::Fifo;
-            let actor = Actor::StreamProcessor {
-                invocation: state.invocation.id.0,
-            };
-            let event = HistoryEvent::MessagesSent;
-            self.record_messages(now, actor, event, collection, &messages, String::new);
-            for message in messages {
-                let group = fifo.then_some(message.group);
-                let digest = message.content_digest();
-                self.queues[collection.index()].send(now, message, group, digest);
-            }
-            self.wake_queue(now, collection);
-        }
-        state.machine.handle_response(now, Response::Done);
-        self.processors.put_back(slot, state);
-        self.advance_processor(now, slot, generation);
+        let (pending, answer) = state.outstanding();
+        let effect = pending.take().expect("a step has an outstanding effect");
+        let response = match answer.take() {
+            Some(response) => response,
+            None => I::perform(self, now, slot, generation, &mut state, &effect),
+        };
+        state.handle_response(now, response);
+        let Some(state) = I::responded(self, now, slot, &effect, state) else {
+            return;
+        };
+        I::slots(self).put_back(slot, state);
+        self.advance::<I>(now, slot, generation);
     }
 
-    pub(super) fn advance_compaction(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.compactions.take(slot, generation) else {
+    /// The function returned: its teardown, its concurrency back, its slot free.
+    fn end<I: InvocationState>(&mut self, now: Instant, slot: u32, mut state: Box<I>) {
+        I::drain_notes(self, now, &mut state);
+        assert!(state.is_done(), "{} stalled", I::NAME);
+        I::returned(self, now, &mut state);
+        let id = state.invocation().id;
+        I::lambda(self).finish(now, id);
+        I::slots(self).release(slot);
+        I::vacated(self, now, &state);
+    }
+
+    /// An invocation's deadline: if it still runs, it is killed (its outstanding effect never
+    /// completes) and its slot freed.
+    pub(super) fn kill<I: InvocationState>(&mut self, now: Instant, slot: u32, generation: u32) {
+        let Some(mut state) = I::slots(self).take(slot, generation) else {
             return;
         };
-        for _ in 0..SYNCHRONOUS_EFFECTS_MAX {
-            self.drain_compaction_notes(now, &mut state);
-            let Some(effect) = state.machine.poll_effect() else {
-                break;
-            };
-            let mut duration = self.compaction_duration(&state, &effect);
-            let stall = self.take_stall(now, &mut state);
-            let answered = if self.measures(&effect) {
-                let response = self.perform_compaction(now, slot, generation, &mut state, &effect);
-                duration = self.performer.take_measured();
-                if let Some(ticket) = self.performer.take_started() {
-                    let in_flight = InFlight {
-                        slot,
-                        generation,
-                        issued: self.engine.now().max(now).add(stall),
-                        deadline: state.invocation.deadline,
-                    };
-                    self.in_flight.insert(ticket, in_flight);
-                    state.pending = Some(effect);
-                    state.answered = None;
-                    self.compactions.put_back(slot, state);
-                    return;
-                }
-                Some(response)
-            } else {
-                None
-            };
-            let duration = duration.saturating_add(stall);
-            let deadline = state.invocation.deadline;
-            if self.defer_effect(
-                Function::Compaction,
-                slot,
-                generation,
-                now,
-                duration,
-                deadline,
-            ) {
-                state.pending = Some(effect);
-                state.answered = answered;
-                self.compactions.put_back(slot, state);
-                return;
-            }
-            let response = match answered {
-                Some(response) => response,
-                None => self.perform_compaction(now, slot, generation, &mut state, &effect),
-            };
-            state.machine.handle_response(now, response);
-            let Some(survivor) = self.kill_after_pointer(now, slot, &effect, state) else {
-                return;
-            };
-            state = survivor;
+        let id = state.invocation().id;
+        I::lambda(self).kill(now, id);
+        I::killed(self, now, &mut state);
+        I::slots(self).release(slot);
+        I::vacated(self, now, &state);
+    }
+
+    /// An effect the performer started: the invocation waits in its slot until the lookahead
+    /// hears the effect ended.
+    fn start_in_flight<I: InvocationState>(
+        &mut self,
+        ticket: u64,
+        slot: u32,
+        generation: u32,
+        issued: Instant,
+        mut state: Box<I>,
+        effect: Effect,
+    ) {
+        let in_flight = InFlight {
+            function: I::FUNCTION,
+            slot,
+            generation,
+            issued,
+            deadline: state.invocation().deadline,
+        };
+        self.in_flight.insert(ticket, in_flight);
+        let (pending, answer) = state.outstanding();
+        *pending = Some(effect);
+        *answer = None;
+        I::slots(self).put_back(slot, state);
+    }
+
+    /// An effect in flight ended: its answer is kept in the slot and its step scheduled at its
+    /// issue plus its duration (if the invocation still runs).
+    fn land<I: InvocationState>(&mut self, in_flight: &InFlight, completion: &Completion) {
+        let (slot, generation) = (in_flight.slot, in_flight.generation);
+        let Some(mut state) = I::slots(self).take(slot, generation) else {
+            return;
+        };
+        *state.outstanding().1 = Some(completion.answer);
+        I::slots(self).put_back(slot, state);
+        let at = in_flight.issued.add(completion.duration);
+        let at = at.max(self.engine.now());
+        let deadline = in_flight.deadline.max(self.engine.now());
+        self.schedule_step(I::FUNCTION, slot, generation, at, deadline);
+    }
+
+    /// Sends a stream processor invocation's messages to their compaction queue.
+    pub(super) fn send_messages(
+        &mut self,
+        now: Instant,
+        invocation: u64,
+        collection: Collection,
+        messages: &[Message],
+    ) {
+        let fifo = self.config.queues.kind == ConfigQueueKind::Fifo;
+        let actor = Actor::StreamProcessor { invocation };
+        let event = HistoryEvent::MessagesSent;
+        self.record_messages(now, actor, event, collection, messages, String::new);
+        for message in messages {
+            let group = fifo.then_some(message.group);
+            let digest = message.content_digest();
+            self.queues[collection.index()].send(now, *message, group, digest);
         }
-        self.drain_compaction_notes(now, &mut state);
-        assert!(state.machine.is_done(), "a compaction invocation stalled");
-        self.report_outcomes(now, &state);
+        self.wake_queue(now, collection);
+    }
+
+    /// Drops a compaction invocation's working copy, if it opened one.
+    pub(super) fn discard_working_copy(&mut self, state: &mut CompactionSlot) {
         let collection = state.machine.collection();
         if let Some(working_copy) = state.working_copy.take() {
             self.stores[collection.index()].discard(working_copy);
         }
-        self.compaction_lambda.finish(now, state.invocation.id);
-        self.compactions.release(slot);
-        self.compaction_ended(now, collection);
-    }
-
-    pub(super) fn step_compaction(&mut self, now: Instant, slot: u32, generation: u32) {
-        let Some(mut state) = self.compactions.take(slot, generation) else {
-            return;
-        };
-        let effect = state
-            .pending
-            .take()
-            .expect("a step has an outstanding effect");
-        let response = match state.answered.take() {
-            Some(response) => response,
-            None => self.perform_compaction(now, slot, generation, &mut state, &effect),
-        };
-        state.machine.handle_response(now, response);
-        let Some(state) = self.kill_after_pointer(now, slot, &effect, state) else {
-            return;
-        };
-        self.compactions.put_back(slot, state);
-        self.advance_compaction(now, slot, generation);
     }
 
     /// Conservative lookahead before the next event: waits for the effects in flight that may end
@@ -260,16 +214,11 @@ impl<P: Performer> Simulation<'_, P> {
                 let Some(in_flight) = self.in_flight.remove(&completion.ticket) else {
                     continue;
                 };
-                let (slot, generation) = (in_flight.slot, in_flight.generation);
-                let Some(mut state) = self.compactions.take(slot, generation) else {
-                    continue;
-                };
-                state.answered = Some(completion.answer);
-                self.compactions.put_back(slot, state);
-                let at = in_flight.issued.add(completion.duration);
-                let at = at.max(self.engine.now());
-                let deadline = in_flight.deadline.max(self.engine.now());
-                self.schedule_step(Function::Compaction, slot, generation, at, deadline);
+                match in_flight.function {
+                    Function::Upload => self.land::<UploadSlot>(&in_flight, completion),
+                    Function::StreamProcessor => self.land::<ProcessorSlot>(&in_flight, completion),
+                    Function::Compaction => self.land::<CompactionSlot>(&in_flight, completion),
+                }
             }
             self.completions = ended;
             if let Some(reached) = reached {
@@ -300,13 +249,7 @@ impl<P: Performer> Simulation<'_, P> {
             let in_flight = self.in_flight.remove(&ticket).expect("listed");
             let deadline = in_flight.deadline.max(self.engine.now());
             let (slot, generation) = (in_flight.slot, in_flight.generation);
-            self.schedule_step(
-                Function::Compaction,
-                slot,
-                generation,
-                Instant::MAX,
-                deadline,
-            );
+            self.schedule_step(in_flight.function, slot, generation, Instant::MAX, deadline);
         }
     }
 
@@ -354,21 +297,21 @@ impl<P: Performer> Simulation<'_, P> {
     }
 
     /// Schedules the completion of an effect that takes `duration` from `now`, and says so; an
-    /// effect with no duration, asked for at the engine's present, completes at once instead.
-    pub(super) fn defer_effect(
+    /// effect with no duration, asked for at the engine's present, completes at once instead
+    /// (unless every effect of the function takes a step).
+    pub(super) fn defer<I: InvocationState>(
         &mut self,
-        function: Function,
         slot: u32,
         generation: u32,
         now: Instant,
         duration: Duration,
         deadline: Instant,
     ) -> bool {
-        if duration == Duration::ZERO && now <= self.engine.now() {
+        if !I::STEPS_EVERY_EFFECT && duration == Duration::ZERO && now <= self.engine.now() {
             return false;
         }
         let at = self.engine.now().max(now).add(duration);
-        self.schedule_step(function, slot, generation, at, deadline);
+        self.schedule_step(I::FUNCTION, slot, generation, at, deadline);
         true
     }
 
@@ -419,67 +362,6 @@ impl<P: Performer> Simulation<'_, P> {
         {
             self.engine
                 .schedule_at(now.add(interval), Event::Heartbeat { slot, generation });
-        }
-    }
-
-    pub(super) fn kill(&mut self, now: Instant, function: Function, slot: u32, generation: u32) {
-        match function {
-            Function::Upload => {
-                let Some(state) = self.uploads.take(slot, generation) else {
-                    return;
-                };
-                self.upload_lambda.kill(now, state.invocation.id);
-                self.counters.kills.upload += 1;
-                let receipt = state.machine.unfinished().first().map(|plan| plan.receipt);
-                self.history.record(
-                    now,
-                    Actor::Upload {
-                        invocation: state.invocation.id.0,
-                    },
-                    HistoryEvent::UploadKilled,
-                    receipt,
-                    &[],
-                    String::new,
-                );
-                self.uploads.release(slot);
-                self.wake(Poller::Upload, now);
-            }
-            Function::StreamProcessor => {
-                let Some(state) = self.processors.take(slot, generation) else {
-                    return;
-                };
-                self.processor_lambda.kill(now, state.invocation.id);
-                self.counters.kills.stream_processor += 1;
-                self.stream.fail(now, state.batch);
-                self.processors.release(slot);
-                self.wake_stream(now);
-            }
-            Function::Compaction => {
-                let Some(mut state) = self.compactions.take(slot, generation) else {
-                    return;
-                };
-                self.compaction_lambda.kill(now, state.invocation.id);
-                self.counters.kills.compaction += 1;
-                let collection = state.machine.collection();
-                if let Some(working_copy) = state.working_copy.take() {
-                    self.stores[collection.index()].discard(working_copy);
-                }
-                self.drop_container_cache(state.invocation.container.0);
-                let actor = Actor::Compaction {
-                    invocation: state.invocation.id.0,
-                    collection,
-                };
-                self.history.record(
-                    now,
-                    actor,
-                    HistoryEvent::CompactionKilled,
-                    None,
-                    &[],
-                    String::new,
-                );
-                self.compactions.release(slot);
-                self.compaction_ended(now, collection);
-            }
         }
     }
 }

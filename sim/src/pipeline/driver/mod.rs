@@ -12,6 +12,7 @@
 
 mod costs;
 mod faults;
+mod invocation;
 mod invocations;
 mod locks;
 mod notes;
@@ -57,6 +58,7 @@ use crate::services::table::{
 use crate::time::{Duration, Instant};
 use crate::workload::{LabelSpec, Receipt, WordRef, chance};
 use faults::FaultStreams;
+use invocation::InvocationState;
 use invocations::InFlight;
 pub use notes::{describe_messages, message_word};
 use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};
@@ -406,6 +408,119 @@ fn lambda_params(
     }
 }
 
+fn stream_params(config: &PipelineConfig) -> StreamParams {
+    let stream = &config.stream;
+    StreamParams {
+        shards: stream.shards,
+        shard_split_interval: None,
+        shards_max: stream.shards,
+        batch_size: stream.batch_size,
+        batching_window: stream.batching_window,
+        parallelization_factor: stream.parallelization_factor,
+        retry_attempts_max: Some(stream.retry_limit),
+        bisect_on_failure: stream.bisect_on_error,
+        record_age_max: Some(stream.record_age_max),
+        retention: Duration::from_secs(86_400),
+    }
+}
+
+fn upload_queue_params(config: &PipelineConfig) -> QueueParams {
+    QueueParams {
+        kind: QueueKind::Standard {
+            duplicate_share: 0.0,
+        },
+        visibility_timeout: config.upload.queue_visibility_timeout,
+        // No redrive policy, no receive limit: a message comes back until retention deletes it.
+        receive_limit: config
+            .upload
+            .dead_letter_queue
+            .then_some(config.upload.queue_receive_limit),
+        retention: Duration::from_secs(4 * 86_400),
+        deduplication_window: Duration::from_secs(300),
+    }
+}
+
+fn snapshot_params(config: &PipelineConfig) -> SnapshotParams {
+    SnapshotParams {
+        version_resolution: config.compaction.version_id_resolution,
+        keep_versions: config.store.keep_versions as usize,
+        deltas_window: 4096,
+        deltas_max: 16_384,
+    }
+}
+
+fn upload_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
+    let upload = &config.upload;
+    let params = lambda_params(
+        upload.concurrency,
+        upload.timeout,
+        upload.cold_start_share,
+        &upload.cold_start,
+    );
+    Lambda::new(params, streams.stream("upload-lambda"))
+}
+
+fn processor_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
+    let processor = &config.stream_processor;
+    let params = lambda_params(
+        processor.reserved_concurrency,
+        processor.timeout,
+        processor.cold_start_share,
+        &processor.cold_start,
+    );
+    Lambda::new(params, streams.stream("stream-processor-lambda"))
+}
+
+fn compaction_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
+    let compaction = &config.compaction;
+    let params = lambda_params(
+        compaction.reserved_concurrency,
+        compaction.timeout,
+        compaction.cold_start_share,
+        &compaction.cold_start,
+    );
+    Lambda::new(params, streams.stream("compaction-lambda"))
+}
+
+fn upload_settings(config: &PipelineConfig) -> UploadSettings {
+    UploadSettings {
+        flow: config.flow,
+        wait_poll_period: config.wait.poll_period,
+        wait_cap: config.wait.cap,
+        delta_upload_error: config.upload.delta_upload_error,
+        delta_upload_tries_max: config.upload.delta_upload_tries_max,
+    }
+}
+
+fn routing_settings(config: &PipelineConfig) -> RoutingSettings {
+    let processor = &config.stream_processor;
+    RoutingSettings {
+        other_inserts: processor.other_inserts,
+        run_completed_message: processor.run_completed_message,
+        message_group: processor.message_group,
+        send_batch_size: processor.send_batch_size,
+    }
+}
+
+fn compaction_settings(config: &PipelineConfig) -> CompactionSettings {
+    let compaction = &config.compaction;
+    CompactionSettings {
+        lock_lease: compaction.lock_lease,
+        heartbeat_interval: compaction
+            .heartbeat_enabled
+            .then_some(compaction.heartbeat_interval),
+        publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
+        pointer_promotion: compaction.pointer_promotion,
+        drift_check: compaction.drift_check,
+        ownership_check: compaction.ownership_check,
+        missing_id: compaction.missing_id,
+        mark_runs: compaction.mark_runs,
+        in_batch_ordering: compaction.in_batch_ordering,
+        deduplicate: compaction.deduplicate,
+        sync_from_table_on_merge: compaction.sync_from_table_on_merge,
+    }
+}
+
 impl<'a> Simulation<'a> {
     /// A simulation whose effects are performed on the models alone.
     pub fn new(
@@ -429,81 +544,25 @@ impl<'a, P: Performer> Simulation<'a, P> {
         performer: P,
     ) -> Self {
         let streams = Streams::new(config.seed);
-        let stream_params = StreamParams {
-            shards: config.stream.shards,
-            shard_split_interval: None,
-            shards_max: config.stream.shards,
-            batch_size: config.stream.batch_size,
-            batching_window: config.stream.batching_window,
-            parallelization_factor: config.stream.parallelization_factor,
-            retry_attempts_max: Some(config.stream.retry_limit),
-            bisect_on_failure: config.stream.bisect_on_error,
-            record_age_max: Some(config.stream.record_age_max),
-            retention: Duration::from_secs(86_400),
-        };
-        let upload_queue_params = QueueParams {
-            kind: QueueKind::Standard {
-                duplicate_share: 0.0,
-            },
-            visibility_timeout: config.upload.queue_visibility_timeout,
-            // No redrive policy, no receive limit: a message comes back until retention deletes it.
-            receive_limit: config
-                .upload
-                .dead_letter_queue
-                .then_some(config.upload.queue_receive_limit),
-            retention: Duration::from_secs(4 * 86_400),
-            deduplication_window: Duration::from_secs(300),
-        };
-        let snapshot_params = SnapshotParams {
-            version_resolution: config.compaction.version_id_resolution,
-            keep_versions: config.store.keep_versions as usize,
-            deltas_window: 4096,
-            deltas_max: 16_384,
-        };
-        let compaction = &config.compaction;
         Simulation {
             config,
             receipts,
             streams,
             engine,
             table: Table::with_capacity(receipts.len()),
-            stream: TableStream::new(stream_params),
-            upload_queue: Queue::new(upload_queue_params, streams.stream("upload-queue")),
+            stream: TableStream::new(stream_params(config)),
+            upload_queue: Queue::new(upload_queue_params(config), streams.stream("upload-queue")),
             queues: [
                 Queue::new(queue_params(config), streams.stream("lines-queue")),
                 Queue::new(queue_params(config), streams.stream("words-queue")),
             ],
-            upload_lambda: Lambda::new(
-                lambda_params(
-                    config.upload.concurrency,
-                    config.upload.timeout,
-                    config.upload.cold_start_share,
-                    &config.upload.cold_start,
-                ),
-                streams.stream("upload-lambda"),
-            ),
-            processor_lambda: Lambda::new(
-                lambda_params(
-                    config.stream_processor.reserved_concurrency,
-                    config.stream_processor.timeout,
-                    config.stream_processor.cold_start_share,
-                    &config.stream_processor.cold_start,
-                ),
-                streams.stream("stream-processor-lambda"),
-            ),
-            compaction_lambda: Lambda::new(
-                lambda_params(
-                    compaction.reserved_concurrency,
-                    compaction.timeout,
-                    compaction.cold_start_share,
-                    &compaction.cold_start,
-                ),
-                streams.stream("compaction-lambda"),
-            ),
+            upload_lambda: upload_lambda(config, &streams),
+            processor_lambda: processor_lambda(config, &streams),
+            compaction_lambda: compaction_lambda(config, &streams),
             locks: [LeaseLock::new(), LeaseLock::new()],
             stores: [
-                SnapshotStore::new(Collection::Lines, snapshot_params.clone()),
-                SnapshotStore::new(Collection::Words, snapshot_params),
+                SnapshotStore::new(Collection::Lines, snapshot_params(config)),
+                SnapshotStore::new(Collection::Words, snapshot_params(config)),
             ],
             caches: BTreeMap::new(),
             uploads: Slots::new(),
@@ -533,41 +592,10 @@ impl<'a, P: Performer> Simulation<'a, P> {
             events_by_kind: EventCounts::default(),
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
-            faults: FaultStreams {
-                stall: streams.stream("fault-compaction-stall"),
-                kill_after_pointer: streams.stream("fault-kill-after-pointer"),
-                stream_retry: streams.stream("fault-stream-retry"),
-                throttle: streams.stream("fault-throttle"),
-                collection_error: streams.stream("fault-collection-error"),
-            },
-            upload_settings: UploadSettings {
-                flow: config.flow,
-                wait_poll_period: config.wait.poll_period,
-                wait_cap: config.wait.cap,
-                delta_upload_error: config.upload.delta_upload_error,
-                delta_upload_tries_max: config.upload.delta_upload_tries_max,
-            },
-            routing: RoutingSettings {
-                other_inserts: config.stream_processor.other_inserts,
-                run_completed_message: config.stream_processor.run_completed_message,
-                message_group: config.stream_processor.message_group,
-                send_batch_size: config.stream_processor.send_batch_size,
-            },
-            compaction_settings: CompactionSettings {
-                lock_lease: compaction.lock_lease,
-                heartbeat_interval: compaction
-                    .heartbeat_enabled
-                    .then_some(compaction.heartbeat_interval),
-                publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
-                pointer_promotion: compaction.pointer_promotion,
-                drift_check: compaction.drift_check,
-                ownership_check: compaction.ownership_check,
-                missing_id: compaction.missing_id,
-                mark_runs: compaction.mark_runs,
-                in_batch_ordering: compaction.in_batch_ordering,
-                deduplicate: compaction.deduplicate,
-                sync_from_table_on_merge: compaction.sync_from_table_on_merge,
-            },
+            faults: FaultStreams::new(&streams),
+            upload_settings: upload_settings(config),
+            routing: routing_settings(config),
+            compaction_settings: compaction_settings(config),
             upload_records: Vec::with_capacity(64),
             views: Vec::with_capacity(64),
             scratch_ids: Vec::with_capacity(256),
@@ -659,15 +687,19 @@ impl<'a, P: Performer> Simulation<'a, P> {
                 slot,
                 generation,
             } => match function {
-                Function::Upload => self.step_upload(now, slot, generation),
-                Function::StreamProcessor => self.step_processor(now, slot, generation),
-                Function::Compaction => self.step_compaction(now, slot, generation),
+                Function::Upload => self.step::<UploadSlot>(now, slot, generation),
+                Function::StreamProcessor => self.step::<ProcessorSlot>(now, slot, generation),
+                Function::Compaction => self.step::<CompactionSlot>(now, slot, generation),
             },
             Event::Kill {
                 function,
                 slot,
                 generation,
-            } => self.kill(now, function, slot, generation),
+            } => match function {
+                Function::Upload => self.kill::<UploadSlot>(now, slot, generation),
+                Function::StreamProcessor => self.kill::<ProcessorSlot>(now, slot, generation),
+                Function::Compaction => self.kill::<CompactionSlot>(now, slot, generation),
+            },
             Event::Heartbeat { slot, generation } => self.heartbeat(now, slot, generation),
         }
     }

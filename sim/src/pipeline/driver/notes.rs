@@ -37,44 +37,30 @@ pub fn describe_messages(collection: Collection, messages: &[Message]) -> String
     text
 }
 
+/// The history's actor of an upload invocation.
+fn upload_actor(state: &UploadSlot) -> Actor {
+    Actor::Upload {
+        invocation: state.invocation.id.0,
+    }
+}
+
 impl<P: Performer> Simulation<'_, P> {
     pub(super) fn drain_upload_notes(&mut self, now: Instant, state: &mut UploadSlot) {
         while let Some(note) = state.machine.poll_note() {
             match note {
-                UploadNote::Started(receipt) => {
-                    let arrival = self.receipts[receipt as usize].arrival_instant();
-                    if !self.progress[receipt as usize].started {
-                        self.stages
-                            .record(Stage::UploadQueueWait, now.since(arrival));
-                    }
-                    self.progress[receipt as usize].started = true;
-                    self.history.record(
-                        now,
-                        Actor::Upload {
-                            invocation: state.invocation.id.0,
-                        },
-                        HistoryEvent::UploadStarted,
-                        Some(receipt),
-                        &[],
-                        String::new,
-                    );
-                }
+                UploadNote::Started(receipt) => self.upload_started(now, state, receipt),
                 UploadNote::EmbeddingStarted(receipt) => {
                     self.progress[receipt as usize].embedding_started_at = Some(now);
                 }
                 UploadNote::Stage(_, stage, duration) => self.stages.record(stage, duration),
                 UploadNote::DeltaLost(receipt, collection) => {
                     self.counters.deltas_lost += 1;
-                    self.history.record(
-                        now,
-                        Actor::Upload {
-                            invocation: state.invocation.id.0,
-                        },
-                        HistoryEvent::DeltaLost,
-                        Some(receipt),
-                        &[],
-                        || collection.name().to_string(),
-                    );
+                    let actor = upload_actor(state);
+                    let event = HistoryEvent::DeltaLost;
+                    self.history
+                        .record(now, actor, event, Some(receipt), &[], || {
+                            collection.name().to_string()
+                        });
                 }
                 UploadNote::WaitCapped(_) => self.counters.waits_capped += 1,
                 UploadNote::LabelsSaved(receipt) => {
@@ -82,43 +68,53 @@ impl<P: Performer> Simulation<'_, P> {
                     progress.saved_at = Some(now);
                     progress.saved_from_embedding =
                         progress.embedding_started_at.map(|at| now.since(at));
-                    self.history.record(
-                        now,
-                        Actor::Upload {
-                            invocation: state.invocation.id.0,
-                        },
-                        HistoryEvent::LabelsSaved,
-                        Some(receipt),
-                        &[],
-                        String::new,
-                    );
+                    self.record_upload(now, state, HistoryEvent::LabelsSaved, receipt);
                 }
-                UploadNote::Finished(receipt) => {
-                    if self.config.upload.batch_deletion == UploadBatchDeletion::PerRecord {
-                        let position = state
-                            .handles
-                            .iter()
-                            .position(|(r, _)| *r == receipt)
-                            .expect("a handle per receipt");
-                        let (_, handle) = state.handles.remove(position);
-                        self.delete_upload(now, handle);
-                    }
-                    self.progress[receipt as usize].finished = true;
-                    self.visibility
-                        .finish(now, receipt, &self.table, &self.stores);
-                    self.history.record(
-                        now,
-                        Actor::Upload {
-                            invocation: state.invocation.id.0,
-                        },
-                        HistoryEvent::UploadFinished,
-                        Some(receipt),
-                        &[],
-                        String::new,
-                    );
-                }
+                UploadNote::Finished(receipt) => self.upload_finished(now, state, receipt),
             }
         }
+    }
+
+    /// A receipt's upload started: its wait in the upload queue ends (at its first start).
+    fn upload_started(&mut self, now: Instant, state: &UploadSlot, receipt: ReceiptIndex) {
+        let arrival = self.receipts[receipt as usize].arrival_instant();
+        if !self.progress[receipt as usize].started {
+            self.stages
+                .record(Stage::UploadQueueWait, now.since(arrival));
+        }
+        self.progress[receipt as usize].started = true;
+        self.record_upload(now, state, HistoryEvent::UploadStarted, receipt);
+    }
+
+    /// A receipt's upload finished: its message is deleted now if the mapping deletes per record,
+    /// and the wait for its labels to be visible starts.
+    fn upload_finished(&mut self, now: Instant, state: &mut UploadSlot, receipt: ReceiptIndex) {
+        if self.config.upload.batch_deletion == UploadBatchDeletion::PerRecord {
+            let position = state
+                .handles
+                .iter()
+                .position(|(r, _)| *r == receipt)
+                .expect("a handle per receipt");
+            let (_, handle) = state.handles.remove(position);
+            self.delete_upload(now, handle);
+        }
+        self.progress[receipt as usize].finished = true;
+        self.visibility
+            .finish(now, receipt, &self.table, &self.stores);
+        self.record_upload(now, state, HistoryEvent::UploadFinished, receipt);
+    }
+
+    /// A history record of an upload invocation about one receipt, with no detail.
+    fn record_upload(
+        &mut self,
+        now: Instant,
+        state: &UploadSlot,
+        event: HistoryEvent,
+        receipt: ReceiptIndex,
+    ) {
+        let actor = upload_actor(state);
+        self.history
+            .record(now, actor, event, Some(receipt), &[], String::new);
     }
 
     /// Deletes one upload message; a handle made stale by a newer receive deletes nothing.
@@ -135,91 +131,91 @@ impl<P: Performer> Simulation<'_, P> {
             collection,
         };
         while let Some(note) = state.machine.poll_note() {
-            let event = match note {
-                CompactionNote::Stage(stage, duration) => {
-                    self.stages.record(stage, duration);
-                    continue;
-                }
-                CompactionNote::BusyAtQuickCheck => {
-                    self.counters.busy_at_quick_check += 1;
-                    HistoryEvent::BusyAtQuickCheck
-                }
-                CompactionNote::BusyAtPublish => {
-                    self.counters.busy_at_publish += 1;
-                    HistoryEvent::BusyAtPublish
-                }
-                CompactionNote::PointerMovedAtQuickCheck => {
-                    self.counters.pointer_moved_at_quick_check += 1;
-                    HistoryEvent::PointerMoved
-                }
-                CompactionNote::PointerMovedAtPublish => {
-                    self.counters.pointer_moved_at_publish += 1;
-                    HistoryEvent::PointerMoved
-                }
-                CompactionNote::PointerConflict => {
-                    self.counters.pointer_conflicts += 1;
-                    HistoryEvent::PointerConflict
-                }
-                CompactionNote::OwnershipLost => {
-                    self.counters.ownership_lost += 1;
-                    HistoryEvent::OwnershipLost
-                }
+            match note {
+                CompactionNote::Stage(stage, duration) => self.stages.record(stage, duration),
                 CompactionNote::DeltaLost(index) => {
                     self.counters.deltas_unreadable += 1;
                     let receipt = state.machine.messages()[index].receipt;
-                    self.history.record(
-                        now,
-                        actor,
-                        HistoryEvent::DeltaLost,
-                        Some(receipt),
-                        &[],
-                        || collection.name().to_string(),
-                    );
-                    continue;
+                    let event = HistoryEvent::DeltaLost;
+                    self.history
+                        .record(now, actor, event, Some(receipt), &[], || {
+                            collection.name().to_string()
+                        });
                 }
                 CompactionNote::EmbeddingNotFound(index) => {
                     self.counters.embedding_not_found += 1;
                     let message = state.machine.messages()[index];
                     let ids = message_word(&message);
-                    self.history.record(
-                        now,
-                        actor,
-                        HistoryEvent::EmbeddingNotFound,
-                        Some(message.receipt),
-                        ids.as_slice(),
-                        String::new,
-                    );
-                    continue;
-                }
-                CompactionNote::MetadataDropped(_) => {
-                    self.counters.metadata_dropped += 1;
-                    continue;
+                    let event = HistoryEvent::EmbeddingNotFound;
+                    let receipt = Some(message.receipt);
+                    self.history
+                        .record(now, actor, event, receipt, ids.as_slice(), String::new);
                 }
                 CompactionNote::UpdateFailed(index) => {
                     let message = state.machine.messages()[index];
                     let ids = message_word(&message);
-                    self.history.record(
-                        now,
-                        actor,
-                        HistoryEvent::UpdateFailed,
-                        Some(message.receipt),
-                        ids.as_slice(),
-                        String::new,
-                    );
-                    continue;
+                    let event = HistoryEvent::UpdateFailed;
+                    let receipt = Some(message.receipt);
+                    self.history
+                        .record(now, actor, event, receipt, ids.as_slice(), String::new);
                 }
-                CompactionNote::Published { .. } => {
-                    self.counters.publishes[collection.index()] += 1;
-                    HistoryEvent::PointerPromoted
+                other => {
+                    if let Some(event) = self.count_compaction_note(collection, other) {
+                        self.history
+                            .record(now, actor, event, None, &[], String::new);
+                    }
                 }
-                CompactionNote::SnapshotMissing => {
-                    self.counters.snapshot_missing += 1;
-                    continue;
-                }
-            };
-            self.history
-                .record(now, actor, event, None, &[], String::new);
+            }
         }
+    }
+
+    /// Counts a compaction note that concerns no receipt; the history event it writes, if any.
+    fn count_compaction_note(
+        &mut self,
+        collection: Collection,
+        note: CompactionNote,
+    ) -> Option<HistoryEvent> {
+        let counters = &mut self.counters;
+        let (counter, event) = match note {
+            CompactionNote::BusyAtQuickCheck => (
+                &mut counters.busy_at_quick_check,
+                Some(HistoryEvent::BusyAtQuickCheck),
+            ),
+            CompactionNote::BusyAtPublish => (
+                &mut counters.busy_at_publish,
+                Some(HistoryEvent::BusyAtPublish),
+            ),
+            CompactionNote::PointerMovedAtQuickCheck => (
+                &mut counters.pointer_moved_at_quick_check,
+                Some(HistoryEvent::PointerMoved),
+            ),
+            CompactionNote::PointerMovedAtPublish => (
+                &mut counters.pointer_moved_at_publish,
+                Some(HistoryEvent::PointerMoved),
+            ),
+            CompactionNote::PointerConflict => (
+                &mut counters.pointer_conflicts,
+                Some(HistoryEvent::PointerConflict),
+            ),
+            CompactionNote::OwnershipLost => (
+                &mut counters.ownership_lost,
+                Some(HistoryEvent::OwnershipLost),
+            ),
+            CompactionNote::MetadataDropped(_) => (&mut counters.metadata_dropped, None),
+            CompactionNote::Published { .. } => (
+                &mut counters.publishes[collection.index()],
+                Some(HistoryEvent::PointerPromoted),
+            ),
+            CompactionNote::SnapshotMissing => (&mut counters.snapshot_missing, None),
+            CompactionNote::Stage(..)
+            | CompactionNote::DeltaLost(_)
+            | CompactionNote::EmbeddingNotFound(_)
+            | CompactionNote::UpdateFailed(_) => {
+                unreachable!("notes about a receipt are handled by the caller")
+            }
+        };
+        *counter += 1;
+        event
     }
 
     /// One history record per run of consecutive messages about one receipt and of one sort: label

@@ -105,24 +105,7 @@ impl<P: Performer> Simulation<'_, P> {
             Effect::GetObject(ObjectKey::Delta {
                 collection,
                 receipt,
-            }) => {
-                let progress = self.progress[*receipt as usize];
-                let uploaded = progress.deltas & (1 << collection.index()) != 0;
-                let model = if uploaded && self.table.shape(*receipt).is_some() {
-                    Response::Done
-                } else {
-                    Response::Failed(Failure::NotFound)
-                };
-                let invocation = state.invocation.id.0;
-                self.performer.get_delta(
-                    now,
-                    invocation,
-                    *collection,
-                    *receipt,
-                    progress.run_id,
-                    model,
-                )
-            }
+            }) => self.get_delta(now, state, *collection, *receipt),
             Effect::Collection(_) if self.collection_fails() => {
                 Response::Failed(Failure::Unavailable)
             }
@@ -148,16 +131,48 @@ impl<P: Performer> Simulation<'_, P> {
                 collection,
                 version,
             } => {
-                if let Some(publish) = state.published {
-                    let key = self.cache_key(state.invocation.container.0);
-                    let store = &mut self.stores[collection.index()];
-                    if let Some(caches) = self.caches.get_mut(&key) {
-                        caches[collection.index()].put(store, now, StoreVersion(*version), publish);
-                    }
-                }
+                self.store_in_cache(now, state, *collection, *version);
                 Response::Done
             }
             other => panic!("the compaction does not ask for {other:?}"),
+        }
+    }
+
+    /// A delta download: found once the receipt's upload put it (and the receipt is in the table).
+    fn get_delta(
+        &mut self,
+        now: Instant,
+        state: &CompactionSlot,
+        collection: Collection,
+        receipt: ReceiptIndex,
+    ) -> Response {
+        let progress = self.progress[receipt as usize];
+        let uploaded = progress.deltas & (1 << collection.index()) != 0;
+        let model = if uploaded && self.table.shape(receipt).is_some() {
+            Response::Done
+        } else {
+            Response::Failed(Failure::NotFound)
+        };
+        let invocation = state.invocation.id.0;
+        self.performer
+            .get_delta(now, invocation, collection, receipt, progress.run_id, model)
+    }
+
+    /// The write-back of the snapshot this invocation published into its container's cache.
+    fn store_in_cache(
+        &mut self,
+        now: Instant,
+        state: &CompactionSlot,
+        collection: Collection,
+        version: VersionId,
+    ) {
+        let Some(publish) = state.published else {
+            return;
+        };
+        let key = self.cache_key(state.invocation.container.0);
+        let store = &mut self.stores[collection.index()];
+        if let Some(caches) = self.caches.get_mut(&key) {
+            caches[collection.index()].put(store, now, StoreVersion(version), publish);
         }
     }
 }

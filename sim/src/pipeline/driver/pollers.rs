@@ -111,7 +111,7 @@ impl<P: Performer> Simulation<'_, P> {
                 answered: None,
             };
             let (slot, generation) = self.uploads.insert(slot);
-            self.advance_upload(start, slot, generation);
+            self.advance::<UploadSlot>(start, slot, generation);
         }
         if let Some(at) = self.upload_queue.next_visible_at(now)
             && at > now
@@ -238,8 +238,9 @@ impl<P: Performer> Simulation<'_, P> {
             machine,
             batch: batch.id,
             pending: None,
+            answered: None,
         });
-        self.advance_processor(start, slot, generation);
+        self.advance::<ProcessorSlot>(start, slot, generation);
     }
 
     /// History records for the messages the last receive moved to the dead-letter queue.
@@ -443,59 +444,71 @@ impl<P: Performer> Simulation<'_, P> {
                 self.received_messages = received;
                 break;
             };
-            self.mapping_running[queue_index] += 1;
-            let mut messages = Vec::with_capacity(received.len());
-            let mut handles = Vec::with_capacity(received.len());
-            for message in received.drain(..) {
-                self.stages
-                    .record(Stage::QueueWait, now.since(message.sent_at));
-                messages.push(message.body);
-                handles.push(message.handle);
-            }
-            self.received_messages = received;
-            let start = now.add(invocation.cold_start);
-            self.caches_of(invocation.container.0);
-            let actor = Actor::Compaction {
-                invocation: invocation.id.0,
-                collection,
-            };
-            self.history
-                .record(now, actor, HistoryEvent::BatchReceived, None, &[], || {
-                    describe_messages(collection, &messages)
-                });
-            let machine = CompactionInvocation::new(
-                start,
-                self.compaction_settings.clone(),
-                collection,
-                messages,
-            );
-            // A batch with nothing to apply ends at once, cold start or not.
-            let start = if machine.is_done() { now } else { start };
-            let stall = if machine.is_done() {
-                None
-            } else {
-                self.draw_stall()
-            };
-            let slot = CompactionSlot {
-                invocation,
-                machine,
-                handles,
-                pending: None,
-                answered: None,
-                working_copy: None,
-                published: None,
-                publish_record: None,
-                heartbeat_owner: None,
-                stall,
-            };
-            let (slot, generation) = self.compactions.insert(slot);
-            self.advance_compaction(start, slot, generation);
+            self.start_compaction(now, collection, invocation, received);
         }
         if let Some(at) = self.queues[queue_index].next_visible_at(now)
             && at > now
         {
             self.wake(Poller::Queue(collection), at);
         }
+    }
+
+    /// Starts a compaction invocation on a received batch: its messages' queue wait ends, and
+    /// an empty batch ends at once; a stall may be injected into it.
+    fn start_compaction(
+        &mut self,
+        now: Instant,
+        collection: Collection,
+        invocation: Invocation,
+        mut received: Vec<Received<Message>>,
+    ) {
+        self.mapping_running[collection.index()] += 1;
+        let mut messages = Vec::with_capacity(received.len());
+        let mut handles = Vec::with_capacity(received.len());
+        for message in received.drain(..) {
+            self.stages
+                .record(Stage::QueueWait, now.since(message.sent_at));
+            messages.push(message.body);
+            handles.push(message.handle);
+        }
+        self.received_messages = received;
+        let start = now.add(invocation.cold_start);
+        self.caches_of(invocation.container.0);
+        let actor = Actor::Compaction {
+            invocation: invocation.id.0,
+            collection,
+        };
+        self.history
+            .record(now, actor, HistoryEvent::BatchReceived, None, &[], || {
+                describe_messages(collection, &messages)
+            });
+        let machine = CompactionInvocation::new(
+            start,
+            self.compaction_settings.clone(),
+            collection,
+            messages,
+        );
+        // A batch with nothing to apply ends at once, cold start or not.
+        let start = if machine.is_done() { now } else { start };
+        let stall = if machine.is_done() {
+            None
+        } else {
+            self.draw_stall()
+        };
+        let slot = CompactionSlot {
+            invocation,
+            machine,
+            handles,
+            pending: None,
+            answered: None,
+            working_copy: None,
+            published: None,
+            publish_record: None,
+            heartbeat_owner: None,
+            stall,
+        };
+        let (slot, generation) = self.compactions.insert(slot);
+        self.advance::<CompactionSlot>(start, slot, generation);
     }
 
     /// A compaction slot came free: the other collection's mapping looks first, for fairness.

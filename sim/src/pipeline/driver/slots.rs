@@ -18,6 +18,8 @@ pub(super) struct ProcessorSlot {
     pub(super) machine: StreamProcessorInvocation,
     pub(super) batch: BatchId,
     pub(super) pending: Option<Effect>,
+    /// Always `None`: no stream processor effect is performed at issue.
+    pub(super) answered: Option<Response>,
 }
 
 pub(super) struct CompactionSlot {
@@ -40,6 +42,9 @@ pub(super) struct Slots<T> {
     /// Boxed so that taking a running invocation out and back moves a pointer, not the state.
     entries: Vec<(u32, Option<Box<T>>)>,
     free: Vec<u32>,
+    /// Invocations put into a slot, and slots released: each invocation ends exactly once.
+    inserted: u64,
+    released: u64,
 }
 
 impl<T> Slots<T> {
@@ -47,10 +52,13 @@ impl<T> Slots<T> {
         Slots {
             entries: Vec::new(),
             free: Vec::new(),
+            inserted: 0,
+            released: 0,
         }
     }
     pub(super) fn insert(&mut self, value: T) -> (u32, u32) {
         let value = Box::new(value);
+        self.inserted += 1;
         if let Some(slot) = self.free.pop() {
             let entry = &mut self.entries[slot as usize];
             assert!(entry.1.is_none());
@@ -77,6 +85,8 @@ impl<T> Slots<T> {
     }
     pub(super) fn release(&mut self, slot: u32) {
         assert!(self.entries[slot as usize].1.is_none());
+        assert!(self.released < self.inserted, "a slot released twice");
+        self.released += 1;
         self.free.push(slot);
     }
     pub(super) fn get(&self, slot: u32, generation: u32) -> Option<&T> {
@@ -91,5 +101,15 @@ impl<T> Slots<T> {
             .iter()
             .filter(|entry| entry.1.is_some())
             .count()
+    }
+    /// (invocations inserted, slots released) so far.
+    #[cfg(test)]
+    pub(super) fn tally(&self) -> (u64, u64) {
+        (self.inserted, self.released)
+    }
+    /// Every slot with its current generation (the generation of its latest invocation).
+    #[cfg(test)]
+    pub(super) fn generations(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        (0u32..).zip(self.entries.iter().map(|entry| entry.0))
     }
 }

@@ -39,19 +39,7 @@ impl<P: Performer> Simulation<'_, P> {
     ) {
         let shape = &self.receipts[receipt as usize];
         match write {
-            TableWrite::OcrResult { .. } => {
-                if self.table.shape(receipt).is_none() {
-                    let ocr_records = self.config.stream.ocr_records.then_some(&mut *records);
-                    self.table
-                        .put_ocr_into(now, receipt, table_shape(shape), ocr_records);
-                    // Labels older than the run are in the table before it starts.
-                    for label in shape.labels.iter().filter(|label| label.older) {
-                        let word =
-                            ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
-                        records.extend(self.table.put_label(now, word, label.proposed_item()));
-                    }
-                }
-            }
+            TableWrite::OcrResult { .. } => self.write_ocr_result(now, receipt, records),
             TableWrite::Metadata { .. } => {
                 records.extend(self.table.put_metadata(now, receipt, shape.merchant))
             }
@@ -63,22 +51,7 @@ impl<P: Performer> Simulation<'_, P> {
             }
             TableWrite::RunState {
                 collection, state, ..
-            } => {
-                let run_id = self.progress[receipt as usize].run_id;
-                let merged = match state {
-                    RunState::Completed => match collection {
-                        Collection::Lines => shape.line_count(),
-                        Collection::Words => shape.embedded_word_count(),
-                    },
-                    _ => 0,
-                };
-                if let Ok(record) = self
-                    .table
-                    .update_run_state(now, receipt, run_id, collection, state, merged)
-                {
-                    records.extend(record);
-                }
-            }
+            } => self.write_run_state(now, receipt, collection, state, records),
             TableWrite::ProposedLabels { .. } => {
                 for label in shape.labels.iter().filter(|label| !label.older) {
                     let word =
@@ -86,27 +59,81 @@ impl<P: Performer> Simulation<'_, P> {
                     records.extend(self.table.put_label(now, word, label.proposed_item()));
                 }
             }
-            TableWrite::ChangedLabels { .. } => {
-                // Changes and removals in label order, so a word may see a REMOVE before or after
-                // a MODIFY of another of its labels.
-                for label in &shape.labels {
-                    let word =
-                        ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
-                    if label.removed {
-                        records.extend(self.table.delete_label(now, word, label.label));
-                        continue;
-                    }
-                    let Some(item) = label.changed_item() else {
-                        continue;
-                    };
-                    if let Ok(record) = self.table.put_label_if_exists(now, word, item) {
-                        records.extend(record);
-                    }
-                }
-            }
+            TableWrite::ChangedLabels { .. } => self.write_changed_labels(now, receipt, records),
             TableWrite::MerchantCorrection { .. } => {
                 let merchant = shape.merchant_correction.expect("a correction is planned");
                 records.extend(self.table.put_metadata(now, receipt, merchant));
+            }
+        }
+    }
+
+    /// The receipt's lines and words, once; labels older than the run are in the table before
+    /// it starts.
+    fn write_ocr_result(
+        &mut self,
+        now: Instant,
+        receipt: ReceiptIndex,
+        records: &mut Vec<StreamRecord>,
+    ) {
+        if self.table.shape(receipt).is_some() {
+            return;
+        }
+        let shape = &self.receipts[receipt as usize];
+        let ocr_records = self.config.stream.ocr_records.then_some(&mut *records);
+        self.table
+            .put_ocr_into(now, receipt, table_shape(shape), ocr_records);
+        for label in shape.labels.iter().filter(|label| label.older) {
+            let word = ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
+            records.extend(self.table.put_label(now, word, label.proposed_item()));
+        }
+    }
+
+    /// A collection's state of the receipt's current run (a completed one counts what it merged).
+    fn write_run_state(
+        &mut self,
+        now: Instant,
+        receipt: ReceiptIndex,
+        collection: Collection,
+        state: RunState,
+        records: &mut Vec<StreamRecord>,
+    ) {
+        let shape = &self.receipts[receipt as usize];
+        let run_id = self.progress[receipt as usize].run_id;
+        let merged = match state {
+            RunState::Completed => match collection {
+                Collection::Lines => shape.line_count(),
+                Collection::Words => shape.embedded_word_count(),
+            },
+            _ => 0,
+        };
+        if let Ok(record) = self
+            .table
+            .update_run_state(now, receipt, run_id, collection, state, merged)
+        {
+            records.extend(record);
+        }
+    }
+
+    /// Changes and removals in label order, so a word may see a REMOVE before or after a MODIFY
+    /// of another of its labels.
+    fn write_changed_labels(
+        &mut self,
+        now: Instant,
+        receipt: ReceiptIndex,
+        records: &mut Vec<StreamRecord>,
+    ) {
+        let shape = &self.receipts[receipt as usize];
+        for label in &shape.labels {
+            let word = ChromaId::word(receipt, u32::from(label.line), u32::from(label.word));
+            if label.removed {
+                records.extend(self.table.delete_label(now, word, label.label));
+                continue;
+            }
+            let Some(item) = label.changed_item() else {
+                continue;
+            };
+            if let Ok(record) = self.table.put_label_if_exists(now, word, item) {
+                records.extend(record);
             }
         }
     }

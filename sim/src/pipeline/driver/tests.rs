@@ -55,9 +55,7 @@ fn simulate(config: &PipelineConfig, receipts: &[Receipt]) -> (u64, EventCounts,
     let history = History::new(HistoryFilter::Off);
     let mut simulation = Simulation::new(config, receipts, engine, history, ReportDetail::Brief);
     simulation.run();
-    assert_eq!(simulation.running(), (0, 0, 0), "every invocation ended");
-    assert_eq!(simulation.compaction_lambda.in_flight(), 0);
-    assert_eq!(simulation.upload_lambda.in_flight(), 0);
+    assert_every_invocation_ended_once(&simulation);
     (
         simulation.engine.events(),
         simulation.events_by_kind.clone(),
@@ -81,4 +79,231 @@ fn a_kill_at_the_deadline_ends_the_invocation_and_frees_its_concurrency() {
     assert_eq!(kinds.get(EventKind::Kill), counters.kills.compaction);
     let total: u64 = kinds.by_name().map(|(_, count)| count).sum();
     assert_eq!(total, events, "every event is counted under one kind");
+}
+
+/// Each function's invocations: every one started went into a slot, and every slot was released
+/// exactly once (a return, a kill or a death after the pointer write), so none is left live and
+/// every concurrency reservation came back.
+fn assert_every_invocation_ended_once<P: Performer>(simulation: &Simulation<'_, P>) {
+    let functions = [
+        (
+            "upload",
+            simulation.uploads.tally(),
+            &simulation.upload_lambda,
+        ),
+        (
+            "stream processor",
+            simulation.processors.tally(),
+            &simulation.processor_lambda,
+        ),
+        (
+            "compaction",
+            simulation.compactions.tally(),
+            &simulation.compaction_lambda,
+        ),
+    ];
+    for (name, (inserted, released), lambda) in functions {
+        assert_eq!(
+            inserted,
+            lambda.counters().invocations,
+            "{name}: one slot a start"
+        );
+        assert_eq!(
+            released, inserted,
+            "{name}: each invocation ends exactly once"
+        );
+        assert_eq!(lambda.in_flight(), 0, "{name}: its concurrency came back");
+    }
+    assert_eq!(simulation.running(), (0, 0, 0), "no slot is live");
+    assert!(
+        simulation.in_flight.is_empty(),
+        "no effect is left in flight"
+    );
+    let counters = &simulation.counters;
+    let kills = [
+        (
+            simulation.upload_lambda.counters().kills,
+            counters.kills.upload,
+        ),
+        (
+            simulation.processor_lambda.counters().kills,
+            counters.kills.stream_processor,
+        ),
+        (
+            simulation.compaction_lambda.counters().kills,
+            counters.kills.compaction,
+        ),
+    ];
+    for (lambda_kills, driver_kills) in kills {
+        assert_eq!(
+            lambda_kills, driver_kills,
+            "every kill reached the Lambda once"
+        );
+    }
+}
+
+fn run_to_end<'a>(config: &'a PipelineConfig, receipts: &'a [Receipt]) -> Simulation<'a> {
+    let engine = Engine::new()
+        .with_horizon(Instant::ZERO.add(config.horizon))
+        .with_tie_break(TieBreak::Fifo);
+    let history = History::new(HistoryFilter::Off);
+    let mut simulation = Simulation::new(config, receipts, engine, history, ReportDetail::Brief);
+    simulation.run();
+    assert_eq!(
+        simulation.engine.pending(),
+        0,
+        "the trial ran to its end: {:?} at {:?}",
+        simulation.engine.stop(),
+        simulation.engine.now()
+    );
+    simulation
+}
+
+/// Every injected fault on, and deadlines short enough that each function is killed sometimes.
+fn faulty_config() -> PipelineConfig {
+    let mut config = PipelineConfig::default();
+    config.workload.receipts = 24;
+    config.faults.compaction_stall_share = 0.3;
+    config.faults.kill_after_pointer_share = 0.2;
+    config.faults.stream_retry_share = 0.2;
+    config.faults.throttle_share = 0.2;
+    config.compaction.timeout = Duration::from_secs(40);
+    config
+}
+
+#[test]
+fn every_invocation_started_ends_exactly_once_and_gives_its_concurrency_back() {
+    for config in [PipelineConfig::default(), faulty_config()] {
+        let receipts = generate(config.seed, &config.workload);
+        let simulation = run_to_end(&config, &receipts);
+        assert!(simulation.compactions.tally().0 > 0, "compactions ran");
+        assert_every_invocation_ended_once(&simulation);
+    }
+}
+
+#[test]
+fn faults_and_kills_strike_in_the_faulty_trial() {
+    let config = faulty_config();
+    let receipts = generate(config.seed, &config.workload);
+    let simulation = run_to_end(&config, &receipts);
+    let counters = &simulation.counters;
+    assert!(counters.kills.compaction > 0, "{counters:?}");
+    assert!(counters.kills_after_pointer > 0, "{counters:?}");
+    assert!(counters.stream_retries > 0, "{counters:?}");
+    assert!(counters.stalls > 0, "{counters:?}");
+}
+
+/// A step, kill or heartbeat of an invocation that has ended (its generation no longer live in
+/// its slot) is ignored: nothing is performed, counted, scheduled or released.
+#[test]
+fn a_late_event_of_an_ended_invocation_changes_nothing() {
+    let config = faulty_config();
+    let receipts = generate(config.seed, &config.workload);
+    let mut simulation = run_to_end(&config, &receipts);
+    let counters = simulation.counters.clone();
+    let tallies = (
+        simulation.uploads.tally(),
+        simulation.processors.tally(),
+        simulation.compactions.tally(),
+    );
+    let now = simulation.engine.now();
+    let upload: Vec<(u32, u32)> = simulation.uploads.generations().collect();
+    let processor: Vec<(u32, u32)> = simulation.processors.generations().collect();
+    let compaction: Vec<(u32, u32)> = simulation.compactions.generations().collect();
+    assert!(!compaction.is_empty());
+    for (slot, generation) in upload {
+        simulation.step::<UploadSlot>(now, slot, generation);
+        simulation.kill::<UploadSlot>(now, slot, generation);
+    }
+    for (slot, generation) in processor {
+        simulation.step::<ProcessorSlot>(now, slot, generation);
+        simulation.kill::<ProcessorSlot>(now, slot, generation);
+    }
+    for (slot, generation) in compaction {
+        simulation.step::<CompactionSlot>(now, slot, generation);
+        simulation.kill::<CompactionSlot>(now, slot, generation);
+        simulation.heartbeat(now, slot, generation);
+    }
+    assert_eq!(simulation.counters, counters);
+    assert_eq!(simulation.engine.pending(), 0, "nothing was scheduled");
+    let after = (
+        simulation.uploads.tally(),
+        simulation.processors.tally(),
+        simulation.compactions.tally(),
+    );
+    assert_eq!(after, tallies, "no slot was released again");
+    assert_every_invocation_ended_once(&simulation);
+}
+
+fn next_event(simulation: &mut Simulation<'_>) -> (Instant, Event) {
+    simulation.engine.next().expect("an event was scheduled")
+}
+
+/// An effect's completion is a step at its end when that lies within the deadline, else a kill
+/// at the deadline (and never an event before the engine's present).
+#[test]
+fn an_effect_past_the_deadline_schedules_a_kill_at_the_deadline_instead_of_its_step() {
+    let config = PipelineConfig::default();
+    let receipts = generate(config.seed, &config.workload);
+    let engine = Engine::new().with_tie_break(TieBreak::Fifo);
+    let history = History::new(HistoryFilter::Off);
+    let mut simulation = Simulation::new(&config, &receipts, engine, history, ReportDetail::Brief);
+    let deadline = Instant::ZERO.add(Duration::from_secs(10));
+    let within = Instant::ZERO.add(Duration::from_secs(3));
+    let past = Instant::ZERO.add(Duration::from_secs(11));
+    let function = Function::Compaction;
+    simulation.schedule_step(function, 2, 5, within, deadline);
+    let (at, event) = next_event(&mut simulation);
+    assert_eq!(at, within);
+    let step = Event::Step {
+        function,
+        slot: 2,
+        generation: 5,
+    };
+    assert_eq!(event, step);
+    simulation.schedule_step(function, 2, 5, past, deadline);
+    let (at, event) = next_event(&mut simulation);
+    assert_eq!(at, deadline, "the kill comes at the deadline");
+    let kill = Event::Kill {
+        function,
+        slot: 2,
+        generation: 5,
+    };
+    assert_eq!(event, kill);
+}
+
+/// An effect of no duration asked for at the engine's present completes at once, except a stream
+/// processor's, each of which takes a step; any other is deferred from the later of `now` and the
+/// engine's present.
+#[test]
+fn only_an_effect_of_no_duration_at_the_present_completes_without_a_step() {
+    let config = PipelineConfig::default();
+    let receipts = generate(config.seed, &config.workload);
+    let engine = Engine::new().with_tie_break(TieBreak::Fifo);
+    let history = History::new(HistoryFilter::Off);
+    let mut simulation = Simulation::new(&config, &receipts, engine, history, ReportDetail::Brief);
+    let now = simulation.engine.now();
+    let deadline = Instant::MAX;
+    let zero = Duration::ZERO;
+    assert!(!simulation.defer::<UploadSlot>(0, 0, now, zero, deadline));
+    assert!(!simulation.defer::<CompactionSlot>(0, 0, now, zero, deadline));
+    assert_eq!(simulation.engine.pending(), 0);
+    assert!(simulation.defer::<ProcessorSlot>(0, 0, now, zero, deadline));
+    let (at, event) = next_event(&mut simulation);
+    assert_eq!(at, now);
+    assert_eq!(event.kind(), EventKind::StreamProcessorStep);
+    let later = now.add(Duration::from_secs(1));
+    assert!(simulation.defer::<UploadSlot>(1, 0, later, zero, deadline));
+    let (at, event) = next_event(&mut simulation);
+    assert_eq!(at, later, "an effect asked for later completes then");
+    assert_eq!(event.kind(), EventKind::UploadStep);
+    let second = Duration::from_secs(1);
+    assert!(simulation.defer::<CompactionSlot>(0, 0, now, second, deadline));
+    let (at, event) = next_event(&mut simulation);
+    assert_eq!(
+        at,
+        later.add(second),
+        "from the engine's present, not the past"
+    );
+    assert_eq!(event.kind(), EventKind::CompactionStep);
 }

@@ -107,124 +107,157 @@ impl<P: Performer> Simulation<'_, P> {
         state: &mut CompactionSlot,
         operation: CollectionOp,
     ) -> Response {
-        let collection = state.machine.collection();
-        let store = &self.stores[collection.index()];
-        let working_copy = state
-            .working_copy
-            .as_mut()
-            .expect("collection operations need a working copy");
+        assert!(
+            state.working_copy.is_some(),
+            "collection operations need a working copy"
+        );
         let word_id = |receipt: ReceiptIndex, word: WordRef| {
             ChromaId::word(receipt, u32::from(word.line), u32::from(word.word))
-        };
-        let actor = Actor::Compaction {
-            invocation: state.invocation.id.0,
-            collection,
         };
         match operation {
             CollectionOp::UpsertDelta { receipt } => self.upsert_delta(now, state, receipt),
             CollectionOp::GetWord { receipt, word } => {
-                let id = word_id(receipt, word);
-                let model = Response::Present(working_copy.contains(store, id));
-                self.performer.get(now, state.invocation.id.0, id, model)
+                self.get_word(now, state, word_id(receipt, word))
             }
             CollectionOp::UpdateLabels {
                 receipt,
                 word,
                 fields,
-            } => {
-                let id = word_id(receipt, word);
-                let patch = EntryPatch {
-                    merchant: None,
-                    labels: Some(fields),
-                };
-                working_copy.update(store, id, patch);
-                self.history.record(
-                    now,
-                    actor,
-                    HistoryEvent::LabelsUpdated,
-                    Some(receipt),
-                    &[id],
-                    || fields.to_string(),
-                );
-                perform_update(
-                    &mut self.performer,
-                    &mut self.scratch_records,
-                    now,
-                    state.invocation.id.0,
-                    |records| records.push((id, patch)),
-                    Response::Done,
-                )
-            }
+            } => self.update_labels(now, state, receipt, word_id(receipt, word), fields),
             CollectionOp::DeleteLabels { receipt, word } => {
-                let id = word_id(receipt, word);
-                working_copy.delete_label_fields(store, id);
-                self.history.record(
-                    now,
-                    actor,
-                    HistoryEvent::LabelsDeleted,
-                    Some(receipt),
-                    &[id],
-                    String::new,
-                );
-                let patch = EntryPatch {
-                    merchant: None,
-                    labels: Some(LabelFields::default()),
-                };
-                perform_update(
-                    &mut self.performer,
-                    &mut self.scratch_records,
-                    now,
-                    state.invocation.id.0,
-                    |records| records.push((id, patch)),
-                    Response::Done,
-                )
+                self.delete_labels(now, state, receipt, word_id(receipt, word))
             }
             CollectionOp::UpdateReceiptMerchant { receipt, merchant } => {
-                let Some(shape) = self.table.shape(receipt) else {
-                    return Response::Touched(0);
-                };
-                // The ids actually updated, named by the history record.
-                let mut touched = std::mem::take(&mut self.scratch_ids);
-                touched.clear();
-                let mut update = |id: ChromaId| {
-                    if working_copy.set_merchant(store, id, merchant) {
-                        touched.push(id);
-                    }
-                };
-                match collection {
-                    Collection::Lines => shape.line_ids(receipt).for_each(&mut update),
-                    Collection::Words => shape.embedded_word_ids(receipt).for_each(&mut update),
-                }
-                let count = touched.len() as u64;
-                self.history.record(
-                    now,
-                    actor,
-                    HistoryEvent::MerchantUpdated,
-                    Some(receipt),
-                    &touched,
-                    || format!("{merchant:?} on {count} ids"),
-                );
-                self.scratch_ids = touched;
-                let patch = EntryPatch {
-                    merchant: Some(merchant.unwrap_or(0)),
-                    labels: None,
-                };
-                perform_update(
-                    &mut self.performer,
-                    &mut self.scratch_records,
-                    now,
-                    state.invocation.id.0,
-                    |records| {
-                        let ids = shape.collection_ids(receipt, collection);
-                        records.extend(ids.into_iter().map(|id| (id, patch)));
-                    },
-                    Response::Touched(count),
-                )
+                self.update_receipt_merchant(now, state, receipt, merchant)
             }
             CollectionOp::WriteTableState { receipt } => {
                 self.write_table_state(now, state, receipt)
             }
         }
+    }
+
+    /// Whether the working copy holds the word's id.
+    fn get_word(&mut self, now: Instant, state: &CompactionSlot, id: ChromaId) -> Response {
+        let store = &self.stores[state.machine.collection().index()];
+        let working_copy = state.working_copy.as_ref().expect("checked by the caller");
+        let model = Response::Present(working_copy.contains(store, id));
+        self.performer.get(now, state.invocation.id.0, id, model)
+    }
+
+    /// Sets one word's label fields.
+    fn update_labels(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        receipt: ReceiptIndex,
+        id: ChromaId,
+        fields: LabelFields,
+    ) -> Response {
+        let store = &self.stores[state.machine.collection().index()];
+        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        let patch = EntryPatch {
+            merchant: None,
+            labels: Some(fields),
+        };
+        working_copy.update(store, id, patch);
+        let actor = compaction_actor(state);
+        let event = HistoryEvent::LabelsUpdated;
+        let history = &mut self.history;
+        history.record(now, actor, event, Some(receipt), &[id], || {
+            fields.to_string()
+        });
+        self.update_one(now, state, id, patch)
+    }
+
+    /// Clears one word's label fields.
+    fn delete_labels(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        receipt: ReceiptIndex,
+        id: ChromaId,
+    ) -> Response {
+        let store = &self.stores[state.machine.collection().index()];
+        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        working_copy.delete_label_fields(store, id);
+        let actor = compaction_actor(state);
+        let event = HistoryEvent::LabelsDeleted;
+        let history = &mut self.history;
+        history.record(now, actor, event, Some(receipt), &[id], String::new);
+        let patch = EntryPatch {
+            merchant: None,
+            labels: Some(LabelFields::default()),
+        };
+        self.update_one(now, state, id, patch)
+    }
+
+    /// Hands the performer the update of one id.
+    fn update_one(
+        &mut self,
+        now: Instant,
+        state: &CompactionSlot,
+        id: ChromaId,
+        patch: EntryPatch,
+    ) -> Response {
+        perform_update(
+            &mut self.performer,
+            &mut self.scratch_records,
+            now,
+            state.invocation.id.0,
+            |records| records.push((id, patch)),
+            Response::Done,
+        )
+    }
+
+    /// Sets the merchant on the receipt's ids in the working copy; answers how many it changed.
+    fn update_receipt_merchant(
+        &mut self,
+        now: Instant,
+        state: &mut CompactionSlot,
+        receipt: ReceiptIndex,
+        merchant: Option<u32>,
+    ) -> Response {
+        let collection = state.machine.collection();
+        let store = &self.stores[collection.index()];
+        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        let Some(shape) = self.table.shape(receipt) else {
+            return Response::Touched(0);
+        };
+        // The ids actually updated, named by the history record.
+        let mut touched = std::mem::take(&mut self.scratch_ids);
+        touched.clear();
+        let mut update = |id: ChromaId| {
+            if working_copy.set_merchant(store, id, merchant) {
+                touched.push(id);
+            }
+        };
+        match collection {
+            Collection::Lines => shape.line_ids(receipt).for_each(&mut update),
+            Collection::Words => shape.embedded_word_ids(receipt).for_each(&mut update),
+        }
+        let count = touched.len() as u64;
+        let actor = compaction_actor(state);
+        let event = HistoryEvent::MerchantUpdated;
+        self.history
+            .record(now, actor, event, Some(receipt), &touched, || {
+                format!("{merchant:?} on {count} ids")
+            });
+        self.scratch_ids = touched;
+        let patch = EntryPatch {
+            merchant: Some(merchant.unwrap_or(0)),
+            labels: None,
+        };
+        perform_update(
+            &mut self.performer,
+            &mut self.scratch_records,
+            now,
+            state.invocation.id.0,
+            |records| {
+                let ids = shape.collection_ids(receipt, collection);
+                records.extend(ids.into_iter().map(|id| (id, patch)));
+            },
+            Response::Touched(count),
+        )
     }
 
     /// The sync-on-merge fix: writes the receipt's state as the table holds it (each merged word's
@@ -266,30 +299,7 @@ impl<P: Performer> Simulation<'_, P> {
                 written.push(id);
             }
         }
-        let actor = Actor::Compaction {
-            invocation: state.invocation.id.0,
-            collection,
-        };
-        if collection == Collection::Words {
-            self.history.record(
-                now,
-                actor,
-                HistoryEvent::LabelsUpdated,
-                Some(receipt),
-                &written,
-                || "synced from the table on merge".to_string(),
-            );
-        }
-        if merchant.is_some() {
-            self.history.record(
-                now,
-                actor,
-                HistoryEvent::MerchantUpdated,
-                Some(receipt),
-                &written,
-                || format!("{merchant:?} synced from the table on merge"),
-            );
-        }
+        record_table_state_sync(&mut self.history, now, state, receipt, merchant, &written);
         let count = written.len() as u64;
         self.scratch_ids = written;
         perform_update(
@@ -303,6 +313,46 @@ impl<P: Performer> Simulation<'_, P> {
             },
             Response::Touched(count),
         )
+    }
+}
+
+/// The history records of a sync on merge: the labels written (words) and the merchant.
+fn record_table_state_sync(
+    history: &mut History,
+    now: Instant,
+    state: &CompactionSlot,
+    receipt: ReceiptIndex,
+    merchant: Option<u32>,
+    written: &[ChromaId],
+) {
+    let actor = compaction_actor(state);
+    if state.machine.collection() == Collection::Words {
+        history.record(
+            now,
+            actor,
+            HistoryEvent::LabelsUpdated,
+            Some(receipt),
+            written,
+            || "synced from the table on merge".to_string(),
+        );
+    }
+    if merchant.is_some() {
+        history.record(
+            now,
+            actor,
+            HistoryEvent::MerchantUpdated,
+            Some(receipt),
+            written,
+            || format!("{merchant:?} synced from the table on merge"),
+        );
+    }
+}
+
+/// The history's actor of a compaction invocation.
+fn compaction_actor(state: &CompactionSlot) -> Actor {
+    Actor::Compaction {
+        invocation: state.invocation.id.0,
+        collection: state.machine.collection(),
     }
 }
 
