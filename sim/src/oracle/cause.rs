@@ -168,7 +168,6 @@ pub fn explain(
     }
     let evidence = Evidence::gather(index, id);
     let any = |event: HistoryEvent| evidence.any(event);
-    let last_naming = |event: HistoryEvent| evidence.last_naming(event);
     // What last wrote a word's label fields decides before any dead letter of the receipt.
     if class == Class::L && evidence.merge_overwrote_labels() {
         return Cause::MergeOverwroteLabels;
@@ -179,60 +178,66 @@ pub fn explain(
     if any(HistoryEvent::ExpiredByRetention) {
         return Cause::ExpiredByRetention;
     }
-    match class {
-        Class::E => {
-            if any(HistoryEvent::DeltaLost) {
-                return Cause::DeltaLost;
-            }
-        }
-        Class::L => {
-            let last_label_apply = last_naming(HistoryEvent::LabelsUpdated);
-            let last_removal = last_naming(HistoryEvent::LabelsDeleted);
-            if let Some(removal) = last_removal
-                && last_label_apply.is_none_or(|apply| removal > apply)
-                && input.table.has_label_items(id)
-            {
-                return Cause::RemoveClearedLabels;
-            }
-            if let Some(failed) = last_naming(HistoryEvent::UpdateFailed)
-                && last_label_apply.is_none_or(|apply| failed > apply)
-            {
-                return Cause::UpdateFailed;
-            }
-            if last_naming(HistoryEvent::EmbeddingNotFound).is_some() {
-                return Cause::LabelBeforeEmbedding;
-            }
-            let label_written = last_naming(HistoryEvent::TableWrite).is_some();
-            let label_sent = last_naming(HistoryEvent::MessagesSent).is_some();
-            if label_written && !label_sent && input.quiescent {
-                return Cause::LabelInsertNotForwarded;
-            }
-        }
-        Class::M => {
-            let last_update = last_naming(HistoryEvent::MerchantUpdated);
-            let last_merge = last_naming(HistoryEvent::DeltaMerged);
-            if let (Some(update), Some(merge)) = (last_update, last_merge)
-                && merge > update
-            {
-                return Cause::MergeOverwroteMetadata;
-            }
-            let update_missed = index
-                .of_receipt(id.receipt())
-                .any(|r| r.event == HistoryEvent::MerchantUpdated && !r.ids.contains(&id));
-            if last_update.is_none() && update_missed {
-                return Cause::MetadataBeforeEmbedding;
-            }
-            if last_update.is_none() && any(HistoryEvent::UpdateFailed) {
-                return Cause::UpdateFailed;
-            }
-            if input.quiescent {
-                return Cause::MetadataNotForwarded;
-            }
-        }
-        Class::U | Class::P => {}
+    let by_class = match class {
+        Class::E => any(HistoryEvent::DeltaLost).then_some(Cause::DeltaLost),
+        Class::L => label_cause(input, &evidence, id),
+        Class::M => metadata_cause(input, index, &evidence, id),
+        Class::U | Class::P => None,
+    };
+    if let Some(cause) = by_class {
+        return cause;
     }
     if !input.quiescent {
         return Cause::InFlightAtHorizon;
     }
     Cause::Unexplained
+}
+
+/// The cause of a label finding that the word's own history shows, if any.
+fn label_cause(input: &Input<'_>, evidence: &Evidence, id: ChromaId) -> Option<Cause> {
+    let last_naming = |event: HistoryEvent| evidence.last_naming(event);
+    let last_label_apply = last_naming(HistoryEvent::LabelsUpdated);
+    if let Some(removal) = last_naming(HistoryEvent::LabelsDeleted)
+        && last_label_apply.is_none_or(|apply| removal > apply)
+        && input.table.has_label_items(id)
+    {
+        return Some(Cause::RemoveClearedLabels);
+    }
+    if let Some(failed) = last_naming(HistoryEvent::UpdateFailed)
+        && last_label_apply.is_none_or(|apply| failed > apply)
+    {
+        return Some(Cause::UpdateFailed);
+    }
+    if last_naming(HistoryEvent::EmbeddingNotFound).is_some() {
+        return Some(Cause::LabelBeforeEmbedding);
+    }
+    let label_written = last_naming(HistoryEvent::TableWrite).is_some();
+    let label_sent = last_naming(HistoryEvent::MessagesSent).is_some();
+    (label_written && !label_sent && input.quiescent).then_some(Cause::LabelInsertNotForwarded)
+}
+
+/// The cause of a metadata finding that the receipt's history shows, if any.
+fn metadata_cause(
+    input: &Input<'_>,
+    index: &HistoryIndex<'_>,
+    evidence: &Evidence,
+    id: ChromaId,
+) -> Option<Cause> {
+    let last_update = evidence.last_naming(HistoryEvent::MerchantUpdated);
+    let last_merge = evidence.last_naming(HistoryEvent::DeltaMerged);
+    if let (Some(update), Some(merge)) = (last_update, last_merge)
+        && merge > update
+    {
+        return Some(Cause::MergeOverwroteMetadata);
+    }
+    let update_missed = index
+        .of_receipt(id.receipt())
+        .any(|r| r.event == HistoryEvent::MerchantUpdated && !r.ids.contains(&id));
+    if last_update.is_none() && update_missed {
+        return Some(Cause::MetadataBeforeEmbedding);
+    }
+    if last_update.is_none() && evidence.any(HistoryEvent::UpdateFailed) {
+        return Some(Cause::UpdateFailed);
+    }
+    input.quiescent.then_some(Cause::MetadataNotForwarded)
 }
