@@ -107,10 +107,7 @@ impl<P: Performer> Simulation<'_, P> {
             Some((_, true)) | None => Duration::ZERO,
             Some((publish, false)) => {
                 let entries = self.stores[collection.index()].entry_count(publish);
-                let stream = &mut self.compaction_stream;
-                store_config.download_fixed.sample(stream).saturating_add(
-                    store_config.transfer(entries, store_config.download_bytes_per_s),
-                )
+                snapshot_download(store_config, &mut self.compaction_stream, entries)
             }
         }
     }
@@ -137,9 +134,7 @@ impl<P: Performer> Simulation<'_, P> {
             .sample(stream)
             .saturating_add(store_config.transfer(entries, store_config.copy_bytes_per_s));
         if !cached {
-            duration = duration
-                .saturating_add(store_config.download_fixed.sample(stream))
-                .saturating_add(store_config.transfer(entries, store_config.download_bytes_per_s));
+            duration = duration.saturating_add(snapshot_download(store_config, stream, entries));
         }
         duration
     }
@@ -164,4 +159,16 @@ impl<P: Performer> Simulation<'_, P> {
             .sample(stream)
             .saturating_add(store_config.transfer(entries, store_config.upload_bytes_per_s))
     }
+}
+
+/// Downloading a snapshot of `entries` entries: the fixed part, then the transfer.
+fn snapshot_download(
+    store: &crate::pipeline::config::StoreConfig,
+    stream: &mut Stream,
+    entries: u64,
+) -> Duration {
+    store
+        .download_fixed
+        .sample(stream)
+        .saturating_add(store.transfer(entries, store.download_bytes_per_s))
 }
