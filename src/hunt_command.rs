@@ -351,6 +351,8 @@ fn explore_owned(
         .map(|budget| std::time::Instant::now() + budget);
     let mut pace = crate::output::Pace::new();
     let mut failure: Option<Failure> = None;
+    // Validated once here, not by every trial.
+    let config = &sim::pipeline::ValidatedConfig::of(config);
     crate::parallel::for_each_done(
         owned.len(),
         deadline,

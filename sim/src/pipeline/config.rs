@@ -964,13 +964,13 @@ fn check_period(
     check(
         period >= PERIOD_MIN,
         field,
-        &format!("must be at least {PERIOD_MIN}"),
+        format_args!("must be at least {PERIOD_MIN}"),
     )?;
     let floor = Duration::from_nanos(span.as_nanos() / PERIODS_PER_SPAN_MAX);
     check(
         period >= floor,
         field,
-        &format!(
+        format_args!(
             "must be at least {floor}: `{span_field}` ({span}) over {PERIODS_PER_SPAN_MAX} periods"
         ),
     )
@@ -1075,7 +1075,9 @@ fn check_arrival_times(config: &PipelineConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check(condition: bool, field: &str, message: &str) -> Result<(), ConfigError> {
+/// `message` is formatted only when the check fails: a trial's configuration is checked often
+/// (every candidate of a shrink), and formatting its durations cost more than the checks.
+fn check(condition: bool, field: &str, message: impl fmt::Display) -> Result<(), ConfigError> {
     if condition {
         Ok(())
     } else {
@@ -1346,7 +1348,7 @@ impl QueuesConfig {
         check(
             (1..=batch_size_max).contains(&self.batch_size),
             "queues.batch_size",
-            &format!("must lie in 1..={batch_size_max} for this queue kind"),
+            format_args!("must lie in 1..={batch_size_max} for this queue kind"),
         )?;
         check(
             self.batch_size <= 10 || self.batching_window > Duration::ZERO,
@@ -1376,7 +1378,7 @@ impl QueuesConfig {
         check(
             (1..=POLLERS_MAX).contains(&self.pollers_max),
             "queues.pollers_max",
-            &format!("must lie in 1..={POLLERS_MAX}"),
+            format_args!("must lie in 1..={POLLERS_MAX}"),
         )?;
         check(
             (1..=self.pollers_max).contains(&self.pollers_initial),
@@ -1386,7 +1388,7 @@ impl QueuesConfig {
         check(
             self.pollers_added_per_minute <= POLLERS_MAX,
             "queues.pollers_added_per_minute",
-            &format!("must be at most {POLLERS_MAX}"),
+            format_args!("must be at most {POLLERS_MAX}"),
         )?;
         check(
             self.maximum_concurrency == 0 || (2..=1000).contains(&self.maximum_concurrency),
