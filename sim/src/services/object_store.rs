@@ -771,6 +771,52 @@ impl SnapshotStore {
         let path = self
             .read_path(target)
             .expect("the head moves only to readable publishes");
+        let changes = if path.head_side.is_empty() && path.target_side.len() == 1 {
+            self.changes_to_child(target)
+        } else {
+            self.changes_along(&path)
+        };
+        self.materialised.apply(&changes);
+        let from = self.head;
+        self.head = target;
+        self.counters.head_moves += 1;
+        if !path.head_side.is_empty() {
+            self.counters.head_moves_across_branches += 1;
+        }
+        let entry_count = self.node(target).entry_count;
+        assert_eq!(
+            self.materialised.entry_count, entry_count,
+            "head content disagrees with its count"
+        );
+        HeadMove {
+            from,
+            to: target,
+            changes,
+            entry_count,
+        }
+    }
+
+    /// The changes of a move from the head to a publish made on it (the common move): its delta,
+    /// which holds one entry per id, ascending, each only where the value changed, with the old
+    /// value being the head's (`publish`).
+    fn changes_to_child(&self, child: PublishId) -> Vec<EntryChange> {
+        debug_assert_eq!(self.node(child).parent, self.head);
+        let delta = self.node(child).delta.as_deref().expect("path delta");
+        delta
+            .iter()
+            .map(|entry| {
+                debug_assert_eq!(self.materialised.get(entry.id), entry.old);
+                EntryChange {
+                    id: entry.id,
+                    old: entry.old,
+                    new: entry.new,
+                }
+            })
+            .collect()
+    }
+
+    /// The changes of a move along `path`, across branches or over several publishes.
+    fn changes_along(&self, path: &ReadPath) -> Vec<EntryChange> {
         // Undo the head side, then redo the target side from the common ancestor down: the last
         // value written for an id is its value in the target.
         let mut finals: Vec<(ChromaId, Option<EntryFields>)> = Vec::new();
@@ -792,24 +838,7 @@ impl SnapshotStore {
                 changes.push(EntryChange { id, old, new });
             }
         }
-        self.materialised.apply(&changes);
-        let from = self.head;
-        self.head = target;
-        self.counters.head_moves += 1;
-        if !path.head_side.is_empty() {
-            self.counters.head_moves_across_branches += 1;
-        }
-        let entry_count = self.node(target).entry_count;
-        assert_eq!(
-            self.materialised.entry_count, entry_count,
-            "head content disagrees with its count"
-        );
-        HeadMove {
-            from,
-            to: target,
-            changes,
-            entry_count,
-        }
+        changes
     }
 
     /// Publishes whose deltas must stay: head, referenced, version targets and the recent window.
