@@ -18,7 +18,7 @@ use super::config::{
 };
 use super::effect::{
     CollectionOp, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
-    TableRead, TableWrite, VersionId, Work,
+    TableRead, TableStateHandle, TableWrite, VersionId, Work,
 };
 use crate::entities::{Collection, LabelFields};
 use crate::metrics::Stage;
@@ -149,6 +149,8 @@ pub struct CompactionInvocation {
     ids_touched: u64,
     /// The label fields read for the label message being applied.
     pending_fields: LabelFields,
+    /// The receipt state read for the delta being synced (sync on merge).
+    pending_table_state: TableStateHandle,
     lock_wait_started: Instant,
     /// When the snapshot upload began (the publish stage is upload plus promotion).
     publish_started: Instant,
@@ -202,6 +204,7 @@ impl CompactionInvocation {
             version: 0,
             ids_touched: 0,
             pending_fields: LabelFields::default(),
+            pending_table_state: 0,
             lock_wait_started: now,
             publish_started: now,
             notes: VecDeque::with_capacity(4),
@@ -326,9 +329,10 @@ impl CompactionInvocation {
             }),
             (MessageKind::RunDelta, 2) => Effect::Collection(CollectionOp::UpsertDelta { receipt }),
             (MessageKind::RunDelta, 3) => Effect::TableRead(TableRead::ReceiptState { receipt }),
-            (MessageKind::RunDelta, _) => {
-                Effect::Collection(CollectionOp::WriteTableState { receipt })
-            }
+            (MessageKind::RunDelta, _) => Effect::Collection(CollectionOp::WriteTableState {
+                receipt,
+                state: self.pending_table_state,
+            }),
             (MessageKind::Metadata { merchant, .. }, _) => {
                 Effect::Collection(CollectionOp::UpdateReceiptMerchant { receipt, merchant })
             }
@@ -667,7 +671,10 @@ impl CompactionInvocation {
                 self.outcomes[index] = Outcome::Failed;
                 self.next_apply(now, position + 1);
             }
-            (3, Response::Done) => self.enter(now, Step::Apply { position, phase: 4 }),
+            (3, Response::TableState(state)) => {
+                self.pending_table_state = state;
+                self.enter(now, Step::Apply { position, phase: 4 });
+            }
             (3, other) => panic!("a receipt state read answered {other:?}"),
             (_, Response::Touched(_)) => self.next_apply(now, position + 1),
             (_, other) => panic!("a table state write answered {other:?}"),
@@ -862,6 +869,7 @@ mod tests {
             Effect::TableRead(TableRead::WordLabels { .. }) => {
                 Response::WordLabels(LabelFields::default())
             }
+            Effect::TableRead(TableRead::ReceiptState { .. }) => Response::TableState(7),
             Effect::PutObject(_) => Response::Published { version: 6 },
             _ => Response::Done,
         }
@@ -1330,7 +1338,11 @@ mod tests {
         );
         assert_eq!(
             effects[upsert + 2],
-            Effect::Collection(CollectionOp::WriteTableState { receipt: 1 })
+            Effect::Collection(CollectionOp::WriteTableState {
+                receipt: 1,
+                state: 7
+            }),
+            "the write hands back the handle of the read"
         );
         assert!(matches!(
             effects[upsert + 3],

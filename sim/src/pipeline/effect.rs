@@ -19,6 +19,10 @@ pub type VersionId = u64;
 /// read and maps back on a conditional write (a live store's etags are strings).
 pub type EtagHandle = u64;
 
+/// A receipt's state as one table query read it (`TableRead::ReceiptState`), kept by the performer
+/// under this handle until the `CollectionOp::WriteTableState` that hands it back writes it.
+pub type TableStateHandle = u64;
+
 /// A lock owner id, handed out by the lock on every successful acquisition.
 pub type LockOwner = u64;
 
@@ -141,8 +145,8 @@ pub enum TableRead {
         receipt: ReceiptIndex,
         word: WordRef,
     },
-    /// One query of the receipt's partition: all its label items and its ReceiptMetadata (kept by
-    /// the performer for the `CollectionOp::WriteTableState` that follows; answered `Done`).
+    /// One query of the receipt's partition: all its label items and its ReceiptMetadata,
+    /// answered by `Response::TableState`, whose handle names what was read.
     ReceiptState { receipt: ReceiptIndex },
 }
 
@@ -211,10 +215,13 @@ pub enum CollectionOp {
         receipt: ReceiptIndex,
         merchant: Option<u32>,
     },
-    /// Write what `TableRead::ReceiptState` just read onto the ids of the receipt's merged delta:
-    /// each word's label fields derived from its label items, and the merchant on every id
-    /// (answered `Touched`).
-    WriteTableState { receipt: ReceiptIndex },
+    /// Write what a `TableRead::ReceiptState` read (`state`, the handle of its answer) onto the
+    /// ids of the receipt's merged delta: each word's label fields derived from its label items,
+    /// and the merchant on every id (answered `Touched`).
+    WriteTableState {
+        receipt: ReceiptIndex,
+        state: TableStateHandle,
+    },
 }
 
 /// What a component asks to be done. Exactly one effect is outstanding per component at a time;
@@ -318,6 +325,8 @@ pub enum Response {
         words: RunState,
     },
     WordLabels(LabelFields),
+    /// A receipt's state was read (`TableRead::ReceiptState`), kept under this handle.
+    TableState(TableStateHandle),
     /// Whether an id was present / how many ids an update touched.
     Present(bool),
     Touched(u64),

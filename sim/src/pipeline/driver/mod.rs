@@ -32,7 +32,7 @@ use super::config::{
 };
 use super::effect::{
     CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
-    TableWrite, VersionId, Work,
+    TableStateHandle, TableWrite, VersionId, Work,
 };
 use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
 use super::performer::{Completion, Performer, RecordPatch, Simulated};
@@ -61,7 +61,7 @@ use faults::FaultStreams;
 use invocation::InvocationState;
 use invocations::InFlight;
 pub use notes::{describe_messages, message_word};
-use slots::{CompactionSlot, ProcessorSlot, Slots, UploadSlot};
+use slots::{CompactionSlot, ProcessorSlot, ReceiptTableState, Slots, UploadSlot};
 use std::collections::BTreeMap;
 use table::final_labels;
 

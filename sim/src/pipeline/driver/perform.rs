@@ -114,7 +114,9 @@ impl<P: Performer> Simulation<'_, P> {
                 let id = ChromaId::word(*receipt, u32::from(word.line), u32::from(word.word));
                 Response::WordLabels(self.table.derived_label_fields(id))
             }
-            Effect::TableRead(TableRead::ReceiptState { .. }) => Response::Done,
+            Effect::TableRead(TableRead::ReceiptState { receipt }) => {
+                self.read_table_state(state, *receipt)
+            }
             Effect::TableWrite(write) => {
                 self.write_table(now, *write);
                 Response::Done

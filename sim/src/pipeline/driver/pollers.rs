@@ -506,6 +506,7 @@ impl<P: Performer> Simulation<'_, P> {
             publish_record: None,
             heartbeat_owner: None,
             stall,
+            table_state: None,
         };
         let (slot, generation) = self.compactions.insert(slot);
         self.advance::<CompactionSlot>(start, slot, generation);

@@ -35,6 +35,16 @@ pub(super) struct CompactionSlot {
     pub(super) heartbeat_owner: Option<ServiceOwner>,
     /// An injected stall not yet taken: it delays the effect at the configured stall point.
     pub(super) stall: Option<Duration>,
+    /// The receipt state the last `TableRead::ReceiptState` read, under the handle it answered,
+    /// until the `CollectionOp::WriteTableState` that hands the handle back.
+    pub(super) table_state: Option<(TableStateHandle, ReceiptTableState)>,
+}
+
+/// A receipt's state as one table query read it: its ReceiptMetadata merchant and, for the words
+/// collection, each labelled word's derived label fields, ascending by id.
+pub(super) struct ReceiptTableState {
+    pub(super) merchant: Option<u32>,
+    pub(super) labelled: Vec<(ChromaId, LabelFields)>,
 }
 
 /// Slots for running invocations, reused; a generation tells stale events apart.

@@ -130,9 +130,10 @@ impl<P: Performer> Simulation<'_, P> {
             CollectionOp::UpdateReceiptMerchant { receipt, merchant } => {
                 self.update_receipt_merchant(now, state, receipt, merchant)
             }
-            CollectionOp::WriteTableState { receipt } => {
-                self.write_table_state(now, state, receipt)
-            }
+            CollectionOp::WriteTableState {
+                receipt,
+                state: handle,
+            } => self.write_table_state(now, state, receipt, handle),
         }
     }
 
@@ -260,16 +261,39 @@ impl<P: Performer> Simulation<'_, P> {
         )
     }
 
-    /// The sync-on-merge fix: writes the receipt's state as the table holds it (each merged word's
-    /// label fields derived from its label items, and the ReceiptMetadata merchant) onto the ids of
-    /// its merged delta. The table is read at the instant of the preceding
-    /// `TableRead::ReceiptState`: a collection operation takes no time, so nothing runs between.
+    /// `TableRead::ReceiptState`: one query of the receipt's partition, its ReceiptMetadata and
+    /// label items (the label fields derived per word), kept in the slot under a new handle.
+    pub(super) fn read_table_state(
+        &mut self,
+        state: &mut CompactionSlot,
+        receipt: ReceiptIndex,
+    ) -> Response {
+        let read = ReceiptTableState {
+            merchant: self.table.metadata(receipt),
+            labelled: match state.machine.collection() {
+                Collection::Lines => Vec::new(),
+                Collection::Words => self.table.labelled_words(receipt),
+            },
+        };
+        let handle = state.table_state.as_ref().map_or(1, |(last, _)| last + 1);
+        state.table_state = Some((handle, read));
+        Response::TableState(handle)
+    }
+
+    /// The sync-on-merge fix: writes the receipt's state as the table query `handle` names read it
+    /// (each merged word's label fields derived from its label items, and the ReceiptMetadata
+    /// merchant) onto the ids of its merged delta.
     pub(super) fn write_table_state(
         &mut self,
         now: Instant,
         state: &mut CompactionSlot,
         receipt: ReceiptIndex,
+        handle: TableStateHandle,
     ) -> Response {
+        let read = match state.table_state.take() {
+            Some((kept, read)) if kept == handle => read,
+            _ => panic!("a table state write hands back the handle of the last read"),
+        };
         let collection = state.machine.collection();
         let store = &self.stores[collection.index()];
         let working_copy = state
@@ -279,11 +303,7 @@ impl<P: Performer> Simulation<'_, P> {
         let Some(shape) = self.table.shape(receipt) else {
             return Response::Touched(0);
         };
-        let merchant = self.table.metadata(receipt);
-        let labelled = match collection {
-            Collection::Lines => Vec::new(),
-            Collection::Words => self.table.labelled_words(receipt),
-        };
+        let ReceiptTableState { merchant, labelled } = read;
         let mut written = std::mem::take(&mut self.scratch_ids);
         written.clear();
         let patch_of = |id: ChromaId| {
