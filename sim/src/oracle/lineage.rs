@@ -129,14 +129,7 @@ pub fn replay(history: &History) -> Lineage {
 
 fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mut Lineage) {
     let publishes = Publishes::new(log);
-    let mut steps: Vec<(Instant, Step, u64)> = Vec::with_capacity(log.len() * 2);
-    for record in log {
-        steps.push((record.at, Step::Upload, record.publish));
-        if let (PointerOutcome::Promoted, Some(at)) = (record.pointer, record.promoted_at) {
-            steps.push((at, Step::Promote, record.publish));
-        }
-    }
-    steps.sort_unstable();
+    let steps = replay_steps(log);
     // Publish 0, the empty snapshot, is visible under version 0 before anything happens.
     let mut pointer_version: u64 = 0;
     // The latest publish uploaded under each version id, as (version, publish) sorted by version
@@ -155,29 +148,9 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
             .expect("every step names a logged publish");
         let next_visible = match step {
             Step::Upload => {
-                let replaced = match find(&latest_under, record.version) {
-                    Ok(position) => Some(std::mem::replace(&mut latest_under[position].1, publish)),
-                    Err(position) => {
-                        latest_under.insert(position, (record.version, publish));
-                        None
-                    }
-                };
-                if let Some(replaced) = replaced
-                    && replaced != publish
-                {
-                    let ids = publishes
-                        .get(replaced)
-                        .map(|r| r.ids.to_vec())
-                        .unwrap_or_default();
-                    lineage.pointer_issues.push(PointerIssue {
-                        collection,
-                        cause: Cause::VersionIdReused,
-                        ids,
-                        detail: format!(
-                            "publish {publish} reused version id {} of publish {replaced} at {at}",
-                            record.version
-                        ),
-                    });
+                let position = find(&latest_under, record.version);
+                if let Some(issue) = uploaded(&mut latest_under, position, &publishes, record, at) {
+                    lineage.pointer_issues.push(issue);
                 }
                 if record.version == pointer_version {
                     publish
@@ -220,6 +193,54 @@ fn replay_collection(collection: Collection, log: &[PublishRecord], lineage: &mu
             visible = next_visible;
         }
     }
+}
+
+/// The uploads and promotions of a collection's publish log, in time order.
+fn replay_steps(log: &[PublishRecord]) -> Vec<(Instant, Step, u64)> {
+    let mut steps: Vec<(Instant, Step, u64)> = Vec::with_capacity(log.len() * 2);
+    for record in log {
+        steps.push((record.at, Step::Upload, record.publish));
+        if let (PointerOutcome::Promoted, Some(at)) = (record.pointer, record.promoted_at) {
+            steps.push((at, Step::Promote, record.publish));
+        }
+    }
+    steps.sort_unstable();
+    steps
+}
+
+/// An upload lands under its version id (`position`: where the version is, or would go, in
+/// `latest_under`); one that replaces another publish's upload under the same id is an issue.
+fn uploaded(
+    latest_under: &mut Vec<(u64, u64)>,
+    position: Result<usize, usize>,
+    publishes: &Publishes<'_>,
+    record: &PublishRecord,
+    at: Instant,
+) -> Option<PointerIssue> {
+    let publish = record.publish;
+    let replaced = match position {
+        Ok(position) => std::mem::replace(&mut latest_under[position].1, publish),
+        Err(position) => {
+            latest_under.insert(position, (record.version, publish));
+            return None;
+        }
+    };
+    if replaced == publish {
+        return None;
+    }
+    let ids = publishes
+        .get(replaced)
+        .map(|r| r.ids.to_vec())
+        .unwrap_or_default();
+    Some(PointerIssue {
+        collection: record.collection,
+        cause: Cause::VersionIdReused,
+        ids,
+        detail: format!(
+            "publish {publish} reused version id {} of publish {replaced} at {at}",
+            record.version
+        ),
+    })
 }
 
 /// A collection's publish log, looked up by publish number.

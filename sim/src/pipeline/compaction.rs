@@ -17,8 +17,8 @@ use super::config::{
     DriftCheck, InBatchOrdering, MissingId, OwnershipCheck, PointerPromotion, StallPoint,
 };
 use super::effect::{
-    CollectionOp, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response, RunState,
-    TableRead, TableStateHandle, TableWrite, VersionId, Work,
+    CollectionOp, Component, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response,
+    RunState, TableRead, TableStateHandle, TableWrite, VersionId, Work,
 };
 use crate::entities::{Collection, LabelFields};
 use crate::metrics::Stage;
@@ -220,9 +220,6 @@ impl CompactionInvocation {
     pub fn outcomes(&self) -> &[Outcome] {
         &self.outcomes
     }
-    pub fn is_done(&self) -> bool {
-        self.step == Step::Done
-    }
     /// The lock owner while the invocation holds the lock.
     pub fn owner(&self) -> Option<LockOwner> {
         self.owner
@@ -239,79 +236,6 @@ impl CompactionInvocation {
     }
     pub fn poll_note(&mut self) -> Option<CompactionNote> {
         self.notes.pop_front()
-    }
-
-    pub fn poll_effect(&mut self) -> Option<Effect> {
-        if self.outstanding || self.step == Step::Done {
-            return None;
-        }
-        self.outstanding = true;
-        let collection = self.collection;
-        let effect = match self.step {
-            Step::ReadPointer | Step::QuickReread | Step::PublishReread => {
-                Effect::ReadPointer(collection)
-            }
-            Step::CacheLoad => Effect::CacheLoad {
-                collection,
-                version: self.pointer.0,
-            },
-            Step::ValidateOwnership { .. } => Effect::LockValidate {
-                collection,
-                owner: self.owner.expect("validated while held"),
-            },
-            Step::QuickLock | Step::PublishLock { .. } => Effect::LockAcquire {
-                collection,
-                lease: self.settings.lock_lease,
-            },
-            Step::QuickRelease { .. } | Step::PublishRelease { .. } => Effect::LockRelease {
-                collection,
-                owner: self.owner.expect("released while held"),
-            },
-            Step::OpenWorkingCopy => Effect::OpenWorkingCopy {
-                collection,
-                version: self.pointer.0,
-            },
-            Step::Apply { position, phase } => self.apply_effect(self.order[position], phase),
-            Step::ApplyWork => Effect::Work(Work::Apply {
-                ids: self.ids_touched,
-            }),
-            Step::PublishSleep { tries } => {
-                Effect::Sleep(self.settings.publish_lock_retry_delays[tries - 1])
-            }
-            Step::HeartbeatStart => Effect::LockHeartbeat {
-                collection,
-                owner: self.owner.expect("heartbeat while held"),
-                interval: self.settings.heartbeat_interval.expect("heartbeats on"),
-            },
-            Step::HeartbeatStop { .. } => Effect::LockHeartbeat {
-                collection,
-                owner: self.owner.expect("heartbeat while held"),
-                interval: Duration::ZERO,
-            },
-            Step::Upload => Effect::PutObject(ObjectKey::Snapshot {
-                collection,
-                version: self.version,
-            }),
-            Step::Promote => Effect::WritePointer {
-                collection,
-                version: self.version,
-                expected_etag: match self.settings.pointer_promotion {
-                    PointerPromotion::Cas => Some(self.pointer.1),
-                    PointerPromotion::Blind => None,
-                },
-            },
-            Step::MarkCompleted { position } => Effect::TableWrite(TableWrite::RunState {
-                receipt: self.messages[self.order[position]].receipt,
-                collection,
-                state: RunState::Completed,
-            }),
-            Step::WriteBack => Effect::CacheStore {
-                collection,
-                version: self.version,
-            },
-            Step::Done => unreachable!(),
-        };
-        Some(effect)
     }
 
     fn apply_effect(&self, index: usize, phase: u8) -> Effect {
@@ -394,126 +318,6 @@ impl CompactionInvocation {
             now.since(self.started),
         ));
         self.enter(now, Step::Done);
-    }
-
-    pub fn handle_response(&mut self, now: Instant, response: Response) {
-        assert!(self.outstanding, "a response without an outstanding effect");
-        assert!(now >= self.step_started);
-        self.outstanding = false;
-        match self.step {
-            Step::ReadPointer => match pointer_of(response) {
-                Some(pointer) => {
-                    self.pointer = pointer;
-                    self.enter(now, Step::CacheLoad);
-                }
-                // No pointer read, no base: the batch fails before any lock is taken.
-                None => self.fail_all(now),
-            },
-            Step::CacheLoad | Step::OpenWorkingCopy if response.is_failure() => {
-                self.notes.push_back(CompactionNote::SnapshotMissing);
-                self.fail_all(now);
-            }
-            Step::CacheLoad => self.enter(now, Step::QuickLock),
-            Step::QuickLock => match lock_of(response) {
-                Some(owner) => {
-                    self.owner = Some(owner);
-                    self.enter(now, Step::QuickReread);
-                }
-                None => {
-                    self.notes.push_back(CompactionNote::BusyAtQuickCheck);
-                    self.fail_all(now);
-                }
-            },
-            Step::QuickReread => {
-                // A failed re-read cannot show the pointer still: the check fails like a move.
-                let moved = !self.pointer_unchanged(response);
-                if moved {
-                    self.notes
-                        .push_back(CompactionNote::PointerMovedAtQuickCheck);
-                }
-                self.enter(now, Step::QuickRelease { failing: moved });
-            }
-            Step::QuickRelease { failing } => {
-                self.owner = None;
-                if failing {
-                    self.fail_all(now);
-                } else {
-                    self.enter(now, Step::OpenWorkingCopy);
-                }
-            }
-            Step::OpenWorkingCopy => self.next_apply(now, 0),
-            Step::Apply { position, phase } => self.handle_apply(now, position, phase, response),
-            Step::ApplyWork => {
-                self.lock_wait_started = now;
-                self.enter(now, Step::PublishLock { tries: 0 });
-            }
-            Step::PublishLock { tries } => self.handle_publish_lock(now, tries, response),
-            Step::PublishSleep { tries } => self.enter(now, Step::PublishLock { tries }),
-            Step::HeartbeatStart => self.enter(now, Step::PublishReread),
-            Step::PublishReread => {
-                if !self.pointer_unchanged(response) {
-                    if !response.is_failure() {
-                        self.notes.push_back(CompactionNote::PointerMovedAtPublish);
-                    }
-                    self.leave_publish(now, true);
-                } else {
-                    self.publish_started = now;
-                    self.validate_then(now, false);
-                }
-            }
-            Step::ValidateOwnership { then_promote } => {
-                if lock_of(response) == self.owner {
-                    let next = if then_promote {
-                        Step::Promote
-                    } else {
-                        Step::Upload
-                    };
-                    self.enter(now, next);
-                } else {
-                    self.notes.push_back(CompactionNote::OwnershipLost);
-                    self.leave_publish(now, true);
-                }
-            }
-            Step::Upload => {
-                match response {
-                    Response::Published { version } => {
-                        self.version = version;
-                        self.validate_then(now, true);
-                    }
-                    // The upload failed: nothing to promote, the batch fails under the lock.
-                    Response::Failed(_) => self.leave_publish(now, true),
-                    other => panic!("an upload answered {other:?}"),
-                }
-            }
-            Step::Promote => {
-                let failing = response.is_failure();
-                if response == Response::Failed(Failure::PreconditionFailed) {
-                    self.notes.push_back(CompactionNote::PointerConflict);
-                } else if !failing {
-                    assert_eq!(response, Response::Done);
-                    self.notes.push_back(CompactionNote::Published {
-                        version: self.version,
-                    });
-                }
-                self.notes.push_back(CompactionNote::Stage(
-                    Stage::Publish,
-                    now.since(self.publish_started),
-                ));
-                self.leave_publish(now, failing);
-            }
-            Step::HeartbeatStop { failing } => self.enter(now, Step::PublishRelease { failing }),
-            Step::PublishRelease { failing } => {
-                self.owner = None;
-                if failing {
-                    self.fail_all(now);
-                } else {
-                    self.next_mark(now, 0);
-                }
-            }
-            Step::MarkCompleted { position } => self.next_mark(now, position + 1),
-            Step::WriteBack => self.finish(now),
-            Step::Done => unreachable!(),
-        }
     }
 
     fn handle_publish_lock(&mut self, now: Instant, tries: usize, response: Response) {
@@ -723,6 +527,245 @@ impl CompactionInvocation {
         if self.settings.missing_id == MissingId::Retry {
             self.outcomes[index] = Outcome::Failed;
         }
+    }
+
+    /// The answers of the quick check (the pointer read, the cache load, and the lock taken to
+    /// re-read the pointer and released) and of the working copy's opening.
+    fn handle_quick_check(&mut self, now: Instant, response: Response) {
+        match self.step {
+            Step::ReadPointer => match pointer_of(response) {
+                Some(pointer) => {
+                    self.pointer = pointer;
+                    self.enter(now, Step::CacheLoad);
+                }
+                // No pointer read, no base: the batch fails before any lock is taken.
+                None => self.fail_all(now),
+            },
+            Step::CacheLoad | Step::OpenWorkingCopy if response.is_failure() => {
+                self.notes.push_back(CompactionNote::SnapshotMissing);
+                self.fail_all(now);
+            }
+            Step::CacheLoad => self.enter(now, Step::QuickLock),
+            Step::QuickLock => match lock_of(response) {
+                Some(owner) => {
+                    self.owner = Some(owner);
+                    self.enter(now, Step::QuickReread);
+                }
+                None => {
+                    self.notes.push_back(CompactionNote::BusyAtQuickCheck);
+                    self.fail_all(now);
+                }
+            },
+            Step::QuickReread => {
+                // A failed re-read cannot show the pointer still: the check fails like a move.
+                let moved = !self.pointer_unchanged(response);
+                if moved {
+                    self.notes
+                        .push_back(CompactionNote::PointerMovedAtQuickCheck);
+                }
+                self.enter(now, Step::QuickRelease { failing: moved });
+            }
+            Step::QuickRelease { failing } => {
+                self.owner = None;
+                if failing {
+                    self.fail_all(now);
+                } else {
+                    self.enter(now, Step::OpenWorkingCopy);
+                }
+            }
+            Step::OpenWorkingCopy => self.next_apply(now, 0),
+            _ => unreachable!("not a quick check step"),
+        }
+    }
+
+    /// The answers of the publish under the lock: the pointer re-read, the ownership checks, the
+    /// snapshot upload and the pointer promotion.
+    fn handle_publish(&mut self, now: Instant, response: Response) {
+        match self.step {
+            Step::PublishReread => {
+                if !self.pointer_unchanged(response) {
+                    if !response.is_failure() {
+                        self.notes.push_back(CompactionNote::PointerMovedAtPublish);
+                    }
+                    self.leave_publish(now, true);
+                } else {
+                    self.publish_started = now;
+                    self.validate_then(now, false);
+                }
+            }
+            Step::ValidateOwnership { then_promote } => {
+                if lock_of(response) == self.owner {
+                    let next = if then_promote {
+                        Step::Promote
+                    } else {
+                        Step::Upload
+                    };
+                    self.enter(now, next);
+                } else {
+                    self.notes.push_back(CompactionNote::OwnershipLost);
+                    self.leave_publish(now, true);
+                }
+            }
+            Step::Upload => {
+                match response {
+                    Response::Published { version } => {
+                        self.version = version;
+                        self.validate_then(now, true);
+                    }
+                    // The upload failed: nothing to promote, the batch fails under the lock.
+                    Response::Failed(_) => self.leave_publish(now, true),
+                    other => panic!("an upload answered {other:?}"),
+                }
+            }
+            Step::Promote => {
+                let failing = response.is_failure();
+                if response == Response::Failed(Failure::PreconditionFailed) {
+                    self.notes.push_back(CompactionNote::PointerConflict);
+                } else if !failing {
+                    assert_eq!(response, Response::Done);
+                    self.notes.push_back(CompactionNote::Published {
+                        version: self.version,
+                    });
+                }
+                self.notes.push_back(CompactionNote::Stage(
+                    Stage::Publish,
+                    now.since(self.publish_started),
+                ));
+                self.leave_publish(now, failing);
+            }
+            _ => unreachable!("not a publish step"),
+        }
+    }
+
+    /// The effects of the publish and after: the lock heartbeat, the upload, the promotion, the
+    /// run marks and the cache write-back.
+    fn publish_effect(&self) -> Effect {
+        let collection = self.collection;
+        match self.step {
+            Step::HeartbeatStart => Effect::LockHeartbeat {
+                collection,
+                owner: self.owner.expect("heartbeat while held"),
+                interval: self.settings.heartbeat_interval.expect("heartbeats on"),
+            },
+            Step::HeartbeatStop { .. } => Effect::LockHeartbeat {
+                collection,
+                owner: self.owner.expect("heartbeat while held"),
+                interval: Duration::ZERO,
+            },
+            Step::Upload => Effect::PutObject(ObjectKey::Snapshot {
+                collection,
+                version: self.version,
+            }),
+            Step::Promote => Effect::WritePointer {
+                collection,
+                version: self.version,
+                expected_etag: match self.settings.pointer_promotion {
+                    PointerPromotion::Cas => Some(self.pointer.1),
+                    PointerPromotion::Blind => None,
+                },
+            },
+            Step::MarkCompleted { position } => Effect::TableWrite(TableWrite::RunState {
+                receipt: self.messages[self.order[position]].receipt,
+                collection,
+                state: RunState::Completed,
+            }),
+            Step::WriteBack => Effect::CacheStore {
+                collection,
+                version: self.version,
+            },
+            _ => unreachable!("not a publish step"),
+        }
+    }
+}
+
+impl Component for CompactionInvocation {
+    fn poll_effect(&mut self) -> Option<Effect> {
+        if self.outstanding || self.step == Step::Done {
+            return None;
+        }
+        self.outstanding = true;
+        let collection = self.collection;
+        let effect = match self.step {
+            Step::ReadPointer | Step::QuickReread | Step::PublishReread => {
+                Effect::ReadPointer(collection)
+            }
+            Step::CacheLoad => Effect::CacheLoad {
+                collection,
+                version: self.pointer.0,
+            },
+            Step::ValidateOwnership { .. } => Effect::LockValidate {
+                collection,
+                owner: self.owner.expect("validated while held"),
+            },
+            Step::QuickLock | Step::PublishLock { .. } => Effect::LockAcquire {
+                collection,
+                lease: self.settings.lock_lease,
+            },
+            Step::QuickRelease { .. } | Step::PublishRelease { .. } => Effect::LockRelease {
+                collection,
+                owner: self.owner.expect("released while held"),
+            },
+            Step::OpenWorkingCopy => Effect::OpenWorkingCopy {
+                collection,
+                version: self.pointer.0,
+            },
+            Step::Apply { position, phase } => self.apply_effect(self.order[position], phase),
+            Step::ApplyWork => Effect::Work(Work::Apply {
+                ids: self.ids_touched,
+            }),
+            Step::PublishSleep { tries } => {
+                Effect::Sleep(self.settings.publish_lock_retry_delays[tries - 1])
+            }
+            Step::HeartbeatStart
+            | Step::HeartbeatStop { .. }
+            | Step::Upload
+            | Step::Promote
+            | Step::MarkCompleted { .. }
+            | Step::WriteBack => self.publish_effect(),
+            Step::Done => unreachable!(),
+        };
+        Some(effect)
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Response) {
+        assert!(self.outstanding, "a response without an outstanding effect");
+        assert!(now >= self.step_started);
+        self.outstanding = false;
+        match self.step {
+            Step::ReadPointer
+            | Step::CacheLoad
+            | Step::QuickLock
+            | Step::QuickReread
+            | Step::QuickRelease { .. }
+            | Step::OpenWorkingCopy => self.handle_quick_check(now, response),
+            Step::Apply { position, phase } => self.handle_apply(now, position, phase, response),
+            Step::ApplyWork => {
+                self.lock_wait_started = now;
+                self.enter(now, Step::PublishLock { tries: 0 });
+            }
+            Step::PublishLock { tries } => self.handle_publish_lock(now, tries, response),
+            Step::PublishSleep { tries } => self.enter(now, Step::PublishLock { tries }),
+            Step::HeartbeatStart => self.enter(now, Step::PublishReread),
+            Step::PublishReread | Step::ValidateOwnership { .. } | Step::Upload | Step::Promote => {
+                self.handle_publish(now, response)
+            }
+            Step::HeartbeatStop { failing } => self.enter(now, Step::PublishRelease { failing }),
+            Step::PublishRelease { failing } => {
+                self.owner = None;
+                if failing {
+                    self.fail_all(now);
+                } else {
+                    self.next_mark(now, 0);
+                }
+            }
+            Step::MarkCompleted { position } => self.next_mark(now, position + 1),
+            Step::WriteBack => self.finish(now),
+            Step::Done => unreachable!(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.step == Step::Done
     }
 }
 

@@ -23,6 +23,18 @@ pub type EtagHandle = u64;
 /// under this handle until the `CollectionOp::WriteTableState` that hands it back writes it.
 pub type TableStateHandle = u64;
 
+/// A component of the pipeline as a sans-IO state machine: asked for the next effect, handed
+/// each effect's answer, asked whether it has finished. The upload, the stream processor and the
+/// compaction implement it; whatever drives them (the simulation's driver, a test) knows them
+/// through it, and the notes each writes, its own type, through its own `poll_note`.
+pub trait Component {
+    /// The next effect, or `None` while one is outstanding or when the component is done.
+    fn poll_effect(&mut self) -> Option<Effect>;
+    /// The answer to the outstanding effect.
+    fn handle_response(&mut self, now: Instant, response: Response);
+    fn is_done(&self) -> bool;
+}
+
 /// A lock owner id, handed out by the lock on every successful acquisition.
 pub type LockOwner = u64;
 

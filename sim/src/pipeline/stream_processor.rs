@@ -10,7 +10,7 @@
 //! A sans-IO state machine like the upload Lambda's. Depends on `effect`, `config`, `entities`.
 
 use super::config::{MessageGroupKey, OtherInserts, RunCompletedMessage};
-use super::effect::{Effect, EventName, Message, MessageKind, Response, RunState, Work};
+use super::effect::{Component, Effect, EventName, Message, MessageKind, Response, RunState, Work};
 use crate::entities::{Collection, LabelItem, ReceiptIndex};
 use crate::random::mix64;
 use crate::time::Instant;
@@ -255,16 +255,24 @@ impl StreamProcessorInvocation {
         }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.step == Step::Done
-    }
-
     /// The messages routed to one collection, in record order (sent ones carry their send time).
     pub fn messages(&self, collection: Collection) -> &[Message] {
         &self.messages[collection.index()]
     }
 
-    pub fn poll_effect(&mut self) -> Option<Effect> {
+    fn next_send(&self, collection: Collection, start: usize) -> Step {
+        if start < self.messages[collection.index()].len() {
+            return Step::Send { collection, start };
+        }
+        match collection {
+            Collection::Lines => self.next_send(Collection::Words, 0),
+            Collection::Words => Step::Done,
+        }
+    }
+}
+
+impl Component for StreamProcessorInvocation {
+    fn poll_effect(&mut self) -> Option<Effect> {
         if self.outstanding || self.step == Step::Done {
             return None;
         }
@@ -286,7 +294,7 @@ impl StreamProcessorInvocation {
         }
     }
 
-    pub fn handle_response(&mut self, now: Instant, response: Response) {
+    fn handle_response(&mut self, now: Instant, response: Response) {
         assert!(self.outstanding, "a response without an outstanding effect");
         // A failed send is logged and skipped, as the real processor does: its messages are lost
         // and the invocation goes on with the next send.
@@ -306,14 +314,8 @@ impl StreamProcessorInvocation {
         self.step = next;
     }
 
-    fn next_send(&self, collection: Collection, start: usize) -> Step {
-        if start < self.messages[collection.index()].len() {
-            return Step::Send { collection, start };
-        }
-        match collection {
-            Collection::Lines => self.next_send(Collection::Words, 0),
-            Collection::Words => Step::Done,
-        }
+    fn is_done(&self) -> bool {
+        self.step == Step::Done
     }
 }
 

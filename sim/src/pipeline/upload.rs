@@ -8,7 +8,9 @@
 //! argument. Depends on `effect`, `config`, `metrics` and `entities`.
 
 use super::config::{DeltaUploadError, Flow};
-use super::effect::{Effect, ObjectKey, Response, RunState, TableRead, TableWrite, Work};
+use super::effect::{
+    Component, Effect, ObjectKey, Response, RunState, TableRead, TableWrite, Work,
+};
 use crate::entities::{Collection, ReceiptIndex};
 use crate::metrics::Stage;
 use crate::time::{Duration, Instant};
@@ -118,51 +120,9 @@ impl UploadInvocation {
     pub fn unfinished(&self) -> &[ReceiptPlan] {
         &self.receipts[self.position.min(self.receipts.len())..]
     }
-    pub fn is_done(&self) -> bool {
-        self.step == Step::Done
-    }
 
     fn current(&self) -> ReceiptPlan {
         self.receipts[self.position]
-    }
-
-    /// The next operation, or `None` while one is outstanding or when done.
-    pub fn poll_effect(&mut self) -> Option<Effect> {
-        if self.outstanding || self.step == Step::Done {
-            return None;
-        }
-        self.outstanding = true;
-        let receipt = self.current().receipt;
-        Some(match self.step {
-            Step::Ocr => Effect::Work(Work::Ocr),
-            Step::OcrWrite => Effect::TableWrite(TableWrite::OcrResult { receipt }),
-            Step::MerchantResolution => Effect::Work(Work::MerchantResolution),
-            Step::MetadataWrite => Effect::TableWrite(TableWrite::Metadata { receipt }),
-            Step::Embedding => Effect::Work(Work::Embedding),
-            Step::DeltaUpload { collection, .. } => Effect::PutObject(ObjectKey::Delta {
-                collection,
-                receipt,
-            }),
-            Step::RunInsert => Effect::TableWrite(TableWrite::RunInsert { receipt }),
-            Step::WaitRead => Effect::TableRead(TableRead::RunState { receipt }),
-            Step::WaitSleep => {
-                let elapsed = self.step_started.since(self.wait_started);
-                let remaining = Duration(
-                    self.settings
-                        .wait_cap
-                        .as_nanos()
-                        .saturating_sub(elapsed.as_nanos()),
-                );
-                Effect::Sleep(self.settings.wait_poll_period.min(remaining))
-            }
-            Step::Langgraph => Effect::Work(Work::Langgraph),
-            Step::ProposedLabels => Effect::TableWrite(TableWrite::ProposedLabels { receipt }),
-            Step::ChangedLabels => Effect::TableWrite(TableWrite::ChangedLabels { receipt }),
-            Step::MerchantCorrection => {
-                Effect::TableWrite(TableWrite::MerchantCorrection { receipt })
-            }
-            Step::Done => unreachable!(),
-        })
     }
 
     pub fn poll_note(&mut self) -> Option<UploadNote> {
@@ -178,73 +138,6 @@ impl UploadInvocation {
         let receipt = self.current().receipt;
         self.notes
             .push_back(UploadNote::Stage(receipt, stage, now.since(since)));
-    }
-
-    /// The answer to the outstanding effect.
-    pub fn handle_response(&mut self, now: Instant, response: Response) {
-        assert!(self.outstanding, "a response without an outstanding effect");
-        assert!(now >= self.step_started);
-        self.outstanding = false;
-        let plan = self.current();
-        match self.step {
-            Step::Ocr => {
-                self.stage(now, Stage::Ocr, self.step_started);
-                self.enter(now, Step::OcrWrite);
-            }
-            Step::OcrWrite => self.enter(now, Step::MerchantResolution),
-            Step::MerchantResolution => self.enter(now, Step::MetadataWrite),
-            Step::MetadataWrite => {
-                self.notes
-                    .push_back(UploadNote::EmbeddingStarted(plan.receipt));
-                self.enter(now, Step::Embedding)
-            }
-            Step::Embedding => {
-                self.stage(now, Stage::Embedding, self.step_started);
-                self.delta_started = now;
-                self.enter(
-                    now,
-                    Step::DeltaUpload {
-                        collection: Collection::Lines,
-                        tries: 1,
-                    },
-                );
-            }
-            Step::DeltaUpload { collection, tries } => {
-                self.handle_delta_upload(now, collection, tries, response)
-            }
-            Step::RunInsert => match self.settings.flow {
-                Flow::Old => {
-                    self.wait_started = now;
-                    self.enter(now, Step::WaitRead);
-                }
-                Flow::New => self.enter(now, Step::Langgraph),
-            },
-            Step::WaitRead => self.handle_wait_read(now, response),
-            Step::WaitSleep => self.enter(now, Step::WaitRead),
-            Step::Langgraph => {
-                self.stage(now, Stage::Langgraph, self.step_started);
-                if plan.has_labels {
-                    self.enter(now, Step::ProposedLabels);
-                } else {
-                    self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
-                    self.after_labels(now);
-                }
-            }
-            Step::ProposedLabels => {
-                if plan.has_changed_labels {
-                    self.enter(now, Step::ChangedLabels);
-                } else {
-                    self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
-                    self.after_labels(now);
-                }
-            }
-            Step::ChangedLabels => {
-                self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
-                self.after_labels(now);
-            }
-            Step::MerchantCorrection => self.finish_receipt(now),
-            Step::Done => unreachable!(),
-        }
     }
 
     fn handle_delta_upload(
@@ -329,6 +222,118 @@ impl UploadInvocation {
                 .push_back(UploadNote::Started(self.current().receipt));
             self.enter(now, Step::Ocr);
         }
+    }
+}
+
+impl Component for UploadInvocation {
+    /// The next operation, or `None` while one is outstanding or when done.
+    fn poll_effect(&mut self) -> Option<Effect> {
+        if self.outstanding || self.step == Step::Done {
+            return None;
+        }
+        self.outstanding = true;
+        let receipt = self.current().receipt;
+        Some(match self.step {
+            Step::Ocr => Effect::Work(Work::Ocr),
+            Step::OcrWrite => Effect::TableWrite(TableWrite::OcrResult { receipt }),
+            Step::MerchantResolution => Effect::Work(Work::MerchantResolution),
+            Step::MetadataWrite => Effect::TableWrite(TableWrite::Metadata { receipt }),
+            Step::Embedding => Effect::Work(Work::Embedding),
+            Step::DeltaUpload { collection, .. } => Effect::PutObject(ObjectKey::Delta {
+                collection,
+                receipt,
+            }),
+            Step::RunInsert => Effect::TableWrite(TableWrite::RunInsert { receipt }),
+            Step::WaitRead => Effect::TableRead(TableRead::RunState { receipt }),
+            Step::WaitSleep => {
+                let elapsed = self.step_started.since(self.wait_started);
+                let remaining = Duration(
+                    self.settings
+                        .wait_cap
+                        .as_nanos()
+                        .saturating_sub(elapsed.as_nanos()),
+                );
+                Effect::Sleep(self.settings.wait_poll_period.min(remaining))
+            }
+            Step::Langgraph => Effect::Work(Work::Langgraph),
+            Step::ProposedLabels => Effect::TableWrite(TableWrite::ProposedLabels { receipt }),
+            Step::ChangedLabels => Effect::TableWrite(TableWrite::ChangedLabels { receipt }),
+            Step::MerchantCorrection => {
+                Effect::TableWrite(TableWrite::MerchantCorrection { receipt })
+            }
+            Step::Done => unreachable!(),
+        })
+    }
+
+    /// The answer to the outstanding effect.
+    fn handle_response(&mut self, now: Instant, response: Response) {
+        assert!(self.outstanding, "a response without an outstanding effect");
+        assert!(now >= self.step_started);
+        self.outstanding = false;
+        let plan = self.current();
+        match self.step {
+            Step::Ocr => {
+                self.stage(now, Stage::Ocr, self.step_started);
+                self.enter(now, Step::OcrWrite);
+            }
+            Step::OcrWrite => self.enter(now, Step::MerchantResolution),
+            Step::MerchantResolution => self.enter(now, Step::MetadataWrite),
+            Step::MetadataWrite => {
+                self.notes
+                    .push_back(UploadNote::EmbeddingStarted(plan.receipt));
+                self.enter(now, Step::Embedding)
+            }
+            Step::Embedding => {
+                self.stage(now, Stage::Embedding, self.step_started);
+                self.delta_started = now;
+                self.enter(
+                    now,
+                    Step::DeltaUpload {
+                        collection: Collection::Lines,
+                        tries: 1,
+                    },
+                );
+            }
+            Step::DeltaUpload { collection, tries } => {
+                self.handle_delta_upload(now, collection, tries, response)
+            }
+            Step::RunInsert => match self.settings.flow {
+                Flow::Old => {
+                    self.wait_started = now;
+                    self.enter(now, Step::WaitRead);
+                }
+                Flow::New => self.enter(now, Step::Langgraph),
+            },
+            Step::WaitRead => self.handle_wait_read(now, response),
+            Step::WaitSleep => self.enter(now, Step::WaitRead),
+            Step::Langgraph => {
+                self.stage(now, Stage::Langgraph, self.step_started);
+                if plan.has_labels {
+                    self.enter(now, Step::ProposedLabels);
+                } else {
+                    self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
+                    self.after_labels(now);
+                }
+            }
+            Step::ProposedLabels => {
+                if plan.has_changed_labels {
+                    self.enter(now, Step::ChangedLabels);
+                } else {
+                    self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
+                    self.after_labels(now);
+                }
+            }
+            Step::ChangedLabels => {
+                self.notes.push_back(UploadNote::LabelsSaved(plan.receipt));
+                self.after_labels(now);
+            }
+            Step::MerchantCorrection => self.finish_receipt(now),
+            Step::Done => unreachable!(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.step == Step::Done
     }
 }
 

@@ -149,6 +149,7 @@ impl<P: Performer> Simulation<'_, P> {
         let store_config = &config.store;
         let store = &self.stores[collection.index()];
         let working_copy = state
+            .kept
             .working_copy
             .as_ref()
             .expect("a working copy to upload");

@@ -68,10 +68,10 @@ impl<P: Performer> Simulation<'_, P> {
     /// The stall to add to the effect the invocation just asked for, if it is the stall point.
     pub(super) fn take_stall(&mut self, now: Instant, state: &mut CompactionSlot) -> Duration {
         let point = self.config.faults.compaction_stall_point;
-        if state.stall.is_none() || !state.machine.at_stall_point(point) {
+        if state.kept.stall.is_none() || !state.machine.at_stall_point(point) {
             return Duration::ZERO;
         }
-        let stall = state.stall.take().expect("checked above");
+        let stall = state.kept.stall.take().expect("checked above");
         self.counters.stalls += 1;
         if !self.history.filter.is_off() {
             let collection = state.machine.collection();

@@ -24,8 +24,42 @@ impl Cost {
     }
 }
 
-/// A running invocation's slot state, as the generic advance, step and kill see it.
-pub(super) trait InvocationState: Sized {
+/// What every slot is to the generic advance, step and kill, written once for `Slot`.
+pub(super) trait Running {
+    fn invocation(&self) -> &Invocation;
+    /// The effect the invocation waits on, and its answer when it was performed at issue.
+    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>);
+    fn poll_effect(&mut self) -> Option<Effect>;
+    fn handle_response(&mut self, now: Instant, response: Response);
+    fn is_done(&self) -> bool;
+}
+
+impl<M: Component, K> Running for Slot<M, K> {
+    #[inline]
+    fn invocation(&self) -> &Invocation {
+        &self.invocation
+    }
+    #[inline]
+    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>) {
+        (&mut self.pending, &mut self.answered)
+    }
+    #[inline]
+    fn poll_effect(&mut self) -> Option<Effect> {
+        self.machine.poll_effect()
+    }
+    #[inline]
+    fn handle_response(&mut self, now: Instant, response: Response) {
+        self.machine.handle_response(now, response);
+    }
+    #[inline]
+    fn is_done(&self) -> bool {
+        self.machine.is_done()
+    }
+}
+
+/// A running invocation's slot state, as the generic advance, step and kill see it: what is
+/// common comes from `Running`, what differs between the functions from the hooks below.
+pub(super) trait InvocationState: Running + Sized {
     /// The function whose invocations these are (names its step and kill events).
     const FUNCTION: Function;
     /// Whether every effect completes by a step event, even one that takes no time (else an
@@ -36,12 +70,6 @@ pub(super) trait InvocationState: Sized {
 
     fn slots<'s, P: Performer>(simulation: &'s mut Simulation<'_, P>) -> &'s mut Slots<Self>;
     fn lambda<'s, P: Performer>(simulation: &'s mut Simulation<'_, P>) -> &'s mut Lambda;
-    fn invocation(&self) -> &Invocation;
-    /// The effect the invocation waits on, and its answer when it was performed at issue.
-    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>);
-    fn poll_effect(&mut self) -> Option<Effect>;
-    fn handle_response(&mut self, now: Instant, response: Response);
-    fn is_done(&self) -> bool;
 
     /// Turns the notes the state machine wrote into counters, stages and history records.
     fn drain_notes<P: Performer>(_: &mut Simulation<'_, P>, _: Instant, _: &mut Self) {}
@@ -97,22 +125,6 @@ impl InvocationState for UploadSlot {
     fn lambda<'s, P: Performer>(simulation: &'s mut Simulation<'_, P>) -> &'s mut Lambda {
         &mut simulation.upload_lambda
     }
-    fn invocation(&self) -> &Invocation {
-        &self.invocation
-    }
-    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>) {
-        (&mut self.pending, &mut self.answered)
-    }
-    fn poll_effect(&mut self) -> Option<Effect> {
-        self.machine.poll_effect()
-    }
-    fn handle_response(&mut self, now: Instant, response: Response) {
-        self.machine.handle_response(now, response);
-    }
-    fn is_done(&self) -> bool {
-        self.machine.is_done()
-    }
-
     fn drain_notes<P: Performer>(
         simulation: &mut Simulation<'_, P>,
         now: Instant,
@@ -141,7 +153,7 @@ impl InvocationState for UploadSlot {
     /// The mapping deletes what is left of the batch (every message of it unless each record's
     /// was deleted when handled).
     fn returned<P: Performer>(simulation: &mut Simulation<'_, P>, now: Instant, state: &mut Self) {
-        for (_, handle) in std::mem::take(&mut state.handles) {
+        for (_, handle) in std::mem::take(&mut state.kept.handles) {
             simulation.delete_upload(now, handle);
         }
     }
@@ -171,22 +183,6 @@ impl InvocationState for ProcessorSlot {
     fn lambda<'s, P: Performer>(simulation: &'s mut Simulation<'_, P>) -> &'s mut Lambda {
         &mut simulation.processor_lambda
     }
-    fn invocation(&self) -> &Invocation {
-        &self.invocation
-    }
-    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>) {
-        (&mut self.pending, &mut self.answered)
-    }
-    fn poll_effect(&mut self) -> Option<Effect> {
-        self.machine.poll_effect()
-    }
-    fn handle_response(&mut self, now: Instant, response: Response) {
-        self.machine.handle_response(now, response);
-    }
-    fn is_done(&self) -> bool {
-        self.machine.is_done()
-    }
-
     fn cost<P: Performer>(
         simulation: &mut Simulation<'_, P>,
         _: Instant,
@@ -228,14 +224,14 @@ impl InvocationState for ProcessorSlot {
     /// The mapping completes the batch, or retries it when a failure is injected after the sends.
     fn returned<P: Performer>(simulation: &mut Simulation<'_, P>, now: Instant, state: &mut Self) {
         if simulation.stream_retried(now, state) {
-            simulation.stream.fail(now, state.batch);
+            simulation.stream.fail(now, state.kept.batch);
         } else {
-            simulation.stream.complete(now, state.batch);
+            simulation.stream.complete(now, state.kept.batch);
         }
     }
     fn killed<P: Performer>(simulation: &mut Simulation<'_, P>, now: Instant, state: &mut Self) {
         simulation.counters.kills.stream_processor += 1;
-        simulation.stream.fail(now, state.batch);
+        simulation.stream.fail(now, state.kept.batch);
     }
     fn vacated<P: Performer>(simulation: &mut Simulation<'_, P>, now: Instant, _: &Self) {
         simulation.wake_stream(now);
@@ -253,22 +249,6 @@ impl InvocationState for CompactionSlot {
     fn lambda<'s, P: Performer>(simulation: &'s mut Simulation<'_, P>) -> &'s mut Lambda {
         &mut simulation.compaction_lambda
     }
-    fn invocation(&self) -> &Invocation {
-        &self.invocation
-    }
-    fn outstanding(&mut self) -> (&mut Option<Effect>, &mut Option<Response>) {
-        (&mut self.pending, &mut self.answered)
-    }
-    fn poll_effect(&mut self) -> Option<Effect> {
-        self.machine.poll_effect()
-    }
-    fn handle_response(&mut self, now: Instant, response: Response) {
-        self.machine.handle_response(now, response);
-    }
-    fn is_done(&self) -> bool {
-        self.machine.is_done()
-    }
-
     fn drain_notes<P: Performer>(
         simulation: &mut Simulation<'_, P>,
         now: Instant,

@@ -189,7 +189,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// Drops a compaction invocation's working copy, if it opened one.
     pub(super) fn discard_working_copy(&mut self, state: &mut CompactionSlot) {
         let collection = state.machine.collection();
-        if let Some(working_copy) = state.working_copy.take() {
+        if let Some(working_copy) = state.kept.working_copy.take() {
             self.stores[collection.index()].discard(working_copy);
         }
     }
@@ -260,7 +260,7 @@ impl<P: Performer> Simulation<'_, P> {
         let whole_batch = self.config.compaction.failure_reporting == FailureReporting::WholeBatch;
         let mut deleted = 0u64;
         let mut failed = 0u64;
-        for (outcome, handle) in state.machine.outcomes().iter().zip(&state.handles) {
+        for (outcome, handle) in state.machine.outcomes().iter().zip(&state.kept.handles) {
             let delete = match outcome {
                 Outcome::Done => !(whole_batch && any_failed),
                 Outcome::Failed => false,
@@ -350,7 +350,7 @@ impl<P: Performer> Simulation<'_, P> {
         let Some(state) = self.compactions.get(slot, generation) else {
             return;
         };
-        let Some(owner) = state.heartbeat_owner else {
+        let Some(owner) = state.kept.heartbeat_owner else {
             return;
         };
         let collection = state.machine.collection();

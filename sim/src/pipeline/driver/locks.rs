@@ -39,11 +39,11 @@ impl<P: Performer> Simulation<'_, P> {
                 owner, interval, ..
             } => {
                 if *interval > Duration::ZERO {
-                    state.heartbeat_owner = Some(ServiceOwner(*owner));
+                    state.kept.heartbeat_owner = Some(ServiceOwner(*owner));
                     self.engine
                         .schedule_at(now.add(*interval), Event::Heartbeat { slot, generation });
                 } else {
-                    state.heartbeat_owner = None;
+                    state.kept.heartbeat_owner = None;
                 }
                 Response::Done
             }

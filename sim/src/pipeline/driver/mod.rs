@@ -31,8 +31,8 @@ use super::config::{
     QueueKind as ConfigQueueKind, StallPoint, UploadBatchDeletion, UpsertMode as ConfigUpsertMode,
 };
 use super::effect::{
-    CollectionOp, Effect, Message, MessageKind, ObjectKey, Response, RunState, TableRead,
-    TableStateHandle, TableWrite, VersionId, Work,
+    CollectionOp, Component, Effect, Message, MessageKind, ObjectKey, Response, RunState,
+    TableRead, TableStateHandle, TableWrite, VersionId, Work,
 };
 use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
 use super::performer::{Completion, Performer, RecordPatch, Simulated};
@@ -61,7 +61,10 @@ use faults::FaultStreams;
 use invocation::InvocationState;
 use invocations::InFlight;
 pub use notes::{describe_messages, message_word};
-use slots::{CompactionSlot, ProcessorSlot, ReceiptTableState, Slots, UploadSlot};
+use slots::{
+    CompactionKept, CompactionSlot, ProcessorKept, ProcessorSlot, ReceiptTableState, Slot, Slots,
+    UploadKept, UploadSlot,
+};
 use std::collections::BTreeMap;
 use table::final_labels;
 

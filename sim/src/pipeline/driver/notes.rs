@@ -91,11 +91,12 @@ impl<P: Performer> Simulation<'_, P> {
     fn upload_finished(&mut self, now: Instant, state: &mut UploadSlot, receipt: ReceiptIndex) {
         if self.config.upload.batch_deletion == UploadBatchDeletion::PerRecord {
             let position = state
+                .kept
                 .handles
                 .iter()
                 .position(|(r, _)| *r == receipt)
                 .expect("a handle per receipt");
-            let (_, handle) = state.handles.remove(position);
+            let (_, handle) = state.kept.handles.remove(position);
             self.delete_upload(now, handle);
         }
         self.progress[receipt as usize].finished = true;

@@ -117,8 +117,8 @@ impl<P: Performer> Simulation<'_, P> {
                 let model = match self.copied_publish(state, *collection, *version) {
                     Some(publish) => {
                         let store = &mut self.stores[collection.index()];
-                        assert!(state.working_copy.is_none());
-                        state.working_copy = Some(store.checkout(publish));
+                        assert!(state.kept.working_copy.is_none());
+                        state.kept.working_copy = Some(store.checkout(publish));
                         Response::Entries(store.entry_count(publish))
                     }
                     None => Response::Failed(Failure::NotFound),
@@ -128,7 +128,7 @@ impl<P: Performer> Simulation<'_, P> {
                     self.performer
                         .open_working_copy(now, invocation, *collection, *version, model);
                 if answer.is_failure()
-                    && let Some(working_copy) = state.working_copy.take()
+                    && let Some(working_copy) = state.kept.working_copy.take()
                 {
                     self.stores[collection.index()].discard(working_copy);
                 }
@@ -145,13 +145,14 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
     ) -> Response {
         let working_copy = state
+            .kept
             .working_copy
             .take()
             .expect("a working copy to publish");
         let mut ids: Vec<ChromaId> = working_copy.overlay().keys().copied().collect();
         ids.sort_unstable();
         let outcome = self.stores[collection.index()].publish(now, working_copy);
-        state.published = Some(outcome.publish);
+        state.kept.published = Some(outcome.publish);
         let publishes = &mut self.history.publishes[collection.index()];
         publishes.push(PublishRecord {
             collection,
@@ -167,7 +168,7 @@ impl<P: Performer> Simulation<'_, P> {
         let info = self.stores[collection.index()].publish_info(outcome.publish);
         let record = publishes.last_mut().expect("just pushed");
         record.base = u64::from(info.parent.0);
-        state.publish_record = Some(publishes.len() - 1);
+        state.kept.publish_record = Some(publishes.len() - 1);
         let actor = Actor::Compaction {
             invocation: state.invocation.id.0,
             collection,
@@ -225,7 +226,7 @@ impl<P: Performer> Simulation<'_, P> {
             Response::Failed(Failure::PreconditionFailed) => PointerOutcome::Conflict,
             _ => PointerOutcome::NotWritten,
         };
-        if let Some(index) = state.publish_record {
+        if let Some(index) = state.kept.publish_record {
             let record = &mut self.history.publishes[collection.index()][index];
             record.pointer = outcome;
             if outcome == PointerOutcome::Promoted {

@@ -168,7 +168,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         version: VersionId,
     ) {
-        let Some(publish) = state.published else {
+        let Some(publish) = state.kept.published else {
             return;
         };
         let key = self.cache_key(state.invocation.container.0);

@@ -103,13 +103,7 @@ impl<P: Performer> Simulation<'_, P> {
                 .collect();
             let start = now.add(invocation.cold_start);
             let machine = UploadInvocation::new(start, self.upload_settings, plans);
-            let slot = UploadSlot {
-                invocation,
-                machine,
-                handles,
-                pending: None,
-                answered: None,
-            };
+            let slot = UploadSlot::new(invocation, machine, UploadKept { handles });
             let (slot, generation) = self.uploads.insert(slot);
             self.advance::<UploadSlot>(start, slot, generation);
         }
@@ -233,13 +227,10 @@ impl<P: Performer> Simulation<'_, P> {
         self.views = views;
         self.counters.dropped_inserts += machine.counts.dropped_inserts;
         self.counters.run_completed_failures += machine.counts.run_completed_failures;
-        let (slot, generation) = self.processors.insert(ProcessorSlot {
-            invocation,
-            machine,
-            batch: batch.id,
-            pending: None,
-            answered: None,
-        });
+        let kept = ProcessorKept { batch: batch.id };
+        let (slot, generation) = self
+            .processors
+            .insert(ProcessorSlot::new(invocation, machine, kept));
         self.advance::<ProcessorSlot>(start, slot, generation);
     }
 
@@ -495,12 +486,8 @@ impl<P: Performer> Simulation<'_, P> {
         } else {
             self.draw_stall()
         };
-        let slot = CompactionSlot {
-            invocation,
-            machine,
+        let kept = CompactionKept {
             handles,
-            pending: None,
-            answered: None,
             working_copy: None,
             published: None,
             publish_record: None,
@@ -508,6 +495,7 @@ impl<P: Performer> Simulation<'_, P> {
             stall,
             table_state: None,
         };
+        let slot = CompactionSlot::new(invocation, machine, kept);
         let (slot, generation) = self.compactions.insert(slot);
         self.advance::<CompactionSlot>(start, slot, generation);
     }

@@ -4,31 +4,49 @@
 
 use super::*;
 
-pub(super) struct UploadSlot {
+/// A running invocation as the driver holds it, the same for the three functions: the Lambda
+/// invocation, its state machine, the effect it waits on (with that effect's answer when it was
+/// performed at issue, in measured timing) and what the driver keeps beside this function's state
+/// machine (`kept`).
+pub(super) struct Slot<M, K> {
     pub(super) invocation: Invocation,
-    pub(super) machine: UploadInvocation,
+    pub(super) machine: M,
+    pub(super) pending: Option<Effect>,
+    pub(super) answered: Option<Response>,
+    pub(super) kept: K,
+}
+
+impl<M: Component, K> Slot<M, K> {
+    /// An invocation that waits on nothing yet.
+    pub(super) fn new(invocation: Invocation, machine: M, kept: K) -> Slot<M, K> {
+        Slot {
+            invocation,
+            machine,
+            pending: None,
+            answered: None,
+            kept,
+        }
+    }
+}
+
+pub(super) type UploadSlot = Slot<UploadInvocation, UploadKept>;
+pub(super) type ProcessorSlot = Slot<StreamProcessorInvocation, ProcessorKept>;
+pub(super) type CompactionSlot = Slot<CompactionInvocation, CompactionKept>;
+
+/// Beside an upload: the receipt handles of its batch's messages, deleted when it returns.
+pub(super) struct UploadKept {
     pub(super) handles: Vec<(ReceiptIndex, ReceiptHandle)>,
-    pub(super) pending: Option<Effect>,
-    /// The answer of the pending effect when it was performed at issue (measured timing).
-    pub(super) answered: Option<Response>,
 }
 
-pub(super) struct ProcessorSlot {
-    pub(super) invocation: Invocation,
-    pub(super) machine: StreamProcessorInvocation,
+/// Beside a stream processor invocation: the stream batch it handles.
+pub(super) struct ProcessorKept {
     pub(super) batch: BatchId,
-    pub(super) pending: Option<Effect>,
-    /// Always `None`: no stream processor effect is performed at issue.
-    pub(super) answered: Option<Response>,
 }
 
-pub(super) struct CompactionSlot {
-    pub(super) invocation: Invocation,
-    pub(super) machine: CompactionInvocation,
+/// Beside a compaction: its batch's receipt handles, its working copy and publish, its lock
+/// heartbeat, an injected stall and the receipt state last read.
+pub(super) struct CompactionKept {
     pub(super) handles: Vec<ReceiptHandle>,
-    pub(super) pending: Option<Effect>,
-    /// The answer of the pending effect when it was performed at issue (measured timing).
-    pub(super) answered: Option<Response>,
     pub(super) working_copy: Option<crate::services::object_store::WorkingCopy>,
     pub(super) published: Option<PublishId>,
     pub(super) publish_record: Option<usize>,

@@ -15,6 +15,7 @@ impl<P: Performer> Simulation<'_, P> {
         let collection = state.machine.collection();
         let store = &self.stores[collection.index()];
         let working_copy = state
+            .kept
             .working_copy
             .as_mut()
             .expect("an upsert needs a working copy");
@@ -108,7 +109,7 @@ impl<P: Performer> Simulation<'_, P> {
         operation: CollectionOp,
     ) -> Response {
         assert!(
-            state.working_copy.is_some(),
+            state.kept.working_copy.is_some(),
             "collection operations need a working copy"
         );
         let word_id = |receipt: ReceiptIndex, word: WordRef| {
@@ -140,7 +141,11 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether the working copy holds the word's id.
     fn get_word(&mut self, now: Instant, state: &CompactionSlot, id: ChromaId) -> Response {
         let store = &self.stores[state.machine.collection().index()];
-        let working_copy = state.working_copy.as_ref().expect("checked by the caller");
+        let working_copy = state
+            .kept
+            .working_copy
+            .as_ref()
+            .expect("checked by the caller");
         let model = Response::Present(working_copy.contains(store, id));
         self.performer.get(now, state.invocation.id.0, id, model)
     }
@@ -155,7 +160,11 @@ impl<P: Performer> Simulation<'_, P> {
         fields: LabelFields,
     ) -> Response {
         let store = &self.stores[state.machine.collection().index()];
-        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        let working_copy = state
+            .kept
+            .working_copy
+            .as_mut()
+            .expect("checked by the caller");
         let patch = EntryPatch {
             merchant: None,
             labels: Some(fields),
@@ -179,7 +188,11 @@ impl<P: Performer> Simulation<'_, P> {
         id: ChromaId,
     ) -> Response {
         let store = &self.stores[state.machine.collection().index()];
-        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        let working_copy = state
+            .kept
+            .working_copy
+            .as_mut()
+            .expect("checked by the caller");
         working_copy.delete_label_fields(store, id);
         let actor = compaction_actor(state);
         let event = HistoryEvent::LabelsDeleted;
@@ -220,7 +233,11 @@ impl<P: Performer> Simulation<'_, P> {
     ) -> Response {
         let collection = state.machine.collection();
         let store = &self.stores[collection.index()];
-        let working_copy = state.working_copy.as_mut().expect("checked by the caller");
+        let working_copy = state
+            .kept
+            .working_copy
+            .as_mut()
+            .expect("checked by the caller");
         let Some(shape) = self.table.shape(receipt) else {
             return Response::Touched(0);
         };
@@ -275,8 +292,12 @@ impl<P: Performer> Simulation<'_, P> {
                 Collection::Words => self.table.labelled_words(receipt),
             },
         };
-        let handle = state.table_state.as_ref().map_or(1, |(last, _)| last + 1);
-        state.table_state = Some((handle, read));
+        let handle = state
+            .kept
+            .table_state
+            .as_ref()
+            .map_or(1, |(last, _)| last + 1);
+        state.kept.table_state = Some((handle, read));
         Response::TableState(handle)
     }
 
@@ -290,13 +311,14 @@ impl<P: Performer> Simulation<'_, P> {
         receipt: ReceiptIndex,
         handle: TableStateHandle,
     ) -> Response {
-        let read = match state.table_state.take() {
+        let read = match state.kept.table_state.take() {
             Some((kept, read)) if kept == handle => read,
             _ => panic!("a table state write hands back the handle of the last read"),
         };
         let collection = state.machine.collection();
         let store = &self.stores[collection.index()];
         let working_copy = state
+            .kept
             .working_copy
             .as_mut()
             .expect("a table state write needs a working copy");
