@@ -1,7 +1,8 @@
 //! The pipeline model: the upload Lambda, the stream processor and the compaction Lambda as sans-IO
 //! state machines (`upload`, `stream_processor`, `compaction`, speaking `effect`), the simulated
 //! driver that runs them on the service models (`driver`), "labels visible" tracking
-//! (`visibility`), the history (`history`), the configuration (`config`), the performer seam the
+//! (`visibility`), the history (`history`), the configuration (`config`: the TOML tree, validated
+//! once into behaviour, deployment, service model and faults), the performer seam the
 //! driver performs data-plane effects through (`performer`), and the entry points `run_trial`,
 //! `run_trial_with` and `generate_receipts`.
 //!

@@ -1,4 +1,4 @@
-//! Injected faults (`config::FaultsConfig`): compaction stalls, deaths right after the pointer
+//! Injected faults (`config::Faults`): compaction stalls, deaths right after the pointer
 //! write, stream processor retries, throttled compaction starts and failing Chroma operations,
 //! each drawn from its own named stream and drawing nothing while its share is 0.
 

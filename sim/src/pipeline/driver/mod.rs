@@ -7,8 +7,10 @@
 //! processor retries, throttled compaction starts), each drawn from its own named stream.
 //!
 //! Durations of a receipt's upload stages come from the receipt's own streams (`ocr`, receipt ...),
-//! so old and new flow see the same draws (common random numbers). Depends on everything else in
-//! the crate; nothing depends on it but `pipeline::run_trial`.
+//! so old and new flow see the same draws (common random numbers). It reads the configuration's
+//! four parts (`config::Behaviour`, `Deployment`, `ServiceModel`, `Faults`) of a
+//! `ValidatedConfig`, never the `PipelineConfig` a user wrote. Depends on everything else in the
+//! crate; nothing depends on it but `pipeline::run_trial`.
 
 mod costs;
 mod faults;
@@ -770,5 +772,5 @@ impl<P: Performer> Simulation<'_, P> {
 }
 
 impl<P: Performer> Simulation<'_, P> {
-    // ----- injected faults (`config::FaultsConfig`) and the history records naming ids -----
+    // ----- injected faults (`config::Faults`) and the history records naming ids -----
 }
