@@ -11,7 +11,7 @@
 
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use sim::explore;
-use sim::pipeline::{PipelineConfig, TrialOptions, run_trial};
+use sim::pipeline::{TrialOptions, ValidatedConfig, run_trial};
 use std::hint::black_box;
 
 mod common;
@@ -31,7 +31,7 @@ fn mmc() -> sim::mmc::MmcScenario {
 
 #[library_benchmark]
 #[bench::quick(pipeline("quick"))]
-fn trial(config: PipelineConfig) -> u64 {
+fn trial(config: ValidatedConfig) -> u64 {
     black_box(
         run_trial(&config, None, &TrialOptions::default())
             .report
@@ -41,7 +41,7 @@ fn trial(config: PipelineConfig) -> u64 {
 
 #[library_benchmark]
 #[bench::hunt(pipeline("hunt"))]
-fn hunt(config: PipelineConfig) -> usize {
+fn hunt(config: ValidatedConfig) -> usize {
     let events = run_trial(&config, None, &TrialOptions::default())
         .report
         .events;

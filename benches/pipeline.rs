@@ -7,7 +7,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::explore;
-use sim::pipeline::{TrialOptions, run_trial};
+use sim::pipeline::{TrialOptions, ValidatedConfig, run_trial};
 use std::hint::black_box;
 
 mod common;
@@ -43,8 +43,9 @@ fn exploration(c: &mut Criterion) {
 }
 
 fn built_trial(c: &mut Criterion) {
-    let mut config = pipeline("scale");
-    config.workload.receipts = 1_000;
+    let mut scale = pipeline("scale").into_inner();
+    scale.workload.receipts = 1_000;
+    let config = ValidatedConfig::new(scale).expect("a valid configuration");
     let events = run_trial(&config, None, &TrialOptions::default())
         .report
         .events;

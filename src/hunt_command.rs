@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sim::explore::{self, Choices, Explored};
 use sim::oracle::{Anomaly, Cause, Class};
-use sim::pipeline::{HistoryFilter, HistoryRecord, PipelineConfig};
+use sim::pipeline::{HistoryFilter, HistoryRecord, PipelineConfig, ValidatedConfig};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -336,7 +336,7 @@ pub fn hunt(loaded: &Loaded, flags: &HuntFlags<'_>) -> Result<(), Failure> {
 /// Explores the owned trials in parallel until done or out of time, landing partial results
 /// through `land` at most once a second.
 fn explore_owned(
-    config: &PipelineConfig,
+    config: &ValidatedConfig,
     flags: &HuntFlags<'_>,
     owned: &[u64],
     tally: &mut Tally,
@@ -351,8 +351,6 @@ fn explore_owned(
         .map(|budget| std::time::Instant::now() + budget);
     let mut pace = crate::output::Pace::new();
     let mut failure: Option<Failure> = None;
-    // Validated once here, not by every trial.
-    let config = &sim::pipeline::ValidatedConfig::of(config);
     crate::parallel::for_each_done(
         owned.len(),
         deadline,
@@ -372,7 +370,7 @@ fn explore_owned(
 }
 
 /// Shrinks each kind's first counterexample and writes it into `out`.
-fn shrink_kinds(config: &PipelineConfig, tally: &mut Tally, out: &Path) -> Result<(), Failure> {
+fn shrink_kinds(config: &ValidatedConfig, tally: &mut Tally, out: &Path) -> Result<(), Failure> {
     let kinds: Vec<((Class, Cause), Choices)> = tally
         .kinds
         .iter()
@@ -521,7 +519,7 @@ fn counterexample_name(class: Class, cause: Cause) -> String {
 
 /// Shrinks the first trial that showed `kind` into a counterexample to be written in `out`.
 fn shrink_kind(
-    config: &PipelineConfig,
+    config: &ValidatedConfig,
     choices: &Choices,
     kind: (Class, Cause),
     out: &Path,
@@ -599,7 +597,7 @@ pub fn replay(path: &str, export: Option<&Output>) -> Result<(), Failure> {
 }
 
 /// Reads a counterexample file and its resolved scenario, refusing what a replay cannot honour.
-fn read_counterexample(path: &str) -> Result<(CounterexampleFile, PipelineConfig), Failure> {
+fn read_counterexample(path: &str) -> Result<(CounterexampleFile, ValidatedConfig), Failure> {
     let text = crate::pipeline_scenario::read_bounded(std::path::Path::new(path))
         .map_err(Failure::bad_input)?;
     let file: CounterexampleFile = serde_json::from_str(&text)
@@ -623,10 +621,9 @@ fn read_counterexample(path: &str) -> Result<(CounterexampleFile, PipelineConfig
     check_choices(path, &file.choices)?;
     let config: PipelineConfig = sim::scenario::deserialize(&table)
         .map_err(|error| Failure::bad_input(format!("{path}: scenario: {error}")))?;
-    config
-        .validate()
+    let config = ValidatedConfig::new(config)
         .map_err(|error| Failure::bad_input(format!("{path}: scenario: {error}")))?;
-    if config.workload.source != sim::pipeline::config::WorkloadSource::Generate {
+    if config.workload().source != sim::pipeline::config::WorkloadSource::Generate {
         return Err(Failure::bad_input(format!(
             "{path}: scenario: field `workload.source`: a counterexample replays generated receipts"
         )));

@@ -19,6 +19,7 @@ use serde_json::Value;
 use sim::entities::{ChromaId, Collection, EntryFields};
 use sim::explore::{self, Judged};
 use sim::oracle;
+use sim::pipeline::config::Behaviour;
 use sim::pipeline::{HistoryFilter, Trial, TrialOptions, run_trial_with};
 use sim::services::collection::{EntryPatch, UpsertMode};
 use sim::services::object_store::{SnapshotParams, SnapshotStore, VersionId as StoreVersion};
@@ -94,7 +95,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let config = &scenario.config;
     let backends = backends(loaded, &config.live, config.seed, flags)?;
     let settings = LiveSettings {
-        version_resolution: config.compaction.version_id_resolution,
+        version_resolution: config.behaviour().compaction.version_id_resolution,
         run: unique_run(),
         ..backends.clone()
     };
@@ -108,7 +109,7 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let (trial, mut performer) = run_trial_with(config, scenario.receipts(), &options, performer);
     let wall_s = started.elapsed().as_secs_f64();
-    let imported = read_final_snapshots(config, &mut performer)?;
+    let imported = read_final_snapshots(config.behaviour(), &mut performer)?;
     performer.clean_up();
     let run = LiveRun::judge(trial, [&imported[0], &imported[1]], performer, wall_s);
     crate::trial_command::check_settled(&run.judged, loaded)?;
@@ -126,10 +127,10 @@ pub fn live(loaded: &Loaded, flags: &LiveFlags<'_>) -> Result<(), Failure> {
 
 /// The final snapshots as the real store holds them, imported into snapshot stores for the oracle.
 fn read_final_snapshots(
-    config: &sim::pipeline::PipelineConfig,
+    behaviour: &Behaviour,
     performer: &mut LivePerformer,
 ) -> Result<Vec<SnapshotStore>, Failure> {
-    let params = snapshot_params(config);
+    let params = snapshot_params(behaviour);
     let mut imported = Vec::with_capacity(2);
     for collection in Collection::ALL {
         let (version, entries) = performer
@@ -269,9 +270,9 @@ fn backends(
     })
 }
 
-fn snapshot_params(config: &sim::pipeline::PipelineConfig) -> SnapshotParams {
+fn snapshot_params(behaviour: &Behaviour) -> SnapshotParams {
     SnapshotParams {
-        version_resolution: config.compaction.version_id_resolution,
+        version_resolution: behaviour.compaction.version_id_resolution,
         keep_versions: usize::MAX,
         deltas_window: 16,
         deltas_max: 1 << 16,

@@ -204,6 +204,20 @@ const CORE_EDGES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The files of the pipeline's configuration (`sim/src/pipeline/config/`), each with the core
+/// modules it may use: the four parts and the validated configuration depend on `time`,
+/// `distribution` and the configuration's own types (through `super`) only, never on another
+/// pipeline module; `mod` (the TOML tree and its validation) also on `workload`, whose
+/// configuration it embeds, and `random`, whose serde form of a seed it uses.
+const CONFIG_EDGES: &[(&str, &[&str])] = &[
+    ("mod", &["distribution", "random", "time", "workload"]),
+    ("behaviour", &["time"]),
+    ("deployment", &["time"]),
+    ("model", &["distribution", "time"]),
+    ("faults", &["distribution"]),
+    ("validated", &["time"]),
+];
+
 /// The binary's modules, each with what it may use: the command line on top, the commands below
 /// it, the shared pieces (loading, outputs, failures) at the bottom.
 const BINARY_EDGES: &[(&str, &[&str])] = &[
@@ -327,6 +341,21 @@ const BINARY_EDGES: &[(&str, &[&str])] = &[
 #[test]
 fn core_modules_depend_one_way() {
     check_module_edges("sim/src", CORE_EDGES);
+}
+
+#[test]
+fn configuration_modules_depend_only_on_time_distribution_and_workload() {
+    check_module_edges("sim/src/pipeline/config", CONFIG_EDGES);
+    let mut files = Vec::new();
+    rust_files(&root().join("sim/src/pipeline/config"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("super::super"),
+            "{} reaches another pipeline module",
+            file.display()
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use receipt_sim::load::load;
-use sim::pipeline::PipelineConfig;
+use sim::pipeline::ValidatedConfig;
 
 /// An embedded scenario (`scale`, `hunt`, ...) merged along its `extends` chain.
 pub fn scenario(name: &str) -> toml::Table {
@@ -17,9 +17,9 @@ pub fn scenario(name: &str) -> toml::Table {
 }
 
 /// The validated pipeline configuration of an embedded scenario.
-pub fn pipeline(name: &str) -> PipelineConfig {
+pub fn pipeline(name: &str) -> ValidatedConfig {
     match load(name, None, &[]).and_then(|loaded| receipt_sim::pipeline_scenario::load(&loaded)) {
-        Ok(scenario) => scenario.config.into_inner(),
+        Ok(scenario) => scenario.config,
         Err(failure) => panic!("scenario {name}: {failure}"),
     }
 }

@@ -12,11 +12,16 @@ use sim::pipeline::history::{
     Actor, CompactIds, History, HistoryEvent, HistoryFilter, HistoryRecord, PointerOutcome,
     PublishRecord,
 };
-use sim::pipeline::{Flow, PipelineConfig, TrialOptions};
+use sim::pipeline::{Flow, PipelineConfig, TrialOptions, ValidatedConfig};
 use sim::services::collection::{EntryPatch, UpsertMode};
 use sim::services::object_store::{PublishId, SnapshotParams, SnapshotStore, VersionId};
 use sim::services::table::{CompactionRun, ReceiptShape, Table};
 use sim::time::{Duration, Instant};
+
+/// A test's configuration, validated (a literal: invalid is a bug of the test).
+fn valid(config: &PipelineConfig) -> ValidatedConfig {
+    ValidatedConfig::new(config.clone()).expect("a valid configuration")
+}
 
 /// Receipt 0 is the one each case damages; receipt 1 stays correct; receipt 2 was OCR'd but its
 /// run was never inserted, so nothing is owed for it.
@@ -755,7 +760,7 @@ fn converging_config(seed: u64) -> PipelineConfig {
 fn a_converging_trial_judged_end_to_end_is_clean() {
     for seed in 1..=3 {
         let config = converging_config(seed);
-        let judged = explore::judge(&config, None, &TrialOptions::default());
+        let judged = explore::judge(&valid(&config), None, &TrialOptions::default());
         let report = &judged.trial.report;
         assert!(
             judged.oracle.is_clean(),
@@ -777,7 +782,7 @@ fn the_unrepaired_profile_judged_end_to_end_is_not_clean() {
     config.compaction.missing_id = MissingId::Drop;
     config.stream_processor.message_group = MessageGroupKey::Receipt;
     config.wait.cap = Duration::from_secs(120);
-    let judged = explore::judge(&config, None, &TrialOptions::default());
+    let judged = explore::judge(&valid(&config), None, &TrialOptions::default());
     assert!(!judged.oracle.is_clean());
     let kinds = judged.oracle.kinds();
     assert!(
@@ -817,7 +822,7 @@ fn judging_for_kinds_finds_what_the_full_judgement_finds() {
         // Seeds in turn, with FIFO, random and PCT orders of simultaneous events.
         let choices = explore::choices_for(1, seed - 1, 200);
         let trial = |history| {
-            let (config, options) = explore::apply(&config, &choices, history);
+            let (config, options) = explore::apply(&valid(&config), &choices, history);
             sim::pipeline::run_trial(&config, None, &options)
         };
         let whole = trial(HistoryFilter::All);
@@ -848,7 +853,7 @@ fn judging_for_kinds_finds_what_the_full_judgement_finds() {
         assert_eq!(full.receipts_affected, kinds.receipts_affected);
         assert!(full.anomalies.iter().all(|a| !a.excerpt.is_empty()));
         assert!(kinds.anomalies.iter().all(|a| a.excerpt.is_empty()));
-        let explored = explore::explore(&config, &choices);
+        let explored = explore::explore(&valid(&config), &choices);
         assert_eq!(
             explored.affected,
             explore::affected_by_kind(&full),

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
-use common::{events, run_with_history, secs};
+use common::{events, run_with_history, secs, valid};
 
 /// The described profile, new flow: `receipts` receipts, one every `gap`, one receipt per image.
 fn spaced(receipts: u64, gap: Duration) -> PipelineConfig {
@@ -286,7 +286,7 @@ fn throttles_are_counted_and_their_batches_come_back_after_the_visibility_timeou
 #[test]
 fn syncing_from_the_table_on_merge_keeps_labels_written_before_the_merge() {
     let config = burst(3);
-    let judged = sim::explore::judge(&config, None, &TrialOptions::default());
+    let judged = sim::explore::judge(&valid(&config), None, &TrialOptions::default());
     let kinds = judged.oracle.kinds();
     assert!(
         kinds.contains(&(Class::L, Cause::LabelBeforeEmbedding)),
@@ -295,7 +295,7 @@ fn syncing_from_the_table_on_merge_keeps_labels_written_before_the_merge() {
     assert!(judged.trial.report.never_visible > 0);
     let mut fixed = config.clone();
     fixed.compaction.sync_from_table_on_merge = true;
-    let judged = sim::explore::judge(&fixed, None, &TrialOptions::default());
+    let judged = sim::explore::judge(&valid(&fixed), None, &TrialOptions::default());
     assert!(judged.oracle.is_clean(), "{:?}", judged.oracle.kinds());
     assert_eq!(judged.trial.report.never_visible, 0);
     assert_eq!(judged.trial.report.latency_ms.labels_visible.count, 3);
@@ -308,7 +308,7 @@ fn syncing_from_the_table_on_merge_keeps_labels_written_before_the_merge() {
 fn failing_chroma_operations_lose_only_what_the_real_code_loses_and_each_loss_is_explained() {
     let mut config = burst(6);
     config.faults.collection_error_share = 0.2;
-    let judged = sim::explore::judge(&config, None, &TrialOptions::default());
+    let judged = sim::explore::judge(&valid(&config), None, &TrialOptions::default());
     let kinds = judged.oracle.kinds();
     assert!(
         kinds.contains(&(Class::L, Cause::UpdateFailed)),
@@ -320,7 +320,7 @@ fn failing_chroma_operations_lose_only_what_the_real_code_loses_and_each_loss_is
     );
     let mut retried = config.clone();
     retried.compaction.missing_id = sim::pipeline::config::MissingId::Retry;
-    let judged = sim::explore::judge(&retried, None, &TrialOptions::default());
+    let judged = sim::explore::judge(&valid(&retried), None, &TrialOptions::default());
     let kinds = judged.oracle.kinds();
     assert!(
         kinds.iter().all(|(_, cause)| *cause != Cause::UpdateFailed),
@@ -331,11 +331,11 @@ fn failing_chroma_operations_lose_only_what_the_real_code_loses_and_each_loss_is
 #[test]
 fn faults_left_off_draw_nothing_and_history_never_changes_the_trial() {
     let config = burst(4);
-    let plain = run_trial(&config, None, &TrialOptions::default()).report;
+    let plain = run_trial(&valid(&config), None, &TrialOptions::default()).report;
     let mut off = config.clone();
     off.faults.compaction_stall = "10m".parse().unwrap();
     off.faults.compaction_stall_point = StallPoint::HoldingLock;
-    let same = run_trial(&off, None, &TrialOptions::default()).report;
+    let same = run_trial(&valid(&off), None, &TrialOptions::default()).report;
     assert_eq!(plain.fingerprint, same.fingerprint);
     let mut faulty = config;
     faulty.faults.compaction_stall_share = 0.3;
@@ -344,7 +344,7 @@ fn faults_left_off_draw_nothing_and_history_never_changes_the_trial() {
     faulty.faults.throttle_share = 0.3;
     faulty.compaction.sync_from_table_on_merge = true;
     faulty.compaction.timeout = secs(900);
-    let without = run_trial(&faulty, None, &TrialOptions::default()).report;
+    let without = run_trial(&valid(&faulty), None, &TrialOptions::default()).report;
     let with = run_with_history(&faulty).report;
     assert_eq!(without.fingerprint, with.fingerprint);
     assert_ne!(without.fingerprint, plain.fingerprint);

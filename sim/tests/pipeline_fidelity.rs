@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
-use common::{burst, events, run_with_history, secs};
+use common::{burst, events, run_with_history, secs, valid};
 
 fn judge(trial: &sim::pipeline::Trial) -> oracle::Report {
     oracle::check(&sim::explore::oracle_input(trial))
@@ -225,7 +225,7 @@ fn final_word(
         history: HistoryFilter::All,
         ..TrialOptions::default()
     };
-    let trial = run_trial(config, Some(receipts), &options);
+    let trial = run_trial(&valid(config), Some(receipts), &options);
     assert_eq!(trial.report.stop, "empty");
     let label = receipts[0].labels[0];
     let id = ChromaId::word(0, u32::from(label.line), u32::from(label.word));

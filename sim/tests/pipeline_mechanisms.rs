@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
-use common::{burst, events, run_with_history, secs, spaced};
+use common::{burst, events, run_with_history, secs, spaced, valid};
 
 fn run(config: &PipelineConfig) -> Trial {
-    run_trial(config, None, &TrialOptions::default())
+    run_trial(&valid(config), None, &TrialOptions::default())
 }
 
 /// A message token of a history detail: (receipt, record sequence, group, kind).
@@ -104,10 +104,12 @@ fn same_seed_same_fingerprint_other_seed_other_fingerprint() {
         tie_break: TieBreak::Random(sim::random::Streams::new(seed).stream("tie-break")),
         ..TrialOptions::default()
     };
-    let a = run_trial(&config, None, &random(3)).report;
+    let a = run_trial(&valid(&config), None, &random(3)).report;
     assert_eq!(
         a.fingerprint,
-        run_trial(&config, None, &random(3)).report.fingerprint
+        run_trial(&valid(&config), None, &random(3))
+            .report
+            .fingerprint
     );
     assert_eq!(a.stop, "empty");
 }
@@ -339,7 +341,7 @@ fn overload_stops_at_the_horizon_and_reports_backlog() {
         report: sim::pipeline::ReportDetail::Full,
         observer: None,
     };
-    let limited = run_trial(&config, None, &options).report;
+    let limited = run_trial(&valid(&config), None, &options).report;
     assert_eq!(limited.stop, "event_limit");
     assert_eq!(limited.events, 500);
 }
@@ -441,7 +443,7 @@ fn an_observer_sees_the_progress_and_changes_nothing() {
         }),
         ..TrialOptions::default()
     };
-    let observed = run_trial(&config, None, &options);
+    let observed = run_trial(&valid(&config), None, &options);
     assert_eq!(observed.report, plain.report);
     assert_eq!(observed.latencies, plain.latencies);
     let seen = seen.lock().unwrap();

@@ -8,8 +8,7 @@
 use crate::engine::{Pct, TieBreak};
 use crate::oracle::{self, Cause, Class};
 use crate::pipeline::{
-    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialConfig, TrialOptions, ValidatedConfig,
-    run_trial,
+    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialOptions, ValidatedConfig, run_trial,
 };
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
@@ -53,8 +52,8 @@ pub fn oracle_input(trial: &Trial) -> oracle::Input<'_> {
 /// instead: when those are the affected receipts the judgement explains (the lowest ones), keeping
 /// only their records gives exactly the history a second trial would have recorded, so it need not
 /// run. Otherwise the trial runs again as above.
-pub fn judge<C: TrialConfig + ?Sized>(
-    config: &C,
+pub fn judge(
+    config: &ValidatedConfig,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Judged {
@@ -66,7 +65,7 @@ pub fn judge<C: TrialConfig + ?Sized>(
             oracle: report,
         };
     }
-    let receipt_count = receipts.map_or(config.valid().workload.receipts, |r| r.len() as u64);
+    let receipt_count = receipts.map_or(config.workload().receipts, |r| r.len() as u64);
     let speculate = receipt_count > SPECULATED_HISTORY_RECEIPTS_MIN;
     let speculated: BTreeSet<u32> = (0..EXPLAINED_RECEIPTS_MAX as u32).collect();
     let first_options = TrialOptions {
@@ -178,12 +177,12 @@ pub fn choices_for(base_seed: u64, index: u64, expected_events: u64) -> Choices 
 }
 
 /// The options and configuration of a trial with these choices.
-pub fn apply<C: TrialConfig + ?Sized>(
-    config: &C,
+pub fn apply(
+    config: &ValidatedConfig,
     choices: &Choices,
     history: HistoryFilter,
 ) -> (ValidatedConfig, TrialOptions) {
-    let config = ValidatedConfig::of(config).with_seed(choices.seed);
+    let config = config.with_seed(choices.seed);
     let options = TrialOptions {
         tie_break: choices.ordering.tie_break(),
         history,
@@ -206,9 +205,9 @@ pub struct Explored {
 pub const HISTORY_UPFRONT_RECEIPTS_MAX: u64 = 16;
 
 /// Runs and judges one trial of a hunt.
-pub fn explore<C: TrialConfig + ?Sized>(config: &C, choices: &Choices) -> Explored {
+pub fn explore(config: &ValidatedConfig, choices: &Choices) -> Explored {
     let (config, mut options) = apply(config, choices, HistoryFilter::Off);
-    if config.workload.receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
+    if config.workload().receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
         options.history = HistoryFilter::Evidence;
     }
     options.report = ReportDetail::Brief;
@@ -261,7 +260,7 @@ pub struct Counterexample {
 }
 
 /// Whether the configuration and choices still show `kind`; the judged trial if so.
-fn shows(config: &PipelineConfig, choices: &Choices, kind: (Class, Cause)) -> Option<Judged> {
+fn shows(config: &ValidatedConfig, choices: &Choices, kind: (Class, Cause)) -> Option<Judged> {
     let (config, options) = apply(config, choices, HistoryFilter::Off);
     let judged = judge(&config, None, &options);
     judged.oracle.kinds().contains(&kind).then_some(judged)
@@ -279,14 +278,17 @@ struct Shrinker {
 impl Shrinker {
     /// Keeps the candidate if it is valid and still shows the kind.
     fn try_candidate(&mut self, config: PipelineConfig, choices: Choices) -> bool {
-        if self.trials >= SHRINK_TRIALS_MAX || config.validate().is_err() {
+        if self.trials >= SHRINK_TRIALS_MAX {
             return false;
         }
+        let Ok(config) = ValidatedConfig::new(config) else {
+            return false;
+        };
         self.trials += 1;
         let Some(judged) = shows(&config, &choices, self.kind) else {
             return false;
         };
-        self.config = config;
+        self.config = config.into_inner();
         self.choices = choices;
         self.judged = judged;
         true
@@ -306,14 +308,14 @@ impl Shrinker {
 /// first receipts of a workload keep their draws when later ones are cut), FIFO order instead of
 /// an explored one, faults switched off, a shorter horizon. Runs at most `SHRINK_TRIALS_MAX` trials.
 pub fn shrink(
-    config: &PipelineConfig,
+    config: &ValidatedConfig,
     choices: &Choices,
     kind: (Class, Cause),
 ) -> Option<Counterexample> {
     let judged = shows(config, choices, kind)?;
     let mut shrinker = Shrinker {
         kind,
-        config: config.clone(),
+        config: config.source().clone(),
         choices: *choices,
         judged,
         trials: 1,

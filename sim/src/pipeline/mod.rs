@@ -1,7 +1,8 @@
 //! The pipeline model: the upload Lambda, the stream processor and the compaction Lambda as sans-IO
 //! state machines (`upload`, `stream_processor`, `compaction`, speaking `effect`), the simulated
 //! driver that runs them on the service models (`driver`), "labels visible" tracking
-//! (`visibility`), the history (`history`), the configuration (`config`), the performer seam the
+//! (`visibility`), the history (`history`), the configuration (`config`: the TOML tree, validated
+//! once into behaviour, deployment, service model and faults), the performer seam the
 //! driver performs data-plane effects through (`performer`), and the entry points `run_trial`,
 //! `run_trial_with` and `generate_receipts`.
 //!
@@ -25,7 +26,7 @@ use crate::services::object_store::SnapshotStore;
 use crate::services::table::Table;
 use crate::time::{Duration, Instant};
 use crate::workload::{Receipt, check_receipts, generate};
-pub use config::{ConfigError, Flow, PipelineConfig, TrialConfig, ValidatedConfig};
+pub use config::{ConfigError, Flow, PipelineConfig, ValidatedConfig};
 use driver::Simulation;
 pub use history::{History, HistoryFilter, HistoryRecord, PublishRecord};
 use serde::Serialize;
@@ -262,13 +263,13 @@ pub fn generate_receipts(config: &PipelineConfig) -> Vec<Receipt> {
     generate(config.seed, &config.workload)
 }
 
-/// Runs one trial. `config`: a `ValidatedConfig` (or a `PipelineConfig`, validated here, which
-/// panics when invalid). `receipts`: the receipts to replay, or `None` to generate them from the
+/// Runs one trial. `config`: a configuration validated once (`ValidatedConfig::new`), so a
+/// trial never validates again nor panics on a user's value. `receipts`: the receipts to replay, or `None` to generate them from the
 /// configuration; panics if they are inconsistent (the caller checks them first and reports
 /// errors). The trial stops at `options.event_limit` or at the configuration's own event limit,
 /// whichever is lower, so no trial spins for ever.
-pub fn run_trial<C: TrialConfig + ?Sized>(
-    config: &C,
+pub fn run_trial(
+    config: &ValidatedConfig,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Trial {
@@ -277,13 +278,12 @@ pub fn run_trial<C: TrialConfig + ?Sized>(
 
 /// Runs one trial as `run_trial` does, with `performer` performing the data-plane effects beside
 /// the models (a live performer talks to real servers); hands the performer back at the end.
-pub fn run_trial_with<C: TrialConfig + ?Sized, P: performer::Performer>(
-    config: &C,
+pub fn run_trial_with<P: performer::Performer>(
+    config: &ValidatedConfig,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
     performer: P,
 ) -> (Trial, P) {
-    let config = config.valid();
     let generated;
     let receipts = match receipts {
         Some(receipts) => {
@@ -293,17 +293,17 @@ pub fn run_trial_with<C: TrialConfig + ?Sized, P: performer::Performer>(
             receipts
         }
         None => {
-            generated = generate_receipts(config);
+            generated = generate(config.seed(), config.workload());
             &generated[..]
         }
     };
-    let horizon = Instant::ZERO.add(config.horizon);
+    let horizon = Instant::ZERO.add(config.horizon());
     let engine = Engine::new()
         .with_horizon(horizon)
         .with_event_limit(
             options
                 .event_limit
-                .min(config.event_limit(receipts.len() as u64)),
+                .min(config.source().event_limit(receipts.len() as u64)),
         )
         .with_tie_break(options.tie_break.clone());
     let mut simulation = Simulation::with_performer(
@@ -471,12 +471,11 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
     let (upload_running, processor_running, compaction_running) = simulation.running();
     let functions = FunctionFigures::of(&mut simulation, now);
     let queues = QueueFigures::of(&simulation);
-    let config = simulation.config;
     let counters = simulation.counters.clone();
     let report = TrialReport {
         fingerprint: format!("{:016x}", simulation.engine.fingerprint()),
-        seed: config.seed,
-        flow: config.flow,
+        seed: simulation.seed,
+        flow: simulation.behaviour.flow,
         events: simulation.engine.events(),
         events_by_kind: simulation.events_by_kind.by_name().collect(),
         receipts: simulation.receipts.len() as u64,

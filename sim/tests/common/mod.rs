@@ -4,8 +4,15 @@
 
 use sim::pipeline::config::{ArrivalProcess, Burst};
 use sim::pipeline::history::{HistoryEvent, HistoryRecord};
-use sim::pipeline::{HistoryFilter, PipelineConfig, Trial, TrialOptions, run_trial};
+use sim::pipeline::{
+    HistoryFilter, PipelineConfig, Trial, TrialOptions, ValidatedConfig, run_trial,
+};
 use sim::time::Duration;
+
+/// A configuration of a test, validated (a test's configuration is a literal: invalid is a bug).
+pub fn valid(config: &PipelineConfig) -> ValidatedConfig {
+    ValidatedConfig::new(config.clone()).expect("a valid configuration")
+}
 
 pub fn secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
@@ -36,7 +43,7 @@ pub fn run_with_history(config: &PipelineConfig) -> Trial {
         history: HistoryFilter::All,
         ..TrialOptions::default()
     };
-    run_trial(config, None, &options)
+    run_trial(&valid(config), None, &options)
 }
 
 /// The trial's history records of one event, in order.

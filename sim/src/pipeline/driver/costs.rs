@@ -1,4 +1,4 @@
-//! The cost of an effect: how long it takes, sampled from the configuration's distributions (a
+//! The cost of an effect: how long it takes, sampled from the service model's distributions (a
 //! receipt's upload stages from the receipt's own streams, so both flows draw alike).
 
 use super::*;
@@ -9,7 +9,7 @@ impl<P: Performer> Simulation<'_, P> {
     }
 
     pub(super) fn upload_duration(&mut self, effect: &Effect, receipt: ReceiptIndex) -> Duration {
-        let upload = &self.config.upload;
+        let upload = &self.model.upload;
         let run = u64::from(self.progress[receipt as usize].run_id);
         match effect {
             Effect::Work(Work::Ocr) => upload.ocr.sample(&mut self.receipt_stream("ocr", receipt)),
@@ -56,9 +56,9 @@ impl<P: Performer> Simulation<'_, P> {
         state: &CompactionSlot,
         effect: &Effect,
     ) -> Duration {
-        let config = self.config;
-        let store_config = &config.store;
-        let compaction = &config.compaction;
+        let model = self.model;
+        let store_config = &model.store;
+        let compaction = &model.compaction;
         let stream = &mut self.compaction_stream;
         match effect {
             Effect::ReadPointer(_) | Effect::WritePointer { .. } => {
@@ -79,7 +79,7 @@ impl<P: Performer> Simulation<'_, P> {
             Effect::GetObject(ObjectKey::Delta { .. }) => compaction.delta_download.sample(stream),
             Effect::Collection(_) => Duration::ZERO,
             Effect::TableRead(_) | Effect::TableWrite(_) => {
-                config.upload.table_operation.sample(stream)
+                model.upload.table_operation.sample(stream)
             }
             Effect::Work(Work::Apply { ids }) => compaction
                 .apply
@@ -101,8 +101,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         version: Option<VersionId>,
     ) -> Duration {
-        let config = self.config;
-        let store_config = &config.store;
+        let store_config = &self.model.store;
         match self.cached_publish(state, collection, version) {
             Some((_, true)) | None => Duration::ZERO,
             Some((publish, false)) => {
@@ -119,8 +118,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         version: Option<VersionId>,
     ) -> Duration {
-        let config = self.config;
-        let store_config = &config.store;
+        let store_config = &self.model.store;
         let (entries, cached) = match self.cached_publish(state, collection, version) {
             Some((publish, cached)) => {
                 (self.stores[collection.index()].entry_count(publish), cached)
@@ -128,7 +126,8 @@ impl<P: Performer> Simulation<'_, P> {
             None => (0, true),
         };
         let stream = &mut self.compaction_stream;
-        let mut duration = config
+        let mut duration = self
+            .model
             .compaction
             .copy
             .sample(stream)
@@ -145,8 +144,7 @@ impl<P: Performer> Simulation<'_, P> {
         state: &CompactionSlot,
         collection: Collection,
     ) -> Duration {
-        let config = self.config;
-        let store_config = &config.store;
+        let store_config = &self.model.store;
         let store = &self.stores[collection.index()];
         let working_copy = state
             .kept
@@ -164,7 +162,7 @@ impl<P: Performer> Simulation<'_, P> {
 
 /// Downloading a snapshot of `entries` entries: the fixed part, then the transfer.
 fn snapshot_download(
-    store: &crate::pipeline::config::StoreConfig,
+    store: &crate::pipeline::config::StoreModel,
     stream: &mut Stream,
     entries: u64,
 ) -> Duration {

@@ -1,4 +1,4 @@
-//! Injected faults (`config::FaultsConfig`): compaction stalls, deaths right after the pointer
+//! Injected faults (`config::Faults`): compaction stalls, deaths right after the pointer
 //! write, stream processor retries, throttled compaction starts and failing Chroma operations,
 //! each drawn from its own named stream and drawing nothing while its share is 0.
 
@@ -40,8 +40,8 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         received: &[Received<Message>],
     ) -> bool {
-        let share = self.config.faults.throttle_share;
-        if !strikes(&mut self.faults.throttle, share) {
+        let share = self.faults.throttle_share;
+        if !strikes(&mut self.fault_streams.throttle, share) {
             return false;
         }
         self.counters.throttles_injected += 1;
@@ -51,23 +51,27 @@ impl<P: Performer> Simulation<'_, P> {
             let event = HistoryEvent::Throttled;
             self.record_messages(now, actor, event, collection, &messages, String::new);
         }
-        let backoff = now.add(self.config.queues.poll_interval);
+        let backoff = now.add(self.deployment.queues.poll_interval);
         self.wake(Poller::Queue(collection), backoff);
         true
     }
 
     /// Whether a new compaction invocation will stall, and for how long.
     pub(super) fn draw_stall(&mut self) -> Option<Duration> {
-        let faults = &self.config.faults;
-        if !strikes(&mut self.faults.stall, faults.compaction_stall_share) {
+        let faults = self.faults;
+        if !strikes(&mut self.fault_streams.stall, faults.compaction_stall_share) {
             return None;
         }
-        Some(faults.compaction_stall.sample(&mut self.faults.stall))
+        Some(
+            faults
+                .compaction_stall
+                .sample(&mut self.fault_streams.stall),
+        )
     }
 
     /// The stall to add to the effect the invocation just asked for, if it is the stall point.
     pub(super) fn take_stall(&mut self, now: Instant, state: &mut CompactionSlot) -> Duration {
-        let point = self.config.faults.compaction_stall_point;
+        let point = self.faults.compaction_stall_point;
         if state.kept.stall.is_none() || !state.machine.at_stall_point(point) {
             return Duration::ZERO;
         }
@@ -108,9 +112,9 @@ impl<P: Performer> Simulation<'_, P> {
         effect: &Effect,
         state: Box<CompactionSlot>,
     ) -> Option<Box<CompactionSlot>> {
-        let share = self.config.faults.kill_after_pointer_share;
+        let share = self.faults.kill_after_pointer_share;
         if !matches!(effect, Effect::WritePointer { .. })
-            || !strikes(&mut self.faults.kill_after_pointer, share)
+            || !strikes(&mut self.fault_streams.kill_after_pointer, share)
         {
             return Some(state);
         }
@@ -147,8 +151,8 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether a finished stream processor invocation fails by injection after its sends, so that
     /// the mapping retries (or bisects) its batch and the messages are sent again.
     pub(super) fn stream_retried(&mut self, now: Instant, state: &ProcessorSlot) -> bool {
-        let share = self.config.faults.stream_retry_share;
-        if !strikes(&mut self.faults.stream_retry, share) {
+        let share = self.faults.stream_retry_share;
+        if !strikes(&mut self.fault_streams.stream_retry, share) {
             return false;
         }
         self.counters.stream_retries += 1;
@@ -172,7 +176,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether an injected fault fails this Chroma operation of the compaction before it is
     /// performed (the working copy stays as it was).
     pub(super) fn collection_fails(&mut self) -> bool {
-        let share = self.config.faults.collection_error_share;
-        strikes(&mut self.faults.collection_error, share)
+        let share = self.faults.collection_error_share;
+        strikes(&mut self.fault_streams.collection_error, share)
     }
 }

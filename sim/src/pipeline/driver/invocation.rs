@@ -189,17 +189,17 @@ impl InvocationState for ProcessorSlot {
         _: &mut Self,
         effect: &Effect,
     ) -> Cost {
-        let config = &simulation.config.stream_processor;
+        let processor = &simulation.model.stream_processor;
         let stream = &mut simulation.processor_stream;
         Cost::of(match effect {
             Effect::Work(Work::RouteRecords(records)) => {
                 let mut total = Duration::ZERO;
                 for _ in 0..*records {
-                    total = total.saturating_add(config.record_handling.sample(stream));
+                    total = total.saturating_add(processor.record_handling.sample(stream));
                 }
                 total
             }
-            Effect::SendMessages { .. } => config.send_batch.sample(stream),
+            Effect::SendMessages { .. } => processor.send_batch.sample(stream),
             other => panic!("the stream processor does not ask for {other:?}"),
         })
     }

@@ -174,7 +174,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         messages: &[Message],
     ) {
-        let fifo = self.config.queues.kind == ConfigQueueKind::Fifo;
+        let fifo = self.deployment.queues.kind == ConfigQueueKind::Fifo;
         let actor = Actor::StreamProcessor { invocation };
         let event = HistoryEvent::MessagesSent;
         self.record_messages(now, actor, event, collection, messages, String::new);
@@ -257,7 +257,8 @@ impl<P: Performer> Simulation<'_, P> {
         let collection = state.machine.collection();
         let queue = &mut self.queues[collection.index()];
         let any_failed = state.machine.outcomes().contains(&Outcome::Failed);
-        let whole_batch = self.config.compaction.failure_reporting == FailureReporting::WholeBatch;
+        let whole_batch =
+            self.behaviour.compaction.failure_reporting == FailureReporting::WholeBatch;
         let mut deleted = 0u64;
         let mut failed = 0u64;
         for (outcome, handle) in state.machine.outcomes().iter().zip(&state.kept.handles) {
@@ -354,8 +355,8 @@ impl<P: Performer> Simulation<'_, P> {
             return;
         };
         let collection = state.machine.collection();
-        let lease = self.config.compaction.lock_lease;
-        let interval = self.config.compaction.heartbeat_interval;
+        let lease = self.behaviour.compaction.lock_lease;
+        let interval = self.behaviour.compaction.heartbeat_interval;
         if self.locks[collection.index()]
             .heartbeat(now, owner, lease)
             .is_ok()

@@ -7,8 +7,10 @@
 //! processor retries, throttled compaction starts), each drawn from its own named stream.
 //!
 //! Durations of a receipt's upload stages come from the receipt's own streams (`ocr`, receipt ...),
-//! so old and new flow see the same draws (common random numbers). Depends on everything else in
-//! the crate; nothing depends on it but `pipeline::run_trial`.
+//! so old and new flow see the same draws (common random numbers). It reads the configuration's
+//! four parts (`config::Behaviour`, `Deployment`, `ServiceModel`, `Faults`) of a
+//! `ValidatedConfig`, never the `PipelineConfig` a user wrote. Depends on everything else in the
+//! crate; nothing depends on it but `pipeline::run_trial`.
 
 mod costs;
 mod faults;
@@ -27,8 +29,9 @@ mod working_copy;
 
 use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
 use super::config::{
-    FailureReporting, FileCacheSharing, MappingPollers, PipelineConfig,
-    QueueKind as ConfigQueueKind, StallPoint, UploadBatchDeletion, UpsertMode as ConfigUpsertMode,
+    Behaviour, ColdStart, Deployment, FailureReporting, Faults, FileCacheSharing, MappingPollers,
+    QueueKind as ConfigQueueKind, ServiceModel, StallPoint, UploadBatchDeletion,
+    UpsertMode as ConfigUpsertMode, ValidatedConfig,
 };
 use super::effect::{
     CollectionOp, Component, Effect, Message, MessageKind, ObjectKey, Response, RunState,
@@ -72,8 +75,6 @@ use table::final_labels;
 const SHARED_FILE_CACHE: u64 = u64::MAX;
 /// The most effects one step may perform without time passing (zero-duration effects).
 const SYNCHRONOUS_EFFECTS_MAX: u32 = 100_000;
-/// Interval of queue samples (doubled whenever the sample buffer fills).
-const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What an engine event is, for the count of events by kind. `Event::kind` names every event's
 /// kind (an exhaustive match), and `EventKind::name` every kind's name.
@@ -325,7 +326,16 @@ pub struct Progress {
 
 /// Everything one trial holds while it runs; `P` performs the data-plane effects beside the models.
 pub struct Simulation<'a, P = Simulated> {
-    pub config: &'a PipelineConfig,
+    /// The trial's seed, for its report.
+    pub seed: u64,
+    /// What the real code does.
+    pub behaviour: &'a Behaviour,
+    /// Concurrency, batch sizes, timeouts.
+    pub deployment: &'a Deployment,
+    /// Distributions, bandwidths and the services' constants.
+    pub model: &'a ServiceModel,
+    /// The injected faults' shares.
+    pub faults: &'a Faults,
     pub receipts: &'a [Receipt],
     streams: Streams,
     pub engine: Engine<Event>,
@@ -365,7 +375,7 @@ pub struct Simulation<'a, P = Simulated> {
     pub events_by_kind: EventCounts,
     processor_stream: Stream,
     compaction_stream: Stream,
-    faults: FaultStreams,
+    fault_streams: FaultStreams,
     upload_settings: UploadSettings,
     routing: RoutingSettings,
     compaction_settings: CompactionSettings,
@@ -380,13 +390,13 @@ pub struct Simulation<'a, P = Simulated> {
     pub performer: P,
 }
 
-fn queue_params(config: &PipelineConfig) -> QueueParams {
-    let queues = &config.queues;
+fn queue_params(deployment: &Deployment, model: &ServiceModel) -> QueueParams {
+    let queues = &deployment.queues;
     QueueParams {
         kind: match queues.kind {
             ConfigQueueKind::Fifo => QueueKind::Fifo,
             ConfigQueueKind::Standard => QueueKind::Standard {
-                duplicate_share: queues.duplicate_share,
+                duplicate_share: model.queues.duplicate_share,
             },
         },
         visibility_timeout: queues.visibility_timeout,
@@ -396,23 +406,53 @@ fn queue_params(config: &PipelineConfig) -> QueueParams {
     }
 }
 
-fn lambda_params(
-    concurrency: u32,
-    timeout: Duration,
-    cold_start_share: f64,
-    cold_start: &crate::distribution::DurationDist,
-) -> LambdaParams {
+/// The lines and words queues.
+fn compaction_queues(
+    deployment: &Deployment,
+    model: &ServiceModel,
+    streams: &Streams,
+) -> [Queue<Message>; 2] {
+    [
+        Queue::new(
+            queue_params(deployment, model),
+            streams.stream("lines-queue"),
+        ),
+        Queue::new(
+            queue_params(deployment, model),
+            streams.stream("words-queue"),
+        ),
+    ]
+}
+
+/// The snapshot stores of the lines and words collections.
+fn snapshot_stores(behaviour: &Behaviour, model: &ServiceModel) -> [SnapshotStore; 2] {
+    [
+        SnapshotStore::new(Collection::Lines, snapshot_params(behaviour, model)),
+        SnapshotStore::new(Collection::Words, snapshot_params(behaviour, model)),
+    ]
+}
+
+/// The samples of the three queues, every `model.sample_interval` at first.
+fn queue_series(model: &ServiceModel) -> QueueSeries {
+    QueueSeries {
+        upload: Series::new(model.sample_interval),
+        lines: Series::new(model.sample_interval),
+        words: Series::new(model.sample_interval),
+    }
+}
+
+fn lambda_params(concurrency: u32, timeout: Duration, cold_start: &ColdStart) -> LambdaParams {
     LambdaParams {
         reserved_concurrency: concurrency,
         timeout,
-        cold_start_share,
-        cold_start_duration: cold_start.clone(),
+        cold_start_share: cold_start.share,
+        cold_start_duration: cold_start.duration.clone(),
         container_idle_max: None,
     }
 }
 
-fn stream_params(config: &PipelineConfig) -> StreamParams {
-    let stream = &config.stream;
+fn stream_params(deployment: &Deployment, model: &ServiceModel) -> StreamParams {
+    let stream = &deployment.stream;
     StreamParams {
         shards: stream.shards,
         shard_split_interval: None,
@@ -423,80 +463,73 @@ fn stream_params(config: &PipelineConfig) -> StreamParams {
         retry_attempts_max: Some(stream.retry_limit),
         bisect_on_failure: stream.bisect_on_error,
         record_age_max: Some(stream.record_age_max),
-        retention: Duration::from_secs(86_400),
+        retention: model.stream.retention,
     }
 }
 
-fn upload_queue_params(config: &PipelineConfig) -> QueueParams {
+fn upload_queue_params(deployment: &Deployment, model: &ServiceModel) -> QueueParams {
+    let upload = &deployment.upload;
     QueueParams {
         kind: QueueKind::Standard {
             duplicate_share: 0.0,
         },
-        visibility_timeout: config.upload.queue_visibility_timeout,
+        visibility_timeout: upload.queue_visibility_timeout,
         // No redrive policy, no receive limit: a message comes back until retention deletes it.
-        receive_limit: config
-            .upload
+        receive_limit: upload
             .dead_letter_queue
-            .then_some(config.upload.queue_receive_limit),
-        retention: Duration::from_secs(4 * 86_400),
-        deduplication_window: Duration::from_secs(300),
+            .then_some(upload.queue_receive_limit),
+        retention: model.queues.upload_queue_retention,
+        deduplication_window: model.queues.upload_queue_deduplication_window,
     }
 }
 
-fn snapshot_params(config: &PipelineConfig) -> SnapshotParams {
+fn snapshot_params(behaviour: &Behaviour, model: &ServiceModel) -> SnapshotParams {
     SnapshotParams {
-        version_resolution: config.compaction.version_id_resolution,
-        keep_versions: config.store.keep_versions as usize,
-        deltas_window: 4096,
-        deltas_max: 16_384,
+        version_resolution: behaviour.compaction.version_id_resolution,
+        keep_versions: behaviour.store.keep_versions as usize,
+        deltas_window: model.snapshots.deltas_window,
+        deltas_max: model.snapshots.deltas_max,
     }
 }
 
-fn upload_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
-    let upload = &config.upload;
-    let params = lambda_params(
-        upload.concurrency,
-        upload.timeout,
-        upload.cold_start_share,
-        &upload.cold_start,
-    );
+fn upload_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
+    let upload = &deployment.upload;
+    let params = lambda_params(upload.concurrency, upload.timeout, &model.upload.cold_start);
     Lambda::new(params, streams.stream("upload-lambda"))
 }
 
-fn processor_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
-    let processor = &config.stream_processor;
+fn processor_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
+    let processor = &deployment.stream_processor;
     let params = lambda_params(
         processor.reserved_concurrency,
         processor.timeout,
-        processor.cold_start_share,
-        &processor.cold_start,
+        &model.stream_processor.cold_start,
     );
     Lambda::new(params, streams.stream("stream-processor-lambda"))
 }
 
-fn compaction_lambda(config: &PipelineConfig, streams: &Streams) -> Lambda {
-    let compaction = &config.compaction;
+fn compaction_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
+    let compaction = &deployment.compaction;
     let params = lambda_params(
         compaction.reserved_concurrency,
         compaction.timeout,
-        compaction.cold_start_share,
-        &compaction.cold_start,
+        &model.compaction.cold_start,
     );
     Lambda::new(params, streams.stream("compaction-lambda"))
 }
 
-fn upload_settings(config: &PipelineConfig) -> UploadSettings {
+fn upload_settings(behaviour: &Behaviour) -> UploadSettings {
     UploadSettings {
-        flow: config.flow,
-        wait_poll_period: config.wait.poll_period,
-        wait_cap: config.wait.cap,
-        delta_upload_error: config.upload.delta_upload_error,
-        delta_upload_tries_max: config.upload.delta_upload_tries_max,
+        flow: behaviour.flow,
+        wait_poll_period: behaviour.wait.poll_period,
+        wait_cap: behaviour.wait.cap,
+        delta_upload_error: behaviour.upload.delta_upload_error,
+        delta_upload_tries_max: behaviour.upload.delta_upload_tries_max,
     }
 }
 
-fn routing_settings(config: &PipelineConfig) -> RoutingSettings {
-    let processor = &config.stream_processor;
+fn routing_settings(behaviour: &Behaviour) -> RoutingSettings {
+    let processor = &behaviour.stream_processor;
     RoutingSettings {
         other_inserts: processor.other_inserts,
         run_completed_message: processor.run_completed_message,
@@ -505,8 +538,8 @@ fn routing_settings(config: &PipelineConfig) -> RoutingSettings {
     }
 }
 
-fn compaction_settings(config: &PipelineConfig) -> CompactionSettings {
-    let compaction = &config.compaction;
+fn compaction_settings(behaviour: &Behaviour) -> CompactionSettings {
+    let compaction = &behaviour.compaction;
     CompactionSettings {
         lock_lease: compaction.lock_lease,
         heartbeat_interval: compaction
@@ -527,7 +560,7 @@ fn compaction_settings(config: &PipelineConfig) -> CompactionSettings {
 impl<'a> Simulation<'a> {
     /// A simulation whose effects are performed on the models alone.
     pub fn new(
-        config: &'a PipelineConfig,
+        config: &'a ValidatedConfig,
         receipts: &'a [Receipt],
         engine: Engine<Event>,
         history: History,
@@ -539,34 +572,37 @@ impl<'a> Simulation<'a> {
 
 impl<'a, P: Performer> Simulation<'a, P> {
     pub fn with_performer(
-        config: &'a PipelineConfig,
+        config: &'a ValidatedConfig,
         receipts: &'a [Receipt],
         engine: Engine<Event>,
         history: History,
         detail: ReportDetail,
         performer: P,
     ) -> Self {
-        let streams = Streams::new(config.seed);
+        let streams = Streams::new(config.seed());
+        let (behaviour, deployment, model) =
+            (config.behaviour(), config.deployment(), config.model());
         Simulation {
-            config,
+            seed: config.seed(),
+            behaviour,
+            deployment,
+            model,
+            faults: config.faults(),
             receipts,
             streams,
             engine,
             table: Table::with_capacity(receipts.len()),
-            stream: TableStream::new(stream_params(config)),
-            upload_queue: Queue::new(upload_queue_params(config), streams.stream("upload-queue")),
-            queues: [
-                Queue::new(queue_params(config), streams.stream("lines-queue")),
-                Queue::new(queue_params(config), streams.stream("words-queue")),
-            ],
-            upload_lambda: upload_lambda(config, &streams),
-            processor_lambda: processor_lambda(config, &streams),
-            compaction_lambda: compaction_lambda(config, &streams),
+            stream: TableStream::new(stream_params(deployment, model)),
+            upload_queue: Queue::new(
+                upload_queue_params(deployment, model),
+                streams.stream("upload-queue"),
+            ),
+            queues: compaction_queues(deployment, model, &streams),
+            upload_lambda: upload_lambda(deployment, model, &streams),
+            processor_lambda: processor_lambda(deployment, model, &streams),
+            compaction_lambda: compaction_lambda(deployment, model, &streams),
             locks: [LeaseLock::new(), LeaseLock::new()],
-            stores: [
-                SnapshotStore::new(Collection::Lines, snapshot_params(config)),
-                SnapshotStore::new(Collection::Words, snapshot_params(config)),
-            ],
+            stores: snapshot_stores(behaviour, model),
             caches: BTreeMap::new(),
             uploads: Slots::new(),
             processors: Slots::new(),
@@ -585,20 +621,16 @@ impl<'a, P: Performer> Simulation<'a, P> {
             sampling: detail == ReportDetail::Full,
             received_uploads: Vec::new(),
             received_messages: Vec::new(),
-            series: QueueSeries {
-                upload: Series::new(SAMPLE_INTERVAL),
-                lines: Series::new(SAMPLE_INTERVAL),
-                words: Series::new(SAMPLE_INTERVAL),
-            },
+            series: queue_series(model),
             history,
             counters: TrialCounters::default(),
             events_by_kind: EventCounts::default(),
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
-            faults: FaultStreams::new(&streams),
-            upload_settings: upload_settings(config),
-            routing: routing_settings(config),
-            compaction_settings: compaction_settings(config),
+            fault_streams: FaultStreams::new(&streams),
+            upload_settings: upload_settings(behaviour),
+            routing: routing_settings(behaviour),
+            compaction_settings: compaction_settings(behaviour),
             upload_records: Vec::with_capacity(64),
             views: Vec::with_capacity(64),
             scratch_ids: Vec::with_capacity(256),
@@ -743,5 +775,5 @@ impl<P: Performer> Simulation<'_, P> {
 }
 
 impl<P: Performer> Simulation<'_, P> {
-    // ----- injected faults (`config::FaultsConfig`) and the history records naming ids -----
+    // ----- injected faults (`config::Faults`) and the history records naming ids -----
 }

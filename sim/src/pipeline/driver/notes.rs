@@ -89,7 +89,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// A receipt's upload finished: its message is deleted now if the mapping deletes per record,
     /// and the wait for its labels to be visible starts.
     fn upload_finished(&mut self, now: Instant, state: &mut UploadSlot, receipt: ReceiptIndex) {
-        if self.config.upload.batch_deletion == UploadBatchDeletion::PerRecord {
+        if self.behaviour.upload.batch_deletion == UploadBatchDeletion::PerRecord {
             let position = state
                 .kept
                 .handles

@@ -11,7 +11,7 @@ impl<P: Performer> Simulation<'_, P> {
             container, SHARED_FILE_CACHE,
             "a container id is not the shared key"
         );
-        match self.config.compaction.file_cache {
+        match self.deployment.compaction.file_cache {
             FileCacheSharing::Shared => SHARED_FILE_CACHE,
             FileCacheSharing::PerContainer => container,
         }
@@ -24,7 +24,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// The file caches a container uses, made empty on first use.
     pub(super) fn caches_of(&mut self, container: u64) -> &mut [FileCache; 2] {
         let key = self.cache_key(container);
-        let cache_versions = self.config.compaction.cache_versions as usize;
+        let cache_versions = self.behaviour.compaction.cache_versions as usize;
         self.caches.entry(key).or_insert_with(|| {
             [
                 FileCache::new(cache_versions),
@@ -53,7 +53,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         version: Option<VersionId>,
     ) -> Option<PublishId> {
-        if self.config.compaction.file_cache == FileCacheSharing::Shared {
+        if self.deployment.compaction.file_cache == FileCacheSharing::Shared {
             let store = &self.stores[collection.index()];
             let version = StoreVersion(version.unwrap_or(StoreVersion::INITIAL.0));
             return self.cache(state, collection).get(store, version);

@@ -41,7 +41,7 @@ impl<P: Performer> Simulation<'_, P> {
                     "delta-error",
                     u64::from(*receipt) << 8 | run << 1 | collection.index() as u64,
                 );
-                if chance(&mut stream, self.config.upload.delta_upload_error_share) {
+                if chance(&mut stream, self.faults.delta_upload_error_share) {
                     return Response::Failed(Failure::Unavailable);
                 }
                 let mut records = std::mem::take(&mut self.scratch_records);

@@ -61,8 +61,8 @@ impl<P: Performer> Simulation<'_, P> {
     }
 
     pub(super) fn poll_uploads(&mut self, now: Instant) {
-        let batch_size = self.config.upload.batch_size as usize;
-        for _ in 0..self.config.upload.concurrency {
+        let batch_size = self.deployment.upload.batch_size as usize;
+        for _ in 0..self.deployment.upload.concurrency {
             if !self.upload_lambda.has_capacity() {
                 return;
             }
@@ -121,7 +121,7 @@ impl<P: Performer> Simulation<'_, P> {
             if ready_at <= now {
                 self.wake(Poller::Stream, now);
             } else {
-                let interval = self.config.stream.poll_interval.as_nanos();
+                let interval = self.deployment.stream.poll_interval.as_nanos();
                 self.wake(
                     Poller::Stream,
                     Instant(ready_at.as_nanos().div_ceil(interval) * interval),
@@ -304,10 +304,10 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether the mapping's batching window lets it receive now; otherwise the window is opened
     /// (or kept) and a poll is due when it closes.
     pub(super) fn batching_window_open(&mut self, now: Instant, collection: Collection) -> bool {
-        let window = self.config.queues.batching_window;
+        let window = self.deployment.queues.batching_window;
         let queue = &self.queues[collection.index()];
         let visible = queue.depth().saturating_sub(queue.in_flight());
-        if window == Duration::ZERO || visible >= self.config.queues.batch_size as usize {
+        if window == Duration::ZERO || visible >= self.deployment.queues.batch_size as usize {
             self.window_started[collection.index()] = None;
             return false;
         }
@@ -323,7 +323,7 @@ impl<P: Performer> Simulation<'_, P> {
 
     /// Whether the compaction mappings' pollers receive regardless of the function's room.
     fn independent_pollers(&self) -> bool {
-        self.config.queues.mapping_pollers == MappingPollers::Independent
+        self.model.queues.mapping_pollers == MappingPollers::Independent
     }
 
     /// The batches mapping `collection` may have in flight at `now`. Standard queues: 5 at first,
@@ -331,7 +331,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// FIFO queues: the queue itself hands out one batch per message group at a time, so only
     /// the pollers' bound applies. `maximum_concurrency`, when set, caps both.
     pub(super) fn mapping_limit(&self, now: Instant, collection: Collection) -> u32 {
-        let queues = &self.config.queues;
+        let queues = &self.deployment.queues;
         let scaled = match (queues.kind, self.mapping_busy_since[collection.index()]) {
             (ConfigQueueKind::Fifo, _) => queues.pollers_max,
             (ConfigQueueKind::Standard, None) => queues.pollers_initial,
@@ -387,7 +387,7 @@ impl<P: Performer> Simulation<'_, P> {
                 "reserved concurrency".to_string()
             });
         }
-        let backoff = now.add(self.config.queues.poll_interval);
+        let backoff = now.add(self.deployment.queues.poll_interval);
         self.wake(Poller::Queue(collection), backoff);
     }
 
@@ -403,13 +403,13 @@ impl<P: Performer> Simulation<'_, P> {
     }
 
     pub(super) fn poll_queue(&mut self, now: Instant, collection: Collection) {
-        let batch_size = self.config.queues.batch_size as usize;
+        let batch_size = self.deployment.queues.batch_size as usize;
         let queue_index = collection.index();
         self.note_mapping_load(now, collection);
         let receives_max = if self.independent_pollers() {
-            self.config.queues.pollers_max
+            self.deployment.queues.pollers_max
         } else {
-            self.config.compaction.reserved_concurrency
+            self.deployment.compaction.reserved_concurrency
         };
         for _ in 0..receives_max {
             if !self.mapping_has_room(now, collection) {

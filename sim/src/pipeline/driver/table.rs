@@ -79,7 +79,7 @@ impl<P: Performer> Simulation<'_, P> {
             return;
         }
         let shape = &self.receipts[receipt as usize];
-        let ocr_records = self.config.stream.ocr_records.then_some(&mut *records);
+        let ocr_records = self.behaviour.stream.ocr_records.then_some(&mut *records);
         self.table
             .put_ocr_into(now, receipt, table_shape(shape), ocr_records);
         for label in shape.labels.iter().filter(|label| label.older) {

@@ -3,8 +3,13 @@
 
 use super::*;
 use crate::engine::TieBreak;
+use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::history::HistoryFilter;
 use crate::workload::generate;
+
+fn valid(config: PipelineConfig) -> ValidatedConfig {
+    ValidatedConfig::new(config).expect("a valid configuration")
+}
 
 #[test]
 fn a_reused_slot_has_a_new_generation_and_a_stale_take_finds_nothing() {
@@ -48,7 +53,7 @@ fn event_kinds_are_listed_in_order_and_named_once() {
     assert_eq!(step.kind(), EventKind::CompactionStep);
 }
 
-fn simulate(config: &PipelineConfig, receipts: &[Receipt]) -> (u64, EventCounts, TrialCounters) {
+fn simulate(config: &ValidatedConfig, receipts: &[Receipt]) -> (u64, EventCounts, TrialCounters) {
     let engine = Engine::new()
         .with_horizon(Instant::ZERO.add(config.horizon))
         .with_tie_break(TieBreak::Fifo);
@@ -74,7 +79,7 @@ fn a_kill_at_the_deadline_ends_the_invocation_and_frees_its_concurrency() {
     config.compaction.timeout = Duration::from_millis(1);
     config.horizon = Duration::from_secs(4 * 3600);
     let receipts = generate(config.seed, &config.workload);
-    let (events, kinds, counters) = simulate(&config, &receipts);
+    let (events, kinds, counters) = simulate(&valid(config), &receipts);
     assert!(counters.kills.compaction > 1, "{counters:?}");
     assert_eq!(kinds.get(EventKind::Kill), counters.kills.compaction);
     let total: u64 = kinds.by_name().map(|(_, count)| count).sum();
@@ -142,7 +147,7 @@ fn assert_every_invocation_ended_once<P: Performer>(simulation: &Simulation<'_, 
     }
 }
 
-fn run_to_end<'a>(config: &'a PipelineConfig, receipts: &'a [Receipt]) -> Simulation<'a> {
+fn run_to_end<'a>(config: &'a ValidatedConfig, receipts: &'a [Receipt]) -> Simulation<'a> {
     let engine = Engine::new()
         .with_horizon(Instant::ZERO.add(config.horizon))
         .with_tie_break(TieBreak::Fifo);
@@ -173,7 +178,7 @@ fn faulty_config() -> PipelineConfig {
 
 #[test]
 fn every_invocation_started_ends_exactly_once_and_gives_its_concurrency_back() {
-    for config in [PipelineConfig::default(), faulty_config()] {
+    for config in [PipelineConfig::default(), faulty_config()].map(valid) {
         let receipts = generate(config.seed, &config.workload);
         let simulation = run_to_end(&config, &receipts);
         assert!(simulation.compactions.tally().0 > 0, "compactions ran");
@@ -183,7 +188,7 @@ fn every_invocation_started_ends_exactly_once_and_gives_its_concurrency_back() {
 
 #[test]
 fn faults_and_kills_strike_in_the_faulty_trial() {
-    let config = faulty_config();
+    let config = valid(faulty_config());
     let receipts = generate(config.seed, &config.workload);
     let simulation = run_to_end(&config, &receipts);
     let counters = &simulation.counters;
@@ -197,7 +202,7 @@ fn faults_and_kills_strike_in_the_faulty_trial() {
 /// its slot) is ignored: nothing is performed, counted, scheduled or released.
 #[test]
 fn a_late_event_of_an_ended_invocation_changes_nothing() {
-    let config = faulty_config();
+    let config = valid(faulty_config());
     let receipts = generate(config.seed, &config.workload);
     let mut simulation = run_to_end(&config, &receipts);
     let counters = simulation.counters.clone();
@@ -243,7 +248,7 @@ fn next_event(simulation: &mut Simulation<'_>) -> (Instant, Event) {
 /// at the deadline (and never an event before the engine's present).
 #[test]
 fn an_effect_past_the_deadline_schedules_a_kill_at_the_deadline_instead_of_its_step() {
-    let config = PipelineConfig::default();
+    let config = valid(PipelineConfig::default());
     let receipts = generate(config.seed, &config.workload);
     let engine = Engine::new().with_tie_break(TieBreak::Fifo);
     let history = History::new(HistoryFilter::Off);
@@ -277,7 +282,7 @@ fn an_effect_past_the_deadline_schedules_a_kill_at_the_deadline_instead_of_its_s
 /// engine's present.
 #[test]
 fn only_an_effect_of_no_duration_at_the_present_completes_without_a_step() {
-    let config = PipelineConfig::default();
+    let config = valid(PipelineConfig::default());
     let receipts = generate(config.seed, &config.workload);
     let engine = Engine::new().with_tie_break(TieBreak::Fifo);
     let history = History::new(HistoryFilter::Off);

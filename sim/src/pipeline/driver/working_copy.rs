@@ -24,11 +24,11 @@ impl<P: Performer> Simulation<'_, P> {
             .shape(receipt)
             .expect("a downloaded delta has its receipt's words");
         let receipt_shape = &self.receipts[receipt as usize];
-        let mode = match self.config.compaction.upsert {
+        let mode = match self.behaviour.compaction.upsert {
             ConfigUpsertMode::Replace => UpsertMode::Replace,
             ConfigUpsertMode::Merge => UpsertMode::Merge,
         };
-        let labels_known = self.config.chroma.labels_known_at_embed;
+        let labels_known = self.behaviour.chroma.labels_known_at_embed;
         let mut ids = std::mem::take(&mut self.scratch_ids);
         ids.clear();
         match collection {
@@ -89,7 +89,7 @@ impl<P: Performer> Simulation<'_, P> {
             return;
         };
         let receipt_shape = &self.receipts[receipt as usize];
-        let labels_known = self.config.chroma.labels_known_at_embed;
+        let labels_known = self.behaviour.chroma.labels_known_at_embed;
         let patch = |id: ChromaId| EntryPatch {
             merchant: Some(receipt_shape.merchant),
             labels: (labels_known && id.is_word()).then(|| final_labels(receipt_shape, id)),

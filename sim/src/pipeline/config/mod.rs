@@ -5,7 +5,14 @@
 //! every injected fault (`[faults]`, all off by default).
 //!
 //! Serde: every struct denies unknown fields and defaults missing ones, so a scenario file names
-//! only what it changes. Depends on `time`, `distribution` and `serde`.
+//! only what it changes.
+//!
+//! A trial does not read this tree: `ValidatedConfig::new` validates it once and splits it into
+//! four parts, each a module of its own: `behaviour` (what the real code does; both drivers read
+//! it), `deployment` (concurrency, batch sizes, timeouts, the queues' and mappings' settings),
+//! `model` (the service model: distributions, cold starts, bandwidths and the services'
+//! constants) and `faults` (injected faults). Depends on `time`, `distribution`, `random` (the
+//! seed's serde form), `workload` and `serde`.
 
 use crate::distribution::{DurationDist, NumberDist};
 use crate::time::Duration;
@@ -13,6 +20,27 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub use crate::workload::{ArrivalProcess, Burst, WorkloadConfig, WorkloadSource};
+
+mod behaviour;
+mod deployment;
+mod faults;
+mod model;
+mod validated;
+
+pub use behaviour::{
+    Behaviour, ChromaBehaviour, CompactionBehaviour, StoreBehaviour, StreamBehaviour,
+    StreamProcessorBehaviour, UploadBehaviour, WaitBehaviour,
+};
+pub use deployment::{
+    CompactionDeployment, Deployment, FunctionDeployment, QueuesDeployment, StreamDeployment,
+    UploadDeployment,
+};
+pub use faults::Faults;
+pub use model::{
+    ColdStart, CompactionModel, QueuesModel, ServiceModel, SnapshotsModel, StoreModel, StreamModel,
+    StreamProcessorModel, UploadModel,
+};
+pub use validated::ValidatedConfig;
 
 /// The most messages one SQS receive (and one Lambda batch of a FIFO mapping) may hold.
 pub const FIFO_BATCH_SIZE_MAX: u32 = 10;
@@ -74,69 +102,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// A configuration that passed `PipelineConfig::validate`: what a trial runs, so that no value a
-/// user gave can reach an assertion of the model. Read it through `Deref`; change it only through
-/// `PipelineConfig` and validate again.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ValidatedConfig(PipelineConfig);
-
-impl ValidatedConfig {
-    /// Validates `config`.
-    pub fn new(config: PipelineConfig) -> Result<ValidatedConfig, ConfigError> {
-        config.validate()?;
-        Ok(ValidatedConfig(config))
-    }
-    /// A copy of a configuration known to be valid (validated here if it is a `PipelineConfig`).
-    pub fn of<C: TrialConfig + ?Sized>(config: &C) -> ValidatedConfig {
-        ValidatedConfig(config.valid().clone())
-    }
-    /// The configuration, to change and validate again.
-    pub fn into_inner(self) -> PipelineConfig {
-        self.0
-    }
-    /// The same configuration with another seed (every seed is valid).
-    pub fn with_seed(&self, seed: u64) -> ValidatedConfig {
-        let mut config = self.0.clone();
-        config.seed = seed;
-        ValidatedConfig(config)
-    }
-    /// The same configuration with another flow (both flows are valid).
-    pub fn with_flow(&self, flow: Flow) -> ValidatedConfig {
-        let mut config = self.0.clone();
-        config.flow = flow;
-        ValidatedConfig(config)
-    }
-}
-
-impl std::ops::Deref for ValidatedConfig {
-    type Target = PipelineConfig;
-    fn deref(&self) -> &PipelineConfig {
-        &self.0
-    }
-}
-
-/// What `run_trial` takes: a `ValidatedConfig`, or a `PipelineConfig` it validates first and
-/// panics on when invalid (for tests and benchmarks, whose configurations are literals).
-pub trait TrialConfig {
-    /// The configuration, known to be valid.
-    fn valid(&self) -> &PipelineConfig;
-}
-
-impl TrialConfig for ValidatedConfig {
-    fn valid(&self) -> &PipelineConfig {
-        &self.0
-    }
-}
-
-impl TrialConfig for PipelineConfig {
-    fn valid(&self) -> &PipelineConfig {
-        if let Err(error) = self.validate() {
-            panic!("invalid configuration: {error}");
-        }
-        self
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
