@@ -11,10 +11,13 @@
 //!
 //! A sans-IO state machine: one outstanding effect at a time, `poll_note` for the metrics, and
 //! `outcomes` per message at the end. The driver reports them to the queue (per item or whole
-//! batch). Depends on `effect`, `config`, `entities` and `metrics`.
+//! batch). Its settings are the behaviour part's `config::CompactionBehaviour`, a clone per
+//! invocation that shares the retry delays. Depends on `effect`, `config`, `entities` and
+//! `metrics`.
 
 use super::config::{
-    DriftCheck, InBatchOrdering, MissingId, OwnershipCheck, PointerPromotion, StallPoint,
+    CompactionBehaviour, DriftCheck, InBatchOrdering, MissingId, OwnershipCheck, PointerPromotion,
+    StallPoint,
 };
 use super::effect::{
     CollectionOp, Component, Effect, Failure, LockOwner, Message, MessageKind, ObjectKey, Response,
@@ -24,26 +27,6 @@ use crate::entities::{Collection, LabelFields};
 use crate::metrics::Stage;
 use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
-use std::sync::Arc;
-
-/// The settings the compaction reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompactionSettings {
-    pub lock_lease: Duration,
-    /// `None`: no heartbeat.
-    pub heartbeat_interval: Option<Duration>,
-    /// Shared, so cloning the settings for each invocation does not allocate.
-    pub publish_lock_retry_delays: Arc<[Duration]>,
-    pub pointer_promotion: PointerPromotion,
-    pub drift_check: DriftCheck,
-    pub ownership_check: OwnershipCheck,
-    pub missing_id: MissingId,
-    pub mark_runs: bool,
-    pub in_batch_ordering: InBatchOrdering,
-    pub deduplicate: bool,
-    /// After a delta merge, read the receipt's state from the table and write it onto the merged ids.
-    pub sync_from_table_on_merge: bool,
-}
 
 /// How one message of the batch ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -133,7 +116,7 @@ enum Step {
 /// One invocation of the compaction Lambda over one collection's batch.
 #[derive(Clone, Debug)]
 pub struct CompactionInvocation {
-    settings: CompactionSettings,
+    behaviour: CompactionBehaviour,
     collection: Collection,
     messages: Vec<Message>,
     /// Message indices in apply order (duplicates skipped under `deduplicate`).
@@ -160,7 +143,7 @@ pub struct CompactionInvocation {
 impl CompactionInvocation {
     pub fn new(
         now: Instant,
-        settings: CompactionSettings,
+        behaviour: CompactionBehaviour,
         collection: Collection,
         messages: Vec<Message>,
     ) -> Self {
@@ -174,7 +157,11 @@ impl CompactionInvocation {
                 .all(|message| message.collection == collection),
             "one collection per batch"
         );
-        let order = apply_order(&messages, settings.in_batch_ordering, settings.deduplicate);
+        let order = apply_order(
+            &messages,
+            behaviour.in_batch_ordering,
+            behaviour.deduplicate,
+        );
         // A batch with nothing to apply (only "run completed" messages) is done at once.
         let applies = order
             .iter()
@@ -186,7 +173,7 @@ impl CompactionInvocation {
             }
         }
         CompactionInvocation {
-            settings,
+            behaviour,
             collection,
             messages,
             order,
@@ -328,14 +315,14 @@ impl CompactionInvocation {
                     Stage::LockWait,
                     now.since(self.lock_wait_started),
                 ));
-                let next = if self.settings.heartbeat_interval.is_some() {
+                let next = if self.behaviour.heartbeat_interval.is_some() {
                     Step::HeartbeatStart
                 } else {
                     Step::PublishReread
                 };
                 self.enter(now, next);
             }
-            None if tries < self.settings.publish_lock_retry_delays.len() => {
+            None if tries < self.behaviour.publish_lock_retry_delays.len() => {
                 self.enter(now, Step::PublishSleep { tries: tries + 1 });
             }
             None => {
@@ -348,7 +335,7 @@ impl CompactionInvocation {
     /// Whether a pointer re-read shows the pointer as first read, by the configured compare: the
     /// version-id text (a reused id looks unchanged) or the etag.
     fn pointer_unchanged(&self, response: Response) -> bool {
-        match (pointer_of(response), self.settings.drift_check) {
+        match (pointer_of(response), self.behaviour.drift_check) {
             (None, _) => false,
             (Some((version, _)), DriftCheck::VersionId) => version == self.pointer.0,
             (Some(pointer), DriftCheck::Etag) => pointer == self.pointer,
@@ -357,7 +344,7 @@ impl CompactionInvocation {
 
     /// Goes on to the upload (or the pointer write), through the ownership re-check if on.
     fn validate_then(&mut self, now: Instant, then_promote: bool) {
-        let next = match self.settings.ownership_check {
+        let next = match self.behaviour.ownership_check {
             OwnershipCheck::BeforeUploadAndPointer => Step::ValidateOwnership { then_promote },
             OwnershipCheck::Off if then_promote => Step::Promote,
             OwnershipCheck::Off => Step::Upload,
@@ -366,7 +353,7 @@ impl CompactionInvocation {
     }
 
     fn leave_publish(&mut self, now: Instant, failing: bool) {
-        if self.settings.heartbeat_interval.is_some() {
+        if self.behaviour.heartbeat_interval.is_some() {
             self.enter(now, Step::HeartbeatStop { failing });
         } else {
             self.enter(now, Step::PublishRelease { failing });
@@ -374,7 +361,7 @@ impl CompactionInvocation {
     }
 
     fn next_mark(&mut self, now: Instant, from: usize) {
-        if self.settings.mark_runs {
+        if self.behaviour.mark_runs {
             let next = (from..self.order.len()).find(|position| {
                 let index = self.order[*position];
                 self.messages[index].kind == MessageKind::RunDelta
@@ -395,7 +382,7 @@ impl CompactionInvocation {
             let message = &self.messages[self.order[position]];
             match message.kind {
                 MessageKind::RunCompleted => position += 1,
-                MessageKind::RunDelta if !self.settings.mark_runs => {
+                MessageKind::RunDelta if !self.behaviour.mark_runs => {
                     self.enter(now, Step::Apply { position, phase: 1 });
                     return;
                 }
@@ -461,7 +448,7 @@ impl CompactionInvocation {
             (1, other) => panic!("a delta download answered {other:?}"),
             (2, Response::Entries(ids)) => {
                 self.ids_touched += ids;
-                if self.settings.sync_from_table_on_merge {
+                if self.behaviour.sync_from_table_on_merge {
                     self.enter(now, Step::Apply { position, phase: 3 });
                 } else {
                     self.next_apply(now, position + 1);
@@ -524,7 +511,7 @@ impl CompactionInvocation {
     }
 
     fn retry_if_configured(&mut self, index: usize) {
-        if self.settings.missing_id == MissingId::Retry {
+        if self.behaviour.missing_id == MissingId::Retry {
             self.outcomes[index] = Outcome::Failed;
         }
     }
@@ -645,7 +632,7 @@ impl CompactionInvocation {
             Step::HeartbeatStart => Effect::LockHeartbeat {
                 collection,
                 owner: self.owner.expect("heartbeat while held"),
-                interval: self.settings.heartbeat_interval.expect("heartbeats on"),
+                interval: self.behaviour.heartbeat_interval.expect("heartbeats on"),
             },
             Step::HeartbeatStop { .. } => Effect::LockHeartbeat {
                 collection,
@@ -659,7 +646,7 @@ impl CompactionInvocation {
             Step::Promote => Effect::WritePointer {
                 collection,
                 version: self.version,
-                expected_etag: match self.settings.pointer_promotion {
+                expected_etag: match self.behaviour.pointer_promotion {
                     PointerPromotion::Cas => Some(self.pointer.1),
                     PointerPromotion::Blind => None,
                 },
@@ -699,7 +686,7 @@ impl Component for CompactionInvocation {
             },
             Step::QuickLock | Step::PublishLock { .. } => Effect::LockAcquire {
                 collection,
-                lease: self.settings.lock_lease,
+                lease: self.behaviour.lock_lease,
             },
             Step::QuickRelease { .. } | Step::PublishRelease { .. } => Effect::LockRelease {
                 collection,
@@ -714,7 +701,7 @@ impl Component for CompactionInvocation {
                 ids: self.ids_touched,
             }),
             Step::PublishSleep { tries } => {
-                Effect::Sleep(self.settings.publish_lock_retry_delays[tries - 1])
+                Effect::Sleep(self.behaviour.publish_lock_retry_delays[tries - 1])
             }
             Step::HeartbeatStart
             | Step::HeartbeatStop { .. }
@@ -833,11 +820,12 @@ pub fn apply_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::config::{FailureReporting, UpsertMode};
     use crate::pipeline::effect::EventName;
     use crate::workload::WordRef;
 
-    fn settings() -> CompactionSettings {
-        CompactionSettings {
+    fn behaviour() -> CompactionBehaviour {
+        CompactionBehaviour {
             lock_lease: Duration::from_secs(180),
             heartbeat_interval: Some(Duration::from_secs(30)),
             publish_lock_retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)]
@@ -845,10 +833,14 @@ mod tests {
             pointer_promotion: PointerPromotion::Cas,
             drift_check: DriftCheck::Etag,
             ownership_check: OwnershipCheck::Off,
+            version_id_resolution: Duration::from_secs(1),
+            upsert: UpsertMode::Replace,
             missing_id: MissingId::Drop,
+            failure_reporting: FailureReporting::PerItem,
             mark_runs: true,
             in_batch_ordering: InBatchOrdering::Arrival,
             deduplicate: false,
+            cache_versions: 2,
             sync_from_table_on_merge: false,
         }
     }
@@ -932,7 +924,7 @@ mod tests {
             message(1, MessageKind::RunDelta),
         ];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         let effects = drive(&mut invocation, |effect, _| idle(effect));
         let applied: Vec<&Effect> = effects
             .iter()
@@ -989,7 +981,7 @@ mod tests {
     fn a_busy_lock_at_the_quick_check_fails_every_message_at_once() {
         let messages = vec![label(1, EventName::Modify), label(2, EventName::Modify)];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         let effects = drive(&mut invocation, |effect, _| match effect {
             Effect::LockAcquire { .. } => Response::Lock { owner: None },
             other => idle(other),
@@ -1014,7 +1006,7 @@ mod tests {
             label(2, EventName::Modify),
         ];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         let mut reads = 0;
         let effects = drive(&mut invocation, |effect, _| match effect {
             Effect::ReadPointer(_) => {
@@ -1040,7 +1032,7 @@ mod tests {
     fn publish_retries_the_lock_then_gives_up() {
         let mut invocation = CompactionInvocation::new(
             Instant::ZERO,
-            settings(),
+            behaviour(),
             Collection::Words,
             vec![label(1, EventName::Modify)],
         );
@@ -1078,13 +1070,13 @@ mod tests {
             (MissingId::Drop, Outcome::Done),
             (MissingId::Retry, Outcome::Failed),
         ] {
-            let settings = CompactionSettings {
+            let behaviour = CompactionBehaviour {
                 missing_id,
-                ..settings()
+                ..behaviour()
             };
             let messages = vec![label(1, EventName::Modify), label(2, EventName::Remove)];
             let mut invocation =
-                CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+                CompactionInvocation::new(Instant::ZERO, behaviour, Collection::Words, messages);
             let effects = drive(&mut invocation, |effect, _| match effect {
                 Effect::Collection(CollectionOp::GetWord { .. }) => Response::Present(false),
                 other => idle(other),
@@ -1147,13 +1139,17 @@ mod tests {
         ];
         for (fails, first, note) in failing {
             for missing_id in [MissingId::Drop, MissingId::Retry] {
-                let settings = CompactionSettings {
+                let behaviour = CompactionBehaviour {
                     missing_id,
-                    ..settings()
+                    ..behaviour()
                 };
                 let messages = vec![first, label(2, EventName::Modify)];
-                let mut invocation =
-                    CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+                let mut invocation = CompactionInvocation::new(
+                    Instant::ZERO,
+                    behaviour,
+                    Collection::Words,
+                    messages,
+                );
                 // Only the first message's operation fails; the second's goes through.
                 let mut failed = false;
                 let effects = drive(&mut invocation, |effect, _| {
@@ -1194,9 +1190,9 @@ mod tests {
     /// message, so that the run comes back and syncs again.
     #[test]
     fn a_failed_sync_on_merge_fails_the_run_message() {
-        let syncing = CompactionSettings {
+        let syncing = CompactionBehaviour {
             sync_from_table_on_merge: true,
-            ..settings()
+            ..behaviour()
         };
         let steps: [fn(&Effect) -> bool; 2] = [
             |e| matches!(e, Effect::TableRead(TableRead::ReceiptState { .. })),
@@ -1230,9 +1226,9 @@ mod tests {
             (MissingId::Drop, Outcome::Done),
             (MissingId::Retry, Outcome::Failed),
         ] {
-            let settings = CompactionSettings {
+            let behaviour = CompactionBehaviour {
                 missing_id,
-                ..settings()
+                ..behaviour()
             };
             let kind = MessageKind::Metadata {
                 merchant: Some(7),
@@ -1240,7 +1236,7 @@ mod tests {
             };
             let messages = vec![message(1, kind), label(2, EventName::Modify)];
             let mut invocation =
-                CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+                CompactionInvocation::new(Instant::ZERO, behaviour, Collection::Words, messages);
             drive(&mut invocation, |effect, _| match effect {
                 Effect::Collection(CollectionOp::UpdateReceiptMerchant { .. }) => {
                     Response::Touched(0)
@@ -1260,14 +1256,14 @@ mod tests {
     /// after the upload and before the pointer moves.
     #[test]
     fn an_ownership_recheck_fails_the_publish_before_the_pointer_write() {
-        let settings = CompactionSettings {
+        let behaviour = CompactionBehaviour {
             ownership_check: OwnershipCheck::BeforeUploadAndPointer,
-            ..settings()
+            ..behaviour()
         };
         for lost_at in [0usize, 1] {
             let mut invocation = CompactionInvocation::new(
                 Instant::ZERO,
-                settings.clone(),
+                behaviour.clone(),
                 Collection::Words,
                 vec![label(1, EventName::Modify)],
             );
@@ -1302,14 +1298,14 @@ mod tests {
     #[test]
     fn a_reused_version_id_passes_the_text_compare_and_not_the_etag_compare() {
         for (drift_check, publishes) in [(DriftCheck::VersionId, true), (DriftCheck::Etag, false)] {
-            let settings = CompactionSettings {
+            let behaviour = CompactionBehaviour {
                 drift_check,
                 pointer_promotion: PointerPromotion::Blind,
-                ..settings()
+                ..behaviour()
             };
             let mut invocation = CompactionInvocation::new(
                 Instant::ZERO,
-                settings,
+                behaviour,
                 Collection::Words,
                 vec![label(1, EventName::Modify)],
             );
@@ -1358,16 +1354,16 @@ mod tests {
 
     #[test]
     fn a_merge_synced_from_the_table_reads_the_receipt_then_writes_it_before_other_messages() {
-        let settings = CompactionSettings {
+        let behaviour = CompactionBehaviour {
             sync_from_table_on_merge: true,
-            ..settings()
+            ..behaviour()
         };
         let messages = vec![
             label(1, EventName::Modify),
             message(1, MessageKind::RunDelta),
         ];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings, Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour, Collection::Words, messages);
         let effects = drive(&mut invocation, |effect, _| idle(effect));
         let upsert = effects
             .iter()
@@ -1393,7 +1389,7 @@ mod tests {
         ));
         assert_eq!(invocation.outcomes(), &[Outcome::Done, Outcome::Done]);
         let mut plain =
-            CompactionInvocation::new(Instant::ZERO, self::settings(), Collection::Words, {
+            CompactionInvocation::new(Instant::ZERO, self::behaviour(), Collection::Words, {
                 vec![message(1, MessageKind::RunDelta)]
             });
         let effects = drive(&mut plain, |effect, _| idle(effect));
@@ -1408,7 +1404,7 @@ mod tests {
     fn stall_points_are_the_first_publish_lock_try_and_the_reread_under_the_lock() {
         let mut invocation = CompactionInvocation::new(
             Instant::ZERO,
-            settings(),
+            behaviour(),
             Collection::Words,
             vec![label(1, EventName::Modify)],
         );
@@ -1443,7 +1439,7 @@ mod tests {
     fn a_batch_of_run_completed_messages_needs_no_work() {
         let messages = vec![message(1, MessageKind::RunCompleted)];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         assert!(invocation.poll_effect().is_none());
         assert!(invocation.is_done());
         assert_eq!(invocation.outcomes(), &[Outcome::Done]);
@@ -1457,7 +1453,7 @@ mod tests {
         let messages = vec![label(1, EventName::Modify), label(2, EventName::Modify)];
         let mut invocation = CompactionInvocation::new(
             Instant::ZERO,
-            settings(),
+            behaviour(),
             Collection::Words,
             messages.clone(),
         );
@@ -1470,7 +1466,7 @@ mod tests {
 
         let mut invocation = CompactionInvocation::new(
             Instant::ZERO,
-            settings(),
+            behaviour(),
             Collection::Words,
             messages.clone(),
         );
@@ -1494,7 +1490,7 @@ mod tests {
         assert!(invocation.outcomes().iter().all(|o| *o == Outcome::Failed));
 
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         drive(&mut invocation, |effect, _| match effect {
             Effect::WritePointer { .. } => Response::Failed(Failure::Unavailable),
             other => idle(other),
@@ -1520,7 +1516,7 @@ mod tests {
     fn a_failed_lock_acquisition_is_a_busy_lock() {
         let messages = vec![label(1, EventName::Modify)];
         let mut invocation =
-            CompactionInvocation::new(Instant::ZERO, settings(), Collection::Words, messages);
+            CompactionInvocation::new(Instant::ZERO, behaviour(), Collection::Words, messages);
         drive(&mut invocation, |effect, _| match effect {
             Effect::LockAcquire { .. } => Response::Failed(Failure::Throttled),
             other => idle(other),

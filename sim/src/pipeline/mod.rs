@@ -475,7 +475,7 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
     let report = TrialReport {
         fingerprint: format!("{:016x}", simulation.engine.fingerprint()),
         seed: simulation.seed,
-        flow: simulation.behaviour.flow,
+        flow: simulation.behaviour.upload.flow,
         events: simulation.engine.events(),
         events_by_kind: simulation.events_by_kind.by_name().collect(),
         receipts: simulation.receipts.len() as u64,

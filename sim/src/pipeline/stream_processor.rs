@@ -7,9 +7,10 @@
 //! "run completed" message unless that builder fails (*built*). Messages carry a FIFO message group
 //! key per the configured scheme and are sent in batches.
 //!
-//! A sans-IO state machine like the upload Lambda's. Depends on `effect`, `config`, `entities`.
+//! A sans-IO state machine like the upload Lambda's. It reads its settings, the behaviour part's
+//! `config::StreamProcessorBehaviour`, by reference. Depends on `effect`, `config`, `entities`.
 
-use super::config::{MessageGroupKey, OtherInserts, RunCompletedMessage};
+use super::config::{MessageGroupKey, OtherInserts, RunCompletedMessage, StreamProcessorBehaviour};
 use super::effect::{Component, Effect, EventName, Message, MessageKind, Response, RunState, Work};
 use crate::entities::{Collection, LabelItem, ReceiptIndex};
 use crate::random::mix64;
@@ -45,14 +46,6 @@ pub struct RecordView {
     pub image: u32,
     pub receipt_id: u32,
     pub change: ItemChange,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct RoutingSettings {
-    pub other_inserts: OtherInserts,
-    pub run_completed_message: RunCompletedMessage,
-    pub message_group: MessageGroupKey,
-    pub send_batch_size: u32,
 }
 
 /// Entity type tags for group keys.
@@ -98,7 +91,7 @@ pub struct RoutingCounts {
 /// Routes one record into `out`, one vector per collection in `Collection::index` order (one or two
 /// messages, or none). `sent_at` is filled in at send.
 pub fn route(
-    settings: &RoutingSettings,
+    behaviour: &StreamProcessorBehaviour,
     record: &RecordView,
     out: &mut [Vec<Message>; 2],
     counts: &mut RoutingCounts,
@@ -110,10 +103,10 @@ pub fn route(
             collection,
             record_sequence: record.sequence,
             sent_at: Instant::ZERO,
-            group: message_group(settings.message_group, entity, record, collection),
+            group: message_group(behaviour.message_group, entity, record, collection),
         });
     };
-    let forward_insert = settings.other_inserts == OtherInserts::Forward;
+    let forward_insert = behaviour.other_inserts == OtherInserts::Forward;
     let routed = |event: EventName, changed: bool| match event {
         EventName::Insert => forward_insert,
         EventName::Modify => changed,
@@ -128,7 +121,7 @@ pub fn route(
         }
         (ItemChange::Run { old, new }, _) => {
             for collection in completed_runs(old, new) {
-                match settings.run_completed_message {
+                match behaviour.run_completed_message {
                     RunCompletedMessage::Works => {
                         push(MessageKind::RunCompleted, ENTITY_RUN, collection)
                     }
@@ -234,18 +227,18 @@ pub struct StreamProcessorInvocation {
 impl StreamProcessorInvocation {
     pub fn new(
         now: Instant,
-        settings: &RoutingSettings,
+        behaviour: &StreamProcessorBehaviour,
         records: &[RecordView],
     ) -> StreamProcessorInvocation {
         assert!(!records.is_empty());
-        assert!(settings.send_batch_size > 0);
+        assert!(behaviour.send_batch_size > 0);
         let mut messages = [Vec::new(), Vec::new()];
         let mut counts = RoutingCounts::default();
         for record in records {
-            route(settings, record, &mut messages, &mut counts);
+            route(behaviour, record, &mut messages, &mut counts);
         }
         StreamProcessorInvocation {
-            send_batch_size: settings.send_batch_size as usize,
+            send_batch_size: behaviour.send_batch_size as usize,
             record_count: records.len() as u32,
             messages,
             step: Step::Route,
@@ -324,8 +317,11 @@ mod tests {
     use super::*;
     use crate::entities::ValidationStatus;
 
-    fn settings(other_inserts: OtherInserts, message_group: MessageGroupKey) -> RoutingSettings {
-        RoutingSettings {
+    fn behaviour(
+        other_inserts: OtherInserts,
+        message_group: MessageGroupKey,
+    ) -> StreamProcessorBehaviour {
+        StreamProcessorBehaviour {
             other_inserts,
             run_completed_message: RunCompletedMessage::Fails,
             message_group,
@@ -391,7 +387,7 @@ mod tests {
             let mut out = [Vec::new(), Vec::new()];
             let mut counts = RoutingCounts::default();
             route(
-                &settings(other_inserts, MessageGroupKey::Receipt),
+                &behaviour(other_inserts, MessageGroupKey::Receipt),
                 &record,
                 &mut out,
                 &mut counts,
@@ -467,7 +463,7 @@ mod tests {
         let records = run_inserts(25);
         let mut invocation = StreamProcessorInvocation::new(
             Instant::ZERO,
-            &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
+            &behaviour(OtherInserts::Drop, MessageGroupKey::Receipt),
             &records,
         );
         let mut sent: Vec<Message> = Vec::new();
@@ -496,7 +492,7 @@ mod tests {
         let records = run_inserts(25);
         let mut invocation = StreamProcessorInvocation::new(
             Instant::ZERO,
-            &settings(OtherInserts::Drop, MessageGroupKey::Receipt),
+            &behaviour(OtherInserts::Drop, MessageGroupKey::Receipt),
             &records,
         );
         let mut sends = 0;

@@ -5,9 +5,10 @@
 //!
 //! A sans-IO state machine: `poll_effect` hands out the one outstanding effect, `handle_response`
 //! takes its answer, `poll_note` hands out what happened for the metrics. Time is always an
-//! argument. Depends on `effect`, `config`, `metrics` and `entities`.
+//! argument. Its settings are the behaviour part's `config::UploadBehaviour`, copied in whole.
+//! Depends on `effect`, `config`, `metrics` and `entities`.
 
-use super::config::{DeltaUploadError, Flow};
+use super::config::{DeltaUploadError, Flow, UploadBehaviour};
 use super::effect::{
     Component, Effect, ObjectKey, Response, RunState, TableRead, TableWrite, Work,
 };
@@ -23,16 +24,6 @@ pub struct ReceiptPlan {
     pub has_labels: bool,
     pub has_changed_labels: bool,
     pub has_merchant_correction: bool,
-}
-
-/// The settings the upload Lambda reads.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct UploadSettings {
-    pub flow: Flow,
-    pub wait_poll_period: Duration,
-    pub wait_cap: Duration,
-    pub delta_upload_error: DeltaUploadError,
-    pub delta_upload_tries_max: u32,
 }
 
 /// What happened, for the metrics.
@@ -74,7 +65,7 @@ enum Step {
 /// One invocation of the upload Lambda.
 #[derive(Clone, Debug)]
 pub struct UploadInvocation {
-    settings: UploadSettings,
+    behaviour: UploadBehaviour,
     receipts: Vec<ReceiptPlan>,
     position: usize,
     step: Step,
@@ -88,16 +79,16 @@ pub struct UploadInvocation {
 impl UploadInvocation {
     pub fn new(
         now: Instant,
-        settings: UploadSettings,
+        behaviour: UploadBehaviour,
         receipts: Vec<ReceiptPlan>,
     ) -> UploadInvocation {
         assert!(
             !receipts.is_empty(),
             "an invocation holds at least one receipt"
         );
-        assert!(settings.delta_upload_tries_max > 0);
+        assert!(behaviour.delta_upload_tries_max > 0);
         let mut invocation = UploadInvocation {
-            settings,
+            behaviour,
             receipts,
             position: 0,
             step: Step::Ocr,
@@ -149,8 +140,8 @@ impl UploadInvocation {
     ) {
         let receipt = self.current().receipt;
         if response.is_failure() {
-            let retry = self.settings.delta_upload_error == DeltaUploadError::Retry
-                && tries < self.settings.delta_upload_tries_max;
+            let retry = self.behaviour.delta_upload_error == DeltaUploadError::Retry
+                && tries < self.behaviour.delta_upload_tries_max;
             if retry {
                 self.enter(
                     now,
@@ -190,7 +181,7 @@ impl UploadInvocation {
             Response::Failed(_) => false,
             other => panic!("a run read answered {other:?}"),
         };
-        let capped = now.since(self.wait_started) >= self.settings.wait_cap;
+        let capped = now.since(self.wait_started) >= self.behaviour.wait.cap;
         if completed || capped {
             if !completed {
                 self.notes
@@ -248,12 +239,13 @@ impl Component for UploadInvocation {
             Step::WaitSleep => {
                 let elapsed = self.step_started.since(self.wait_started);
                 let remaining = Duration(
-                    self.settings
-                        .wait_cap
+                    self.behaviour
+                        .wait
+                        .cap
                         .as_nanos()
                         .saturating_sub(elapsed.as_nanos()),
                 );
-                Effect::Sleep(self.settings.wait_poll_period.min(remaining))
+                Effect::Sleep(self.behaviour.wait.poll_period.min(remaining))
             }
             Step::Langgraph => Effect::Work(Work::Langgraph),
             Step::ProposedLabels => Effect::TableWrite(TableWrite::ProposedLabels { receipt }),
@@ -297,7 +289,7 @@ impl Component for UploadInvocation {
             Step::DeltaUpload { collection, tries } => {
                 self.handle_delta_upload(now, collection, tries, response)
             }
-            Step::RunInsert => match self.settings.flow {
+            Step::RunInsert => match self.behaviour.flow {
                 Flow::Old => {
                     self.wait_started = now;
                     self.enter(now, Step::WaitRead);
@@ -340,14 +332,18 @@ impl Component for UploadInvocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::config::{UploadBatchDeletion, WaitBehaviour};
 
-    fn settings(flow: Flow) -> UploadSettings {
-        UploadSettings {
+    fn behaviour(flow: Flow) -> UploadBehaviour {
+        UploadBehaviour {
             flow,
-            wait_poll_period: Duration::from_secs(2),
-            wait_cap: Duration::from_secs(120),
+            wait: WaitBehaviour {
+                poll_period: Duration::from_secs(2),
+                cap: Duration::from_secs(120),
+            },
             delta_upload_error: DeltaUploadError::Ignore,
             delta_upload_tries_max: 1,
+            batch_deletion: UploadBatchDeletion::WhenFunctionReturns,
         }
     }
 
@@ -389,7 +385,7 @@ mod tests {
     #[test]
     fn new_flow_goes_straight_to_langgraph() {
         let mut invocation =
-            UploadInvocation::new(Instant::ZERO, settings(Flow::New), vec![plan()]);
+            UploadInvocation::new(Instant::ZERO, behaviour(Flow::New), vec![plan()]);
         let (effects, _) = drive(&mut invocation);
         let run_insert = effects
             .iter()
@@ -410,7 +406,7 @@ mod tests {
     #[test]
     fn old_flow_waits_the_full_cap_when_the_run_is_never_marked() {
         let mut invocation =
-            UploadInvocation::new(Instant::ZERO, settings(Flow::Old), vec![plan()]);
+            UploadInvocation::new(Instant::ZERO, behaviour(Flow::Old), vec![plan()]);
         let mut notes = Vec::new();
         let mut now = Instant::ZERO;
         for _ in 0..1000 {

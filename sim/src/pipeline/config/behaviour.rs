@@ -1,11 +1,15 @@
 //! The behaviour part of a trial's configuration: what the real code does (the upload flow, the
 //! old flow's wait, the stream processor's routing, the compaction's locking, publishing and
-//! message handling). Both drivers read it: the simulated one builds the state machines' settings
-//! from it, the live one reads it the same way. Nothing here is a duration drawn from a
+//! message handling). Its parts are the state machines' settings: the upload Lambda takes
+//! `UploadBehaviour`, the stream processor `StreamProcessorBehaviour`, the compaction
+//! `CompactionBehaviour`, each built once here and handed over as it is (a copy, a reference, a
+//! clone that shares the retry delays); the driver reads the fields that are its to act on (which
+//! messages a timeout returns, the upsert mode, failure reporting, the versions kept) from the
+//! same parts. The live driver reads it the same way. Nothing here is a duration drawn from a
 //! distribution or a size of the deployment.
 //!
 //! Built from a validated `PipelineConfig` by `Behaviour::of`. Depends on `time` and the
-//! configuration's own enums only.
+//! configuration's own enums only, never on the state machines that read it.
 
 use super::{
     DeltaUploadError, DriftCheck, FailureReporting, Flow, InBatchOrdering, MessageGroupKey,
@@ -13,13 +17,11 @@ use super::{
     UploadBatchDeletion, UpsertMode,
 };
 use crate::time::Duration;
+use std::sync::Arc;
 
 /// What the code of the three functions does.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Behaviour {
-    /// Which upload flow runs (the old waits for the compaction before LangGraph).
-    pub flow: Flow,
-    pub wait: WaitBehaviour,
     pub upload: UploadBehaviour,
     pub stream: StreamBehaviour,
     pub stream_processor: StreamProcessorBehaviour,
@@ -28,31 +30,36 @@ pub struct Behaviour {
     pub chroma: ChromaBehaviour,
 }
 
-/// The old flow's wait for the CompactionRun (`[wait]`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WaitBehaviour {
-    pub poll_period: Duration,
-    pub cap: Duration,
-}
-
-/// The upload Lambda's handling of failed delta uploads and of its queue's messages.
-#[derive(Clone, Debug, PartialEq)]
+/// The upload Lambda's settings: its flow, the old flow's wait and its handling of failed delta
+/// uploads (the state machine reads these), and which of a batch's messages a timeout returns to
+/// the upload queue (the driver's).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct UploadBehaviour {
+    /// Which upload flow runs (the old waits for the compaction before LangGraph).
+    pub flow: Flow,
+    pub wait: WaitBehaviour,
     pub delta_upload_error: DeltaUploadError,
     pub delta_upload_tries_max: u32,
     /// Which of a batch's messages a timeout returns to the upload queue.
     pub batch_deletion: UploadBatchDeletion,
 }
 
+/// The old flow's wait for the CompactionRun (`[wait]`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WaitBehaviour {
+    pub poll_period: Duration,
+    pub cap: Duration,
+}
+
 /// What the table writes into its stream.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamBehaviour {
     /// The OCR'd line and word items' INSERT records reach the stream.
     pub ocr_records: bool,
 }
 
-/// The stream processor's routing of records into messages.
-#[derive(Clone, Debug, PartialEq)]
+/// The stream processor's settings: its routing of records into messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct StreamProcessorBehaviour {
     pub other_inserts: OtherInserts,
     pub run_completed_message: RunCompletedMessage,
@@ -61,13 +68,16 @@ pub struct StreamProcessorBehaviour {
     pub send_batch_size: u32,
 }
 
-/// The compaction Lambda's locking, publishing and message handling.
-#[derive(Clone, Debug, PartialEq)]
+/// The compaction Lambda's settings: its locking, publishing and message handling. The state
+/// machine takes a clone per invocation (the retry delays are shared, so it does not allocate);
+/// the version-id resolution, the upsert mode, failure reporting and the cached versions are the
+/// driver's to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactionBehaviour {
     pub lock_lease: Duration,
-    pub heartbeat_enabled: bool,
-    pub heartbeat_interval: Duration,
-    pub publish_lock_retry_delays: Vec<Duration>,
+    /// `None`: no heartbeat.
+    pub heartbeat_interval: Option<Duration>,
+    pub publish_lock_retry_delays: Arc<[Duration]>,
     pub pointer_promotion: PointerPromotion,
     pub drift_check: DriftCheck,
     pub ownership_check: OwnershipCheck,
@@ -81,18 +91,20 @@ pub struct CompactionBehaviour {
     pub deduplicate: bool,
     /// Versions the file cache keeps (the write-back prunes to this many).
     pub cache_versions: u32,
+    /// After a delta merge, read the receipt's state from the table and write it onto the merged
+    /// ids.
     pub sync_from_table_on_merge: bool,
 }
 
 /// What the publish leaves in the bucket.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreBehaviour {
     /// Snapshot versions kept under `snapshot/timestamped/`.
     pub keep_versions: u32,
 }
 
 /// What a delta carries to Chroma.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChromaBehaviour {
     /// The delta carries the label fields DynamoDB holds when the embeddings are computed.
     pub labels_known_at_embed: bool,
@@ -104,12 +116,12 @@ impl Behaviour {
         let upload = &config.upload;
         let processor = &config.stream_processor;
         Behaviour {
-            flow: config.flow,
-            wait: WaitBehaviour {
-                poll_period: config.wait.poll_period,
-                cap: config.wait.cap,
-            },
             upload: UploadBehaviour {
+                flow: config.flow,
+                wait: WaitBehaviour {
+                    poll_period: config.wait.poll_period,
+                    cap: config.wait.cap,
+                },
                 delta_upload_error: upload.delta_upload_error,
                 delta_upload_tries_max: upload.delta_upload_tries_max,
                 batch_deletion: upload.batch_deletion,
@@ -139,9 +151,10 @@ impl CompactionBehaviour {
         let compaction = &config.compaction;
         CompactionBehaviour {
             lock_lease: compaction.lock_lease,
-            heartbeat_enabled: compaction.heartbeat_enabled,
-            heartbeat_interval: compaction.heartbeat_interval,
-            publish_lock_retry_delays: compaction.publish_lock_retry_delays.clone(),
+            heartbeat_interval: compaction
+                .heartbeat_enabled
+                .then_some(compaction.heartbeat_interval),
+            publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
             pointer_promotion: compaction.pointer_promotion,
             drift_check: compaction.drift_check,
             ownership_check: compaction.ownership_check,
@@ -155,5 +168,33 @@ impl CompactionBehaviour {
             cache_versions: compaction.cache_versions,
             sync_from_table_on_merge: compaction.sync_from_table_on_merge,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_off_leave_no_interval_and_the_retry_delays_are_shared() {
+        let mut config = PipelineConfig::built();
+        config.compaction.heartbeat_enabled = true;
+        let on = Behaviour::of(&config);
+        assert_eq!(
+            on.compaction.heartbeat_interval,
+            Some(config.compaction.heartbeat_interval)
+        );
+        config.compaction.heartbeat_enabled = false;
+        let off = Behaviour::of(&config);
+        assert_eq!(off.compaction.heartbeat_interval, None);
+        let clone = off.compaction.clone();
+        assert!(Arc::ptr_eq(
+            &clone.publish_lock_retry_delays,
+            &off.compaction.publish_lock_retry_delays
+        ));
+        assert_eq!(
+            &*clone.publish_lock_retry_delays,
+            config.compaction.publish_lock_retry_delays.as_slice()
+        );
     }
 }

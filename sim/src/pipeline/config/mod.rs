@@ -8,11 +8,11 @@
 //! only what it changes.
 //!
 //! A trial does not read this tree: `ValidatedConfig::new` validates it once and splits it into
-//! four parts, each a module of its own: `behaviour` (what the real code does; both drivers read
-//! it), `deployment` (concurrency, batch sizes, timeouts, the queues' and mappings' settings),
-//! `model` (the service model: distributions, cold starts, bandwidths and the services'
-//! constants) and `faults` (injected faults). Depends on `time`, `distribution`, `random` (the
-//! seed's serde form), `workload` and `serde`.
+//! four parts, each a module of its own: `behaviour` (what the real code does, held as the state
+//! machines' settings; both drivers read it), `deployment` (concurrency, batch sizes, timeouts,
+//! the queues' and mappings' settings), `model` (the service model: distributions, cold starts,
+//! bandwidths and the services' constants) and `faults` (injected faults). Depends on `time`,
+//! `distribution`, `random` (the seed's serde form), `workload` and `serde`.
 
 use crate::distribution::{DurationDist, NumberDist};
 use crate::time::Duration;

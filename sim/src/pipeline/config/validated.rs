@@ -102,7 +102,7 @@ impl ValidatedConfig {
         let mut source = self.source.clone();
         source.flow = flow;
         let mut parts = Arc::clone(&self.parts);
-        Arc::make_mut(&mut parts).behaviour.flow = flow;
+        Arc::make_mut(&mut parts).behaviour.upload.flow = flow;
         ValidatedConfig { source, parts }
     }
 }
@@ -124,7 +124,7 @@ mod tests {
         config.upload.delta_upload_error_share = 0.25;
         let valid = ValidatedConfig::new(config.clone()).unwrap();
         assert_eq!(valid.source(), &config);
-        assert_eq!(valid.behaviour().flow, config.flow);
+        assert_eq!(valid.behaviour().upload.flow, config.flow);
         assert_eq!(
             valid.deployment().upload.concurrency,
             config.upload.concurrency
@@ -148,10 +148,10 @@ mod tests {
         assert!(Arc::ptr_eq(&valid.parts, &seeded.parts));
         let new = seeded.with_flow(Flow::New);
         assert_eq!(
-            (new.behaviour().flow, new.source().flow),
+            (new.behaviour().upload.flow, new.source().flow),
             (Flow::New, Flow::New)
         );
-        assert_eq!(valid.behaviour().flow, Flow::Old);
+        assert_eq!(valid.behaviour().upload.flow, Flow::Old);
         let rebuilt = ValidatedConfig::new(new.source().clone()).unwrap();
         assert_eq!(new, rebuilt);
     }

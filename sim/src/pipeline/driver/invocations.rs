@@ -356,7 +356,8 @@ impl<P: Performer> Simulation<'_, P> {
         };
         let collection = state.machine.collection();
         let lease = self.behaviour.compaction.lock_lease;
-        let interval = self.behaviour.compaction.heartbeat_interval;
+        let heartbeat_interval = self.behaviour.compaction.heartbeat_interval;
+        let interval = heartbeat_interval.expect("a heartbeat runs only with heartbeats on");
         if self.locks[collection.index()]
             .heartbeat(now, owner, lease)
             .is_ok()

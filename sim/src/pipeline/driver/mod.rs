@@ -9,8 +9,9 @@
 //! Durations of a receipt's upload stages come from the receipt's own streams (`ocr`, receipt ...),
 //! so old and new flow see the same draws (common random numbers). It reads the configuration's
 //! four parts (`config::Behaviour`, `Deployment`, `ServiceModel`, `Faults`) of a
-//! `ValidatedConfig`, never the `PipelineConfig` a user wrote. Depends on everything else in the
-//! crate; nothing depends on it but `pipeline::run_trial`.
+//! `ValidatedConfig`, never the `PipelineConfig` a user wrote, and hands each state machine its
+//! settings as the behaviour part holds them. Depends on everything else in the crate; nothing
+//! depends on it but `pipeline::run_trial`.
 
 mod costs;
 mod faults;
@@ -27,7 +28,7 @@ mod table;
 mod tests;
 mod working_copy;
 
-use super::compaction::{CompactionInvocation, CompactionNote, CompactionSettings, Outcome};
+use super::compaction::{CompactionInvocation, CompactionNote, Outcome};
 use super::config::{
     Behaviour, ColdStart, Deployment, FailureReporting, Faults, FileCacheSharing, MappingPollers,
     QueueKind as ConfigQueueKind, ServiceModel, StallPoint, UploadBatchDeletion,
@@ -39,8 +40,8 @@ use super::effect::{
 };
 use super::history::{Actor, CompactIds, History, HistoryEvent, PointerOutcome, PublishRecord};
 use super::performer::{Completion, Performer, RecordPatch, Simulated};
-use super::stream_processor::{ItemChange, RecordView, RoutingSettings, StreamProcessorInvocation};
-use super::upload::{ReceiptPlan, UploadInvocation, UploadNote, UploadSettings};
+use super::stream_processor::{ItemChange, RecordView, StreamProcessorInvocation};
+use super::upload::{ReceiptPlan, UploadInvocation, UploadNote};
 use super::visibility::Visibility;
 use super::{ReportDetail, TrialCounters};
 use crate::engine::{Engine, Event as EngineEvent};
@@ -376,9 +377,6 @@ pub struct Simulation<'a, P = Simulated> {
     processor_stream: Stream,
     compaction_stream: Stream,
     fault_streams: FaultStreams,
-    upload_settings: UploadSettings,
-    routing: RoutingSettings,
-    compaction_settings: CompactionSettings,
     upload_records: Vec<StreamRecord>,
     views: Vec<RecordView>,
     scratch_ids: Vec<ChromaId>,
@@ -518,45 +516,6 @@ fn compaction_lambda(deployment: &Deployment, model: &ServiceModel, streams: &St
     Lambda::new(params, streams.stream("compaction-lambda"))
 }
 
-fn upload_settings(behaviour: &Behaviour) -> UploadSettings {
-    UploadSettings {
-        flow: behaviour.flow,
-        wait_poll_period: behaviour.wait.poll_period,
-        wait_cap: behaviour.wait.cap,
-        delta_upload_error: behaviour.upload.delta_upload_error,
-        delta_upload_tries_max: behaviour.upload.delta_upload_tries_max,
-    }
-}
-
-fn routing_settings(behaviour: &Behaviour) -> RoutingSettings {
-    let processor = &behaviour.stream_processor;
-    RoutingSettings {
-        other_inserts: processor.other_inserts,
-        run_completed_message: processor.run_completed_message,
-        message_group: processor.message_group,
-        send_batch_size: processor.send_batch_size,
-    }
-}
-
-fn compaction_settings(behaviour: &Behaviour) -> CompactionSettings {
-    let compaction = &behaviour.compaction;
-    CompactionSettings {
-        lock_lease: compaction.lock_lease,
-        heartbeat_interval: compaction
-            .heartbeat_enabled
-            .then_some(compaction.heartbeat_interval),
-        publish_lock_retry_delays: compaction.publish_lock_retry_delays.as_slice().into(),
-        pointer_promotion: compaction.pointer_promotion,
-        drift_check: compaction.drift_check,
-        ownership_check: compaction.ownership_check,
-        missing_id: compaction.missing_id,
-        mark_runs: compaction.mark_runs,
-        in_batch_ordering: compaction.in_batch_ordering,
-        deduplicate: compaction.deduplicate,
-        sync_from_table_on_merge: compaction.sync_from_table_on_merge,
-    }
-}
-
 impl<'a> Simulation<'a> {
     /// A simulation whose effects are performed on the models alone.
     pub fn new(
@@ -628,9 +587,6 @@ impl<'a, P: Performer> Simulation<'a, P> {
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
             fault_streams: FaultStreams::new(&streams),
-            upload_settings: upload_settings(behaviour),
-            routing: routing_settings(behaviour),
-            compaction_settings: compaction_settings(behaviour),
             upload_records: Vec::with_capacity(64),
             views: Vec::with_capacity(64),
             scratch_ids: Vec::with_capacity(256),

@@ -102,7 +102,7 @@ impl<P: Performer> Simulation<'_, P> {
                 .map(|(receipt, _)| self.plan(*receipt))
                 .collect();
             let start = now.add(invocation.cold_start);
-            let machine = UploadInvocation::new(start, self.upload_settings, plans);
+            let machine = UploadInvocation::new(start, self.behaviour.upload, plans);
             let slot = UploadSlot::new(invocation, machine, UploadKept { handles });
             let (slot, generation) = self.uploads.insert(slot);
             self.advance::<UploadSlot>(start, slot, generation);
@@ -223,7 +223,8 @@ impl<P: Performer> Simulation<'_, P> {
             views.push(self.record_view(record));
         }
         let start = now.add(invocation.cold_start);
-        let machine = StreamProcessorInvocation::new(start, &self.routing, &views);
+        let machine =
+            StreamProcessorInvocation::new(start, &self.behaviour.stream_processor, &views);
         self.views = views;
         self.counters.dropped_inserts += machine.counts.dropped_inserts;
         self.counters.run_completed_failures += machine.counts.run_completed_failures;
@@ -475,7 +476,7 @@ impl<P: Performer> Simulation<'_, P> {
             });
         let machine = CompactionInvocation::new(
             start,
-            self.compaction_settings.clone(),
+            self.behaviour.compaction.clone(),
             collection,
             messages,
         );
