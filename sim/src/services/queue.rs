@@ -158,13 +158,86 @@ struct Group {
 /// The most messages one queue holds (a sanity bound; a trial beyond it is misconfigured).
 const MESSAGES_MAX: usize = 1 << 26;
 
+/// Stored copies by copy id. Ids are handed out in ascending order and most copies leave in about
+/// the order they came, so the copies sit in a ring indexed by id minus the oldest stored id, with
+/// a hole where a later copy left first: each lookup is an index, not a tree search. The ring starts
+/// at the oldest stored copy, so it spans the ids sent since then.
+#[derive(Clone, Debug)]
+struct Copies<M> {
+    /// The id of `ring[0]`.
+    first_id: u64,
+    ring: VecDeque<Option<Copy<M>>>,
+    stored: usize,
+}
+
+impl<M> Copies<M> {
+    fn new() -> Self {
+        Copies {
+            first_id: 1,
+            ring: VecDeque::new(),
+            stored: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.stored
+    }
+
+    fn position(&self, copy_id: u64) -> Option<usize> {
+        usize::try_from(copy_id.checked_sub(self.first_id)?)
+            .ok()
+            .filter(|position| *position < self.ring.len())
+    }
+
+    /// Stores a copy under the next id after every id stored so far.
+    fn push(&mut self, copy_id: u64, copy: Copy<M>) {
+        if self.ring.is_empty() {
+            self.first_id = copy_id;
+        }
+        assert_eq!(
+            copy_id,
+            self.first_id + self.ring.len() as u64,
+            "copy ids ascend"
+        );
+        self.ring.push_back(Some(copy));
+        self.stored += 1;
+    }
+
+    fn get(&self, copy_id: u64) -> Option<&Copy<M>> {
+        self.ring[self.position(copy_id)?].as_ref()
+    }
+
+    fn get_mut(&mut self, copy_id: u64) -> Option<&mut Copy<M>> {
+        let position = self.position(copy_id)?;
+        self.ring[position].as_mut()
+    }
+
+    fn remove(&mut self, copy_id: u64) -> Option<Copy<M>> {
+        let position = self.position(copy_id)?;
+        let copy = self.ring[position].take()?;
+        self.stored -= 1;
+        // Bounded by the ring's length: drop the holes the removal left at the front.
+        while self.ring.front().is_some_and(Option::is_none) {
+            self.ring.pop_front();
+            self.first_id += 1;
+        }
+        Some(copy)
+    }
+
+    /// The oldest stored copy and its id.
+    fn first(&self) -> Option<(u64, &Copy<M>)> {
+        let copy = self.ring.front()?.as_ref().expect("no hole at the front");
+        Some((self.first_id, copy))
+    }
+}
+
 /// One SQS queue.
 #[derive(Clone, Debug)]
 pub struct Queue<M: Clone> {
     params: QueueParams,
     stream: Stream,
     /// Stored copies by copy id (ascending = send order).
-    copies: BTreeMap<u64, Copy<M>>,
+    copies: Copies<M>,
     /// Invisible copies by the time they become visible.
     invisible: BTreeSet<(Instant, u64)>,
     /// Standard: visible copy ids (may hold ids of copies gone since; skipped on receive).
@@ -201,7 +274,7 @@ impl<M: Clone> Queue<M> {
         Queue {
             params,
             stream,
-            copies: BTreeMap::new(),
+            copies: Copies::new(),
             invisible: BTreeSet::new(),
             visible: Vec::new(),
             visible_gone: 0,
@@ -288,7 +361,7 @@ impl<M: Clone> Queue<M> {
             receive_count: 0,
             invisible_until: None,
         };
-        self.copies.insert(copy_id, copy);
+        self.copies.push(copy_id, copy);
         match (self.params.kind, group) {
             (QueueKind::Fifo, Some(key)) => {
                 let entry = self.groups.entry(key).or_default();
@@ -328,7 +401,7 @@ impl<M: Clone> Queue<M> {
     }
 
     fn make_visible(&mut self, copy_id: u64, at: Instant) {
-        let Some(copy) = self.copies.get_mut(&copy_id) else {
+        let Some(copy) = self.copies.get_mut(copy_id) else {
             return;
         };
         if copy.invisible_until != Some(at) {
@@ -363,7 +436,7 @@ impl<M: Clone> Queue<M> {
 
     fn expire_retention(&mut self, now: Instant) {
         let retention = self.params.retention;
-        while let Some((&copy_id, copy)) = self.copies.first_key_value() {
+        while let Some((copy_id, copy)) = self.copies.first() {
             if now.saturating_since(copy.sent_at) < retention {
                 break;
             }
@@ -386,7 +459,7 @@ impl<M: Clone> Queue<M> {
 
     /// Removes a stored copy from every index.
     fn remove_copy(&mut self, copy_id: u64) -> Copy<M> {
-        let copy = self.copies.remove(&copy_id).expect("copy to remove");
+        let copy = self.copies.remove(copy_id).expect("copy to remove");
         if let Some(at) = copy.invisible_until {
             self.invisible.remove(&(at, copy_id));
         }
@@ -464,7 +537,7 @@ impl<M: Clone> Queue<M> {
         while out.len() < max && !self.visible.is_empty() {
             let index = super::index_below(&mut self.stream, self.visible.len());
             let copy_id = self.visible.swap_remove(index);
-            let Some(copy) = self.copies.get(&copy_id) else {
+            let Some(copy) = self.copies.get(copy_id) else {
                 // Expired by retention while visible.
                 self.visible_gone -= 1;
                 continue;
@@ -482,7 +555,7 @@ impl<M: Clone> Queue<M> {
     }
 
     fn over_receive_limit(&self, copy_id: u64) -> bool {
-        let count = self.copies[&copy_id].receive_count;
+        let count = self.copies.get(copy_id).expect("stored copy").receive_count;
         self.params
             .receive_limit
             .is_some_and(|limit| count >= limit)
@@ -503,7 +576,7 @@ impl<M: Clone> Queue<M> {
 
     fn hand_out(&mut self, now: Instant, copy_id: u64) -> Received<M> {
         let invisible_until = now.add(self.params.visibility_timeout);
-        let copy = self.copies.get_mut(&copy_id).expect("copy to hand out");
+        let copy = self.copies.get_mut(copy_id).expect("copy to hand out");
         assert!(
             copy.invisible_until.is_none(),
             "an invisible message handed out"
@@ -531,7 +604,7 @@ impl<M: Clone> Queue<M> {
 
     /// Whether `handle` is the current, unexpired handle of an in-flight message.
     fn handle_is_current(&self, now: Instant, handle: ReceiptHandle) -> Option<bool> {
-        let copy = self.copies.get(&handle.copy)?;
+        let copy = self.copies.get(handle.copy)?;
         let current = copy.receive_count == handle.receive;
         let unexpired = copy.invisible_until.is_some_and(|until| now < until);
         Some(current && unexpired)
@@ -540,7 +613,7 @@ impl<M: Clone> Queue<M> {
     /// Deletes the message `handle` names (see the module comment for stale handles).
     pub fn delete(&mut self, now: Instant, handle: ReceiptHandle) -> DeleteOutcome {
         self.advance(now);
-        let Some(copy) = self.copies.get(&handle.copy) else {
+        let Some(copy) = self.copies.get(handle.copy) else {
             return DeleteOutcome::AlreadyGone;
         };
         let current = copy.receive_count == handle.receive;
@@ -572,7 +645,7 @@ impl<M: Clone> Queue<M> {
         if self.handle_is_current(now, handle) != Some(true) {
             return false;
         }
-        let copy = self.copies.get_mut(&handle.copy).expect("checked current");
+        let copy = self.copies.get_mut(handle.copy).expect("checked current");
         let old = copy
             .invisible_until
             .replace(now.add(timeout))
@@ -619,8 +692,8 @@ impl<M: Clone> Queue<M> {
     /// Age of the oldest stored message at `now` (ApproximateAgeOfOldestMessage), zero if empty.
     pub fn oldest_age(&self, now: Instant) -> Duration {
         self.copies
-            .values()
-            .next()
+            .first()
+            .map(|(_, copy)| copy)
             .map_or(Duration::ZERO, |copy| now.saturating_since(copy.sent_at))
     }
 
@@ -804,6 +877,45 @@ mod tests {
             duplicated
         );
         assert!(out_of_order > 1000, "a standard queue does not keep order");
+    }
+
+    #[test]
+    fn copies_answer_as_a_map_under_any_order_of_removal() {
+        use rand::RngExt;
+        let mut stream = Streams::new(7).stream("copies");
+        let mut copies = Copies::new();
+        let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+        let copy = |body: u32| Copy {
+            message_id: MessageId(u64::from(body)),
+            body,
+            group: None,
+            sent_at: Instant::ZERO,
+            receive_count: 0,
+            invisible_until: None,
+        };
+        let mut next_id = 0u64;
+        for _ in 0..5_000 {
+            if stream.random_range(0..3) > 0 || model.is_empty() {
+                next_id += 1;
+                copies.push(next_id, copy(next_id as u32));
+                model.insert(next_id, next_id as u32);
+            } else {
+                let victim = stream.random_range(0..=next_id + 1);
+                let removed = copies.remove(victim).map(|c| c.body);
+                assert_eq!(removed, model.remove(&victim));
+            }
+            let probe = stream.random_range(0..=next_id + 1);
+            assert_eq!(
+                copies.get(probe).map(|c| c.body),
+                model.get(&probe).copied()
+            );
+            assert_eq!(copies.len(), model.len());
+            assert_eq!(
+                copies.first().map(|(id, c)| (id, c.body)),
+                model.first_key_value().map(|(id, body)| (*id, *body))
+            );
+        }
+        assert!(copies.ring.len() <= (next_id + 1 - copies.first_id) as usize);
     }
 
     #[test]
