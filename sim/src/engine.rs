@@ -172,6 +172,7 @@ impl<E> Pending<E> {
         }
     }
 
+    #[inline]
     fn push(&mut self, entry: Entry<E>) {
         match self {
             Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
@@ -201,6 +202,7 @@ impl<E> Pending<E> {
         }
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<Entry<E>> {
         match self {
             Pending::Sorted(entries) => entries.pop(),
@@ -293,6 +295,7 @@ impl<E: Event> Engine<E> {
         self.stop
     }
 
+    #[inline]
     pub fn schedule_at(&mut self, at: Instant, event: E) {
         assert!(
             at >= self.now,
@@ -320,6 +323,7 @@ impl<E: Event> Engine<E> {
 
     /// Hands out the next event and moves the clock to its time, or says why there is none.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> Option<(Instant, E)> {
         if self.handled >= self.event_limit {
             self.stop = Some(Stop::EventLimit);
