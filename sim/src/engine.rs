@@ -150,11 +150,12 @@ impl<E> Ord for Entry<E> {
     }
 }
 
-/// Pending events. A trial of a few receipts has a dozen pending at a time: a vector kept sorted,
-/// the next event last, pops in constant time, and inserts with a short search and move (most new
-/// events are due first). A large trial can have thousands pending, where a binary heap is
-/// cheaper: the queue turns into one past `SORTED_MAX` entries and back below a quarter of that.
-/// Both give the entries in the same order.
+/// Pending events. A trial of a few receipts has a dozen pending at a time, a large one about a
+/// hundred: a vector kept sorted, the next event last, pops in constant time. A new event due
+/// before every pending one (the common case) goes last; any other finds its place by binary
+/// search, and the entries due before it move up at once. Past `SORTED_MAX` entries a binary heap
+/// is cheaper: the queue turns into one there and back below a quarter of that. Both give the
+/// entries in the same order.
 enum Pending<E> {
     /// Ascending by `Entry`'s order, which is reversed: the next event is the last.
     Sorted(Vec<Entry<E>>),
@@ -162,7 +163,10 @@ enum Pending<E> {
 }
 
 /// The most pending events kept in a sorted vector.
-const SORTED_MAX: usize = 64;
+const SORTED_MAX: usize = 512;
+
+/// Room for the pending events of a small trial, so that the vector rarely grows.
+const SORTED_INITIAL: usize = 64;
 
 impl<E> Pending<E> {
     fn len(&self) -> usize {
@@ -176,15 +180,14 @@ impl<E> Pending<E> {
     fn push(&mut self, entry: Entry<E>) {
         match self {
             Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
-                // Most new events are due before every pending one, or nearly: put it last and
-                // let it sink to its place, a swap at a time (the same instructions as a search
-                // and an insert, without a call to move the tail).
-                entries.push(entry);
-                let mut position = entries.len() - 1;
-                while position > 0 && entries[position - 1] > entries[position] {
-                    entries.swap(position - 1, position);
-                    position -= 1;
-                }
+                // The common case first: due before every pending event, it goes last.
+                let position = match entries.last() {
+                    Some(last) if *last > entry => {
+                        entries.partition_point(|pending| *pending < entry)
+                    }
+                    _ => entries.len(),
+                };
+                entries.insert(position, entry);
             }
             Pending::Sorted(entries) => {
                 let mut heap = BinaryHeap::from(std::mem::take(entries));
@@ -238,7 +241,7 @@ impl<E: Event> Engine<E> {
             now: Instant::ZERO,
             horizon: Instant::MAX,
             event_limit: u64::MAX,
-            queue: Pending::Sorted(Vec::with_capacity(SORTED_MAX)),
+            queue: Pending::Sorted(Vec::with_capacity(SORTED_INITIAL)),
             tie_break: TieBreak::Fifo,
             scheduled: 0,
             handled: 0,
