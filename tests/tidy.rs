@@ -214,7 +214,7 @@ const CONFIG_EDGES: &[(&str, &[&str])] = &[
     ("behaviour", &["time"]),
     ("deployment", &["time"]),
     ("model", &["distribution", "time"]),
-    ("faults", &["distribution"]),
+    ("faults", &[]),
     ("validated", &["time"]),
 ];
 

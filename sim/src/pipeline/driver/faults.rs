@@ -40,7 +40,7 @@ impl<P: Performer> Simulation<'_, P> {
         collection: Collection,
         received: &[Received<Message>],
     ) -> bool {
-        let share = self.faults.throttle_share;
+        let share = self.faults.injected.throttle_share;
         if !strikes(&mut self.fault_streams.throttle, share) {
             return false;
         }
@@ -58,7 +58,7 @@ impl<P: Performer> Simulation<'_, P> {
 
     /// Whether a new compaction invocation will stall, and for how long.
     pub(super) fn draw_stall(&mut self) -> Option<Duration> {
-        let faults = self.faults;
+        let faults = &self.faults.injected;
         if !strikes(&mut self.fault_streams.stall, faults.compaction_stall_share) {
             return None;
         }
@@ -71,7 +71,7 @@ impl<P: Performer> Simulation<'_, P> {
 
     /// The stall to add to the effect the invocation just asked for, if it is the stall point.
     pub(super) fn take_stall(&mut self, now: Instant, state: &mut CompactionSlot) -> Duration {
-        let point = self.faults.compaction_stall_point;
+        let point = self.faults.injected.compaction_stall_point;
         if state.kept.stall.is_none() || !state.machine.at_stall_point(point) {
             return Duration::ZERO;
         }
@@ -112,7 +112,7 @@ impl<P: Performer> Simulation<'_, P> {
         effect: &Effect,
         state: Box<CompactionSlot>,
     ) -> Option<Box<CompactionSlot>> {
-        let share = self.faults.kill_after_pointer_share;
+        let share = self.faults.injected.kill_after_pointer_share;
         if !matches!(effect, Effect::WritePointer { .. })
             || !strikes(&mut self.fault_streams.kill_after_pointer, share)
         {
@@ -151,7 +151,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether a finished stream processor invocation fails by injection after its sends, so that
     /// the mapping retries (or bisects) its batch and the messages are sent again.
     pub(super) fn stream_retried(&mut self, now: Instant, state: &ProcessorSlot) -> bool {
-        let share = self.faults.stream_retry_share;
+        let share = self.faults.injected.stream_retry_share;
         if !strikes(&mut self.fault_streams.stream_retry, share) {
             return false;
         }
@@ -176,7 +176,7 @@ impl<P: Performer> Simulation<'_, P> {
     /// Whether an injected fault fails this Chroma operation of the compaction before it is
     /// performed (the working copy stays as it was).
     pub(super) fn collection_fails(&mut self) -> bool {
-        let share = self.faults.collection_error_share;
+        let share = self.faults.injected.collection_error_share;
         strikes(&mut self.fault_streams.collection_error, share)
     }
 }
