@@ -371,8 +371,8 @@ pub fn describe_trial(text: &mut String, judged: &Judged, name: &str) {
         report.lock_failures.busy_at_quick_check,
         report.lock_failures.busy_at_publish,
         report.lock_failures.expired_under_running_holder,
-        report.publishes.get("lines").copied().unwrap_or(0),
-        report.publishes.get("words").copied().unwrap_or(0),
+        report.publishes.lines,
+        report.publishes.words,
         report.pointer_conflicts
     );
     let _ = writeln!(

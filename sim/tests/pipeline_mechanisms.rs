@@ -419,7 +419,7 @@ fn history_names_the_words_written_and_the_words_sent() {
     let publishes = trial.history.publishes(sim::entities::Collection::Words);
     assert_eq!(
         publishes.len() as u64,
-        trial.report.publishes["words"] + trial.report.pointer_conflicts
+        trial.report.publishes.words + trial.report.pointer_conflicts
     );
     assert!(
         publishes

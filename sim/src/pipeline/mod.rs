@@ -27,7 +27,7 @@ use crate::services::table::Table;
 use crate::time::{Duration, Instant};
 use crate::workload::{Receipt, check_receipts, generate};
 pub use config::{ConfigError, Flow, PipelineConfig, ValidatedConfig};
-use driver::Simulation;
+use driver::{EventCounts, PerCollection, Simulation};
 pub use history::{History, HistoryFilter, HistoryRecord, PublishRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -172,6 +172,14 @@ pub struct PerQueue<T> {
     pub words: T,
 }
 
+/// Where a compaction found the pointer moved since it read it (fields in ascending order, as the
+/// map reports have always had).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PointerMoved {
+    pub publish: u64,
+    pub quick_check: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LockFailures {
     pub busy_at_quick_check: u64,
@@ -210,7 +218,7 @@ pub struct TrialReport {
     pub seed: u64,
     pub flow: Flow,
     pub events: u64,
-    pub events_by_kind: BTreeMap<&'static str, u64>,
+    pub events_by_kind: EventCounts,
     pub receipts: u64,
     pub stop: &'static str,
     pub ended_at_s: f64,
@@ -223,9 +231,9 @@ pub struct TrialReport {
     /// Messages SQS deleted at the queue's retention period.
     pub expired_by_retention: PerQueue<u64>,
     pub lock_failures: LockFailures,
-    pub publishes: BTreeMap<&'static str, u64>,
+    pub publishes: PerCollection<u64>,
     pub pointer_conflicts: u64,
-    pub pointer_moved: BTreeMap<&'static str, u64>,
+    pub pointer_moved: PointerMoved,
     pub throttles: PerFunction<u64>,
     pub kills: PerFunction<u64>,
     pub utilisation: PerFunction<f64>,
@@ -477,7 +485,7 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
         seed: simulation.seed,
         flow: simulation.behaviour.upload.flow,
         events: simulation.engine.events(),
-        events_by_kind: simulation.events_by_kind.by_name().collect(),
+        events_by_kind: simulation.events_by_kind.clone(),
         receipts: simulation.receipts.len() as u64,
         stop: stop_name(simulation.engine.stop()),
         ended_at_s: now.as_secs_f64(),
@@ -503,17 +511,15 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
                 })
                 .sum(),
         },
-        publishes: Collection::ALL
-            .iter()
-            .map(|collection| (collection.name(), counters.publishes[collection.index()]))
-            .collect(),
+        publishes: PerCollection {
+            lines: counters.publishes[Collection::Lines.index()],
+            words: counters.publishes[Collection::Words.index()],
+        },
         pointer_conflicts: counters.pointer_conflicts,
-        pointer_moved: [
-            ("quick_check", counters.pointer_moved_at_quick_check),
-            ("publish", counters.pointer_moved_at_publish),
-        ]
-        .into_iter()
-        .collect(),
+        pointer_moved: PointerMoved {
+            publish: counters.pointer_moved_at_publish,
+            quick_check: counters.pointer_moved_at_quick_check,
+        },
         throttles: functions.throttles,
         kills: functions.kills,
         utilisation: functions.utilisation,

@@ -77,6 +77,9 @@ pub struct LambdaCounters {
 /// Killed invocations remembered so that a late `finish` can be told apart, at most this many.
 const KILLED_REMEMBERED_MAX: usize = 4096;
 
+/// The invocations (running or idle) a Lambda has room for from the start.
+const ROOM_INITIAL: u32 = 8;
+
 /// One function's concurrency model.
 #[derive(Clone, Debug)]
 pub struct Lambda {
@@ -105,11 +108,13 @@ impl Lambda {
             (0.0..=1.0).contains(&params.cold_start_share),
             "cold start share in [0, 1]"
         );
+        // Room for the invocations of a small deployment, so that a short trial rarely grows them.
+        let room = params.reserved_concurrency.min(ROOM_INITIAL) as usize;
         Lambda {
             params,
             stream,
-            running: Vec::new(),
-            idle: Vec::new(),
+            running: Vec::with_capacity(room),
+            idle: Vec::with_capacity(room),
             killed: VecDeque::new(),
             invocation_next: 0,
             container_next: 0,

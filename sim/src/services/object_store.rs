@@ -614,9 +614,30 @@ impl SnapshotStore {
         value
     }
 
-    /// The fields of `id` in any readable publish.
+    /// The fields of `id` in any readable publish: what `reader(publish).get(id)` answers, read
+    /// on the walk itself instead of a route kept for more reads. On the target's side the delta
+    /// nearest the target that holds the id decides (its new value); else, on the head's side, the
+    /// one nearest the common ancestor (its old value); else the head's content.
     pub fn get(&self, publish: PublishId, id: ChromaId) -> Option<EntryFields> {
-        self.reader(publish).get(id)
+        let mut target_side: Option<Option<EntryFields>> = None;
+        let mut head_side: Option<Option<EntryFields>> = None;
+        self.walk_to_head(publish, |visited, on_target_side| {
+            if on_target_side && target_side.is_some() {
+                return;
+            }
+            if let Some(entry) = self.node(visited).delta_get(id) {
+                if on_target_side {
+                    target_side = Some(entry.new);
+                } else {
+                    head_side = Some(entry.old);
+                }
+            }
+        })
+        .expect("read of a publish whose deltas were dropped");
+        match (target_side, head_side) {
+            (Some(value), _) | (None, Some(value)) => value,
+            (None, None) => self.materialised.get(id),
+        }
     }
 
     /// A reader of one readable publish: finds the route to it once for many reads.
@@ -768,19 +789,25 @@ impl SnapshotStore {
     }
 
     fn move_head(&mut self, target: PublishId) -> HeadMove {
-        let path = self
-            .read_path(target)
-            .expect("the head moves only to readable publishes");
-        let changes = if path.head_side.is_empty() && path.target_side.len() == 1 {
-            self.changes_to_child(target)
+        // The common move, to a publish made on the head, needs no path: the one it would find
+        // (nothing on the head's side, the target alone on its own) is known.
+        let to_child = target != self.head
+            && self.node(target).parent == self.head
+            && self.node(target).delta.is_some();
+        let (changes, across_branches) = if to_child {
+            (self.changes_to_child(target), false)
         } else {
-            self.changes_along(&path)
+            let path = self
+                .read_path(target)
+                .expect("the head moves only to readable publishes");
+            debug_assert!(!(path.head_side.is_empty() && path.target_side.len() == 1));
+            (self.changes_along(&path), !path.head_side.is_empty())
         };
         self.materialised.apply(&changes);
         let from = self.head;
         self.head = target;
         self.counters.head_moves += 1;
-        if !path.head_side.is_empty() {
+        if across_branches {
             self.counters.head_moves_across_branches += 1;
         }
         let entry_count = self.node(target).entry_count;
@@ -1308,14 +1335,13 @@ mod tests {
             return;
         }
         let content = &reference.contents[publish.0 as usize];
+        let reader = store.reader(publish);
         for receipt in 0..5 {
             for word in 1..=4 {
                 let id = ChromaId::word(receipt, 1, word);
-                assert_eq!(
-                    store.get(publish, id),
-                    content.get(&id).copied(),
-                    "{publish:?} {id:?}"
-                );
+                let expected = content.get(&id).copied();
+                assert_eq!(store.get(publish, id), expected, "{publish:?} {id:?}");
+                assert_eq!(reader.get(id), expected, "reader {publish:?} {id:?}");
             }
         }
     }

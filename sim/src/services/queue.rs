@@ -158,6 +158,10 @@ struct Group {
 /// The most messages one queue holds (a sanity bound; a trial beyond it is misconfigured).
 const MESSAGES_MAX: usize = 1 << 26;
 
+/// The stored copies and deduplication entries a queue has room for from the start, so that a
+/// short trial rarely grows them.
+const ROOM_INITIAL: usize = 16;
+
 /// Stored copies by copy id. Ids are handed out in ascending order and most copies leave in about
 /// the order they came, so the copies sit in a ring indexed by id minus the oldest stored id, with
 /// a hole where a later copy left first: each lookup is an index, not a tree search. The ring starts
@@ -174,7 +178,7 @@ impl<M> Copies<M> {
     fn new() -> Self {
         Copies {
             first_id: 1,
-            ring: VecDeque::new(),
+            ring: VecDeque::with_capacity(ROOM_INITIAL),
             stored: 0,
         }
     }
@@ -281,7 +285,7 @@ impl<M: Clone> Queue<M> {
             groups: BTreeMap::new(),
             ready_groups: BTreeSet::new(),
             deduplication: BTreeMap::new(),
-            deduplication_order: VecDeque::new(),
+            deduplication_order: VecDeque::with_capacity(ROOM_INITIAL),
             dead_letters: Vec::new(),
             expired: Vec::new(),
             message_next: 0,

@@ -121,7 +121,7 @@ impl EventKind {
 }
 
 /// Events handled, by kind.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventCounts([u64; EventKind::ALL.len()]);
 
 impl EventCounts {
@@ -137,6 +137,25 @@ impl EventCounts {
         EventKind::ALL
             .iter()
             .map(|kind| (kind.name(), self.get(*kind)))
+    }
+}
+
+/// Serialised as a map from each kind's name to its count, the names in ascending order (the form
+/// reports have always had), without building one.
+impl serde::Serialize for EventCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut by_name: [(&'static str, u64); EventKind::ALL.len()] =
+            [("", 0); EventKind::ALL.len()];
+        for (slot, pair) in by_name.iter_mut().zip(self.by_name()) {
+            *slot = pair;
+        }
+        by_name.sort_unstable_by_key(|(name, _)| *name);
+        let mut map = serializer.serialize_map(Some(by_name.len()))?;
+        for (name, count) in by_name {
+            map.serialize_entry(name, &count)?;
+        }
+        map.end()
     }
 }
 
@@ -177,8 +196,8 @@ impl PollTimes {
     }
 }
 
-/// One value per collection, by name.
-#[derive(Copy, Clone, Debug, Default)]
+/// One value per collection, by name (serialised as a map with the names in ascending order).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PerCollection<T> {
     pub lines: T,
     pub words: T,

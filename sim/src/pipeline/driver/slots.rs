@@ -77,9 +77,10 @@ pub(super) struct Slots<T> {
 
 impl<T> Slots<T> {
     pub(super) fn new() -> Slots<T> {
+        // Room for the invocations of a short trial, so that it rarely grows them.
         Slots {
-            entries: Vec::new(),
-            free: Vec::new(),
+            entries: Vec::with_capacity(4),
+            free: Vec::with_capacity(4),
             inserted: 0,
             released: 0,
         }
