@@ -237,9 +237,18 @@ impl Receipt {
                 })
             })
     }
+    /// Every word with whether it is noise, in (line, word) order: one walk beside the noise
+    /// words (sorted, distinct and all existing: `check`), not a search per word.
+    pub fn words_with_noise(&self) -> impl Iterator<Item = (WordRef, bool)> + '_ {
+        let mut noise = self.noise_words.iter().peekable();
+        self.words()
+            .map(move |word| (word, noise.next_if(|noisy| **noisy == word).is_some()))
+    }
     /// Embedded words, in (line, word) order.
     pub fn embedded_words(&self) -> impl Iterator<Item = WordRef> + '_ {
-        self.words().filter(|word| !self.is_noise(*word))
+        self.words_with_noise()
+            .filter(|(_, is_noise)| !is_noise)
+            .map(|(word, _)| word)
     }
     pub fn embedded_word_count(&self) -> u32 {
         let words: u32 = self
@@ -745,6 +754,22 @@ mod tests {
             text.contains("arrival = \""),
             "durations are written readably: {text}"
         );
+    }
+
+    /// The walk beside the noise words flags exactly the words a search finds noisy.
+    #[test]
+    fn words_with_noise_flag_the_noise_words() {
+        let mut noisy = 0;
+        for receipt in generate(7, &config(40)) {
+            let flagged: Vec<(WordRef, bool)> = receipt.words_with_noise().collect();
+            let searched: Vec<(WordRef, bool)> = receipt
+                .words()
+                .map(|word| (word, receipt.is_noise(word)))
+                .collect();
+            assert_eq!(flagged, searched);
+            noisy += receipt.noise_words.len();
+        }
+        assert!(noisy > 10, "the receipts have noise words");
     }
 
     #[test]

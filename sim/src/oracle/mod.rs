@@ -367,9 +367,11 @@ fn compare_receipt(
         labels
     };
     for collection in Collection::ALL {
-        let reader = readers[collection.index()].as_ref();
+        let mut reader = readers[collection.index()]
+            .as_ref()
+            .map(|reader| reader.receipt(receipt));
         let mut compare = |id: ChromaId| {
-            let entry: Option<EntryFields> = reader.and_then(|reader| reader.get(id));
+            let entry: Option<EntryFields> = reader.as_mut().and_then(|reader| reader.get(id));
             let Some(entry) = entry else {
                 findings.push(Finding {
                     class: Class::E,

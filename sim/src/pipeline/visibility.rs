@@ -140,15 +140,21 @@ impl Visibility {
         };
         let mut expectation = receipt_expectation(table, receipt);
         let mut count = 0u32;
+        let mut lines = stores[Collection::Lines.index()].head_receipt(receipt);
         for id in shape.line_ids(receipt) {
             let expected = expectation.of(id);
             debug_assert_eq!(expected, expected_fields(table, id));
-            count += u32::from(stores[Collection::Lines.index()].head_get(id) != Some(expected));
+            let found = lines.get(id);
+            debug_assert_eq!(found, stores[Collection::Lines.index()].head_get(id));
+            count += u32::from(found != Some(expected));
         }
+        let mut words = stores[Collection::Words.index()].head_receipt(receipt);
         for id in shape.embedded_word_ids(receipt) {
             let expected = expectation.of(id);
             debug_assert_eq!(expected, expected_fields(table, id));
-            count += u32::from(stores[Collection::Words.index()].head_get(id) != Some(expected));
+            let found = words.get(id);
+            debug_assert_eq!(found, stores[Collection::Words.index()].head_get(id));
+            count += u32::from(found != Some(expected));
         }
         self.set(now, receipt, count);
     }

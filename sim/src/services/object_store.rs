@@ -405,15 +405,86 @@ pub struct SnapshotReader<'a> {
     path: ReadPath,
 }
 
-impl SnapshotReader<'_> {
+impl<'a> SnapshotReader<'a> {
     /// The fields of `id` in the publish.
     pub fn get(&self, id: ChromaId) -> Option<EntryFields> {
         self.store.get_on_path(&self.path, id)
+    }
+
+    /// A reader of one receipt's entries in the publish for ids asked in ascending order: when
+    /// the publish is the head (the common case) it walks the head's entries in order, else it
+    /// reads id by id.
+    pub fn receipt(&self, receipt: ReceiptIndex) -> ReceiptReader<'_, 'a> {
+        let at_head = self.path.target_side.is_empty() && self.path.head_side.is_empty();
+        ReceiptReader {
+            reader: self,
+            head: at_head.then(|| self.store.head_receipt(receipt)),
+        }
+    }
+}
+
+/// One receipt's entries in one publish (`SnapshotReader::receipt`).
+pub struct ReceiptReader<'r, 'a> {
+    reader: &'r SnapshotReader<'a>,
+    head: Option<HeadReceipt<'a>>,
+}
+
+impl ReceiptReader<'_, '_> {
+    /// The fields of `id`: what `SnapshotReader::get` answers; ids asked in ascending order.
+    pub fn get(&mut self, id: ChromaId) -> Option<EntryFields> {
+        match &mut self.head {
+            Some(head) => head.get(id),
+            None => self.reader.get(id),
+        }
     }
 }
 
 /// The most publishes a trial may make (ids are 32-bit).
 const PUBLISHES_MAX: usize = u32::MAX as usize;
+
+/// One receipt's entries in the head, read in ascending order of id (`SnapshotStore::head_receipt`).
+pub struct HeadReceipt<'a> {
+    receipt: ReceiptIndex,
+    entries: Option<&'a ReceiptEntries>,
+    /// Where the next id and label searches start: every entry before is below the last id asked.
+    id_position: usize,
+    label_position: usize,
+    last: Option<ChromaId>,
+}
+
+impl HeadReceipt<'_> {
+    /// The fields of `id` in the head; `id` is the receipt's and above every id asked before.
+    pub fn get(&mut self, id: ChromaId) -> Option<EntryFields> {
+        assert!(
+            id.receipt() == self.receipt && self.last.is_none_or(|last| id > last),
+            "ids of one receipt asked in ascending order"
+        );
+        self.last = Some(id);
+        let entries = self.entries?;
+        let local = (id.0 & LOCAL_MASK) as u32;
+        let ids = &entries.ids;
+        // Bounded by the receipt's entries: the positions only move forward.
+        while self.id_position < ids.len() && ids[self.id_position] < local {
+            self.id_position += 1;
+        }
+        if ids.get(self.id_position) != Some(&local) {
+            return None;
+        }
+        let merchant = match &entries.merchants {
+            Merchants::Uniform(merchant) => *merchant,
+            Merchants::PerId(merchants) => merchants[self.id_position],
+        };
+        let labels = &entries.labels;
+        while self.label_position < labels.len() && labels[self.label_position].0 < local {
+            self.label_position += 1;
+        }
+        let labels = match labels.get(self.label_position) {
+            Some((label_id, fields)) if *label_id == local => *fields,
+            _ => LabelFields::default(),
+        };
+        Some(EntryFields { merchant, labels })
+    }
+}
 
 /// One collection's bucket prefix.
 #[derive(Clone, Debug)]
@@ -545,6 +616,18 @@ impl SnapshotStore {
     /// The fields of `id` in the head.
     pub fn head_get(&self, id: ChromaId) -> Option<EntryFields> {
         self.materialised.get(id)
+    }
+
+    /// A reader of one receipt's entries in the head for ids asked in ascending order: what
+    /// `head_get` answers, each found by walking on from the last instead of by a search.
+    pub fn head_receipt(&self, receipt: ReceiptIndex) -> HeadReceipt<'_> {
+        HeadReceipt {
+            receipt,
+            entries: self.materialised.receipts.get(receipt as usize),
+            id_position: 0,
+            label_position: 0,
+            last: None,
+        }
     }
 
     /// Every entry of one receipt in the head, ascending.
@@ -1099,6 +1182,49 @@ mod tests {
         store.publish(now, copy)
     }
 
+    /// The head read in ascending order (`head_receipt`) answers as `head_get` does, merchants
+    /// uniform or per id, labels on some words, ids present or not.
+    #[test]
+    fn head_read_in_order_answers_as_reads_by_id() {
+        let mut store = store();
+        let mut copy = store.checkout(PublishId::EMPTY);
+        for receipt in 0..3u32 {
+            for word in (1..=12u32).filter(|word| word % 3 != 0) {
+                let id = ChromaId::word(receipt, 1 + word / 5, word);
+                let labelled = (word + receipt) % 2 == 0;
+                let patch = EntryPatch {
+                    merchant: Some(if receipt == 1 { word } else { 40 }),
+                    labels: labelled.then_some(LabelFields {
+                        valid: word as u16,
+                        ..LabelFields::default()
+                    }),
+                };
+                copy.upsert(&store, id, patch, UpsertMode::Merge);
+            }
+        }
+        let outcome = store.publish(at_secs(1), copy);
+        store.write_pointer(at_secs(2), outcome.version);
+        let mut labelled = 0;
+        let at_head = store.reader(outcome.publish);
+        let at_root = store.reader(PublishId::EMPTY);
+        for receipt in 0..4u32 {
+            let mut head = store.head_receipt(receipt);
+            let mut head_by_reader = at_head.receipt(receipt);
+            let mut root_by_reader = at_root.receipt(receipt);
+            for line in 1..=3u32 {
+                for word in 1..=12u32 {
+                    let id = ChromaId::word(receipt, line, word);
+                    let expected = store.head_get(id);
+                    labelled += usize::from(expected.is_some_and(|e| !e.labels.is_empty()));
+                    assert_eq!(head.get(id), expected, "{id:?}");
+                    assert_eq!(head_by_reader.get(id), expected, "reader {id:?}");
+                    assert_eq!(root_by_reader.get(id), store.get(PublishId::EMPTY, id));
+                }
+            }
+        }
+        assert!(labelled > 5, "the content has labels to read");
+    }
+
     #[test]
     fn version_keys_have_the_real_shape() {
         let store = store();
@@ -1331,6 +1457,15 @@ mod tests {
     }
 
     fn check_readable(store: &SnapshotStore, reference: &Reference, publish: PublishId) {
+        // The head read in ascending order answers as the head read id by id, asked ids present
+        // or not.
+        for receipt in 0..6 {
+            let mut head = store.head_receipt(receipt);
+            for word in 1..=5 {
+                let id = ChromaId::word(receipt, 1, word);
+                assert_eq!(head.get(id), store.head_get(id), "head {id:?}");
+            }
+        }
         if !store.is_readable(publish) {
             return;
         }

@@ -10,7 +10,10 @@ pub(super) fn table_shape(receipt: &Receipt) -> ReceiptShape {
         .iter()
         .map(|words| u16::from(*words))
         .collect();
-    let noise: Vec<bool> = receipt.words().map(|word| receipt.is_noise(word)).collect();
+    let noise: Vec<bool> = receipt
+        .words_with_noise()
+        .map(|(_, is_noise)| is_noise)
+        .collect();
     ReceiptShape::new(&words_per_line, &noise)
 }
 
