@@ -6,7 +6,7 @@
 use super::index::HistoryIndex;
 use super::lineage::Lineage;
 use super::{Class, Input};
-use crate::entities::{ChromaId, Collection};
+use crate::entities::{ChromaId, Collection, ReceiptIndex};
 use crate::pipeline::history::HistoryEvent;
 use serde::{Deserialize, Serialize};
 
@@ -116,19 +116,60 @@ struct Evidence {
     last_naming: [usize; EVENTS_MAX],
 }
 
-impl Evidence {
-    fn gather(index: &HistoryIndex<'_>, id: ChromaId) -> Evidence {
-        let mut evidence = Evidence {
+/// The events of the records about one receipt that name no id: they touch every id of the
+/// receipt alike and name none, so they are gathered once per receipt, not once per finding.
+pub struct ReceiptEvents {
+    receipt: Option<ReceiptIndex>,
+    any: u64,
+}
+
+impl ReceiptEvents {
+    pub fn new() -> ReceiptEvents {
+        ReceiptEvents {
+            receipt: None,
             any: 0,
+        }
+    }
+
+    /// Bit `event as u32`: a record of the event about `receipt` names no id.
+    fn of(&mut self, index: &HistoryIndex<'_>, receipt: ReceiptIndex) -> u64 {
+        if self.receipt != Some(receipt) {
+            self.receipt = Some(receipt);
+            self.any = index
+                .of_receipt_without_ids(receipt)
+                .fold(0, |any, record| any | event_bit(record.event));
+        }
+        self.any
+    }
+}
+
+impl Default for ReceiptEvents {
+    fn default() -> Self {
+        ReceiptEvents::new()
+    }
+}
+
+fn event_bit(event: HistoryEvent) -> u64 {
+    let event = event as usize;
+    assert!(event < EVENTS_MAX, "history events fit a 64-bit set");
+    1 << event
+}
+
+impl Evidence {
+    /// What the records that touched the id show: those naming it, and those about its receipt
+    /// naming none (`receipt_events`), which name nothing and so only count as present.
+    fn gather(
+        index: &HistoryIndex<'_>,
+        id: ChromaId,
+        receipt_events: &mut ReceiptEvents,
+    ) -> Evidence {
+        let mut evidence = Evidence {
+            any: receipt_events.of(index, id.receipt()),
             last_naming: [0; EVENTS_MAX],
         };
-        for (position, record) in index.of_id(id) {
-            let event = record.event as usize;
-            assert!(event < EVENTS_MAX, "history events fit a 64-bit set");
-            evidence.any |= 1 << event;
-            if record.ids.contains(&id) {
-                evidence.last_naming[event] = position + 1;
-            }
+        for (position, record) in index.naming(id) {
+            evidence.any |= event_bit(record.event);
+            evidence.last_naming[record.event as usize] = position + 1;
         }
         evidence
     }
@@ -162,11 +203,12 @@ pub fn explain(
     class: Class,
     collection: Collection,
     id: ChromaId,
+    receipt_events: &mut ReceiptEvents,
 ) -> Cause {
     if let Some(loss) = lineage.loss(collection, id) {
         return loss.cause;
     }
-    let evidence = Evidence::gather(index, id);
+    let evidence = Evidence::gather(index, id, receipt_events);
     let any = |event: HistoryEvent| evidence.any(event);
     // What last wrote a word's label fields decides before any dead letter of the receipt.
     if class == Class::L && evidence.merge_overwrote_labels() {

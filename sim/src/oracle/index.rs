@@ -105,39 +105,47 @@ impl Maps {
 }
 
 impl<'a> HistoryIndex<'a> {
-    /// The records that touched `id`, in order, with their positions: those naming it, and those
-    /// about its receipt naming no id. Allocates nothing (a scan, or a merge of two sorted runs).
-    pub fn of_id(&self, id: ChromaId) -> impl Iterator<Item = (usize, &'a HistoryRecord)> + '_ {
+    /// The records naming `id`, in order, with their positions. With `of_receipt_without_ids` of
+    /// its receipt, they are every record that touched the id.
+    pub fn naming(&self, id: ChromaId) -> impl Iterator<Item = (usize, &'a HistoryRecord)> + '_ {
         let records = self.records;
         let scanned = self.maps.is_none().then(|| {
             records
                 .iter()
                 .enumerate()
-                .filter(move |(_, record)| touches(record, &[id], id.receipt()))
+                .filter(move |(_, record)| record.ids.contains(&id))
         });
-        let merged = self.maps.as_ref().map(|maps| {
-            let mut naming = positions_of(&maps.by_id, id)
+        let indexed = self.maps.as_ref().map(|maps| {
+            positions_of(&maps.by_id, id)
                 .iter()
-                .map(|(_, p)| *p)
-                .peekable();
-            let mut receipt = positions_of(&maps.by_receipt_without_ids, id.receipt())
-                .iter()
-                .map(|(_, p)| *p)
-                .peekable();
-            // The two runs are disjoint: one holds records naming ids, the other records naming
-            // none.
-            std::iter::from_fn(move || match (naming.peek(), receipt.peek()) {
-                (Some(a), Some(b)) if a < b => naming.next(),
-                (Some(_), Some(_)) | (None, Some(_)) => receipt.next(),
-                (Some(_), None) => naming.next(),
-                (None, None) => None,
-            })
-            .map(|position| (position, &records[position]))
+                .map(|(_, position)| (*position, &records[*position]))
         });
         scanned
             .into_iter()
             .flatten()
-            .chain(merged.into_iter().flatten())
+            .chain(indexed.into_iter().flatten())
+    }
+
+    /// The records about `receipt` that name no id, in order: they touch every id of the receipt.
+    pub fn of_receipt_without_ids(
+        &self,
+        receipt: ReceiptIndex,
+    ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
+        let records = self.records;
+        let scanned = self.maps.is_none().then(|| {
+            records
+                .iter()
+                .filter(move |record| record.ids.is_empty() && record.receipt == Some(receipt))
+        });
+        let indexed = self.maps.as_ref().map(|maps| {
+            positions_of(&maps.by_receipt_without_ids, receipt)
+                .iter()
+                .map(|(_, position)| &records[*position])
+        });
+        scanned
+            .into_iter()
+            .flatten()
+            .chain(indexed.into_iter().flatten())
     }
 
     /// The records that touched any of `ids`, or `receipt` without naming ids, in order.
@@ -229,11 +237,32 @@ mod tests {
                     index.of_receipt(receipt).map(|r| r as *const _).collect()
                 };
                 assert_eq!(of_receipt(&scanned), of_receipt(&indexed));
+                let without_ids = |index: &HistoryIndex<'_>| -> Vec<*const HistoryRecord> {
+                    index
+                        .of_receipt_without_ids(receipt)
+                        .map(|r| r as *const _)
+                        .collect()
+                };
+                assert_eq!(without_ids(&scanned), without_ids(&indexed));
                 for word in 1..4 {
-                    let of_id = |index: &HistoryIndex<'_>| -> Vec<usize> {
-                        index.of_id(id(receipt, word)).map(|(p, _)| p).collect()
+                    let naming = |index: &HistoryIndex<'_>| -> Vec<usize> {
+                        index.naming(id(receipt, word)).map(|(p, _)| p).collect()
                     };
-                    assert_eq!(of_id(&scanned), of_id(&indexed));
+                    assert_eq!(naming(&scanned), naming(&indexed));
+                    // Together they are every record that touched the id, each once.
+                    let mut touched: Vec<*const HistoryRecord> = naming(&indexed)
+                        .into_iter()
+                        .map(|p| &records[p] as *const _)
+                        .chain(without_ids(&indexed))
+                        .collect();
+                    touched.sort_unstable();
+                    let mut expected: Vec<*const HistoryRecord> = records
+                        .iter()
+                        .filter(|r| touches(r, &[id(receipt, word)], receipt))
+                        .map(|r| r as *const _)
+                        .collect();
+                    expected.sort_unstable();
+                    assert_eq!(touched, expected);
                     let ids = [id(receipt, word), id(receipt, 3)];
                     let of_ids = |index: &HistoryIndex<'_>| -> Vec<*const HistoryRecord> {
                         index

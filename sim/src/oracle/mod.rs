@@ -448,6 +448,7 @@ fn group_findings(
 ) -> Vec<Anomaly> {
     // One receipt's findings make a few groups: a vector searched in order is cheaper than a map.
     let mut groups: Vec<((Class, Cause, ReceiptIndex, Collection), Anomaly)> = Vec::new();
+    let mut receipt_events = cause::ReceiptEvents::new();
     for finding in findings {
         let receipt = finding.id.receipt();
         let cause = cause::explain(
@@ -457,6 +458,7 @@ fn group_findings(
             finding.class,
             finding.collection,
             finding.id,
+            &mut receipt_events,
         );
         let key = (finding.class, cause, receipt, finding.collection);
         let position = match groups.iter().position(|(group, _)| *group == key) {
