@@ -131,14 +131,28 @@ impl<'a> HistoryIndex<'a> {
         &self,
         receipt: ReceiptIndex,
     ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
+        self.about_receipt(
+            receipt,
+            |maps| &maps.by_receipt_without_ids,
+            move |record| record.ids.is_empty() && record.receipt == Some(receipt),
+        )
+    }
+
+    /// The records about `receipt` that `scan` keeps, found by scanning a short history or under
+    /// the receipt in the map `map` picks.
+    fn about_receipt(
+        &self,
+        receipt: ReceiptIndex,
+        map: fn(&Maps) -> &[(ReceiptIndex, usize)],
+        scan: impl Fn(&HistoryRecord) -> bool + 'static,
+    ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
         let records = self.records;
-        let scanned = self.maps.is_none().then(|| {
-            records
-                .iter()
-                .filter(move |record| record.ids.is_empty() && record.receipt == Some(receipt))
-        });
+        let scanned = self
+            .maps
+            .is_none()
+            .then(|| records.iter().filter(move |record| scan(record)));
         let indexed = self.maps.as_ref().map(|maps| {
-            positions_of(&maps.by_receipt_without_ids, receipt)
+            positions_of(map(maps), receipt)
                 .iter()
                 .map(|(_, position)| &records[*position])
         });
@@ -180,21 +194,11 @@ impl<'a> HistoryIndex<'a> {
         &self,
         receipt: ReceiptIndex,
     ) -> impl Iterator<Item = &'a HistoryRecord> + '_ {
-        let records = self.records;
-        let scanned = self.maps.is_none().then(|| {
-            records
-                .iter()
-                .filter(move |record| record.receipt == Some(receipt))
-        });
-        let indexed = self.maps.as_ref().map(|maps| {
-            positions_of(&maps.by_receipt, receipt)
-                .iter()
-                .map(|(_, position)| &records[*position])
-        });
-        scanned
-            .into_iter()
-            .flatten()
-            .chain(indexed.into_iter().flatten())
+        self.about_receipt(
+            receipt,
+            |maps| &maps.by_receipt,
+            move |record| record.receipt == Some(receipt),
+        )
     }
 }
 
