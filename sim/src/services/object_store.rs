@@ -261,12 +261,17 @@ impl Default for ReceiptEntries {
 const LOCAL_MASK: u64 = 0xff_ffff;
 
 impl ReceiptEntries {
-    fn get(&self, local: u32) -> Option<EntryFields> {
-        let index = self.ids.binary_search(&local).ok()?;
-        let merchant = match &self.merchants {
+    /// The merchant of the entry at `index` of `ids`.
+    fn merchant_at(&self, index: usize) -> u32 {
+        match &self.merchants {
             Merchants::Uniform(merchant) => *merchant,
             Merchants::PerId(merchants) => merchants[index],
-        };
+        }
+    }
+
+    fn get(&self, local: u32) -> Option<EntryFields> {
+        let index = self.ids.binary_search(&local).ok()?;
+        let merchant = self.merchant_at(index);
         let labels = match self.labels.binary_search_by_key(&local, |(id, _)| *id) {
             Ok(position) => self.labels[position].1,
             Err(_) => LabelFields::default(),
@@ -281,10 +286,7 @@ impl ReceiptEntries {
             .iter()
             .enumerate()
             .map(|(index, local)| {
-                let merchant = match &self.merchants {
-                    Merchants::Uniform(merchant) => *merchant,
-                    Merchants::PerId(merchants) => merchants[index],
-                };
+                let merchant = self.merchant_at(index);
                 let labels = match labels.next_if(|(id, _)| id == local) {
                     Some((_, fields)) => *fields,
                     None => LabelFields::default(),
@@ -470,10 +472,7 @@ impl HeadReceipt<'_> {
         if ids.get(self.id_position) != Some(&local) {
             return None;
         }
-        let merchant = match &entries.merchants {
-            Merchants::Uniform(merchant) => *merchant,
-            Merchants::PerId(merchants) => merchants[self.id_position],
-        };
+        let merchant = entries.merchant_at(self.id_position);
         let labels = &entries.labels;
         while self.label_position < labels.len() && labels[self.label_position].0 < local {
             self.label_position += 1;
