@@ -118,19 +118,13 @@ struct Evidence {
 
 /// The events of the records about one receipt that name no id: they touch every id of the
 /// receipt alike and name none, so they are gathered once per receipt, not once per finding.
+#[derive(Default)]
 pub struct ReceiptEvents {
     receipt: Option<ReceiptIndex>,
     any: u64,
 }
 
 impl ReceiptEvents {
-    pub fn new() -> ReceiptEvents {
-        ReceiptEvents {
-            receipt: None,
-            any: 0,
-        }
-    }
-
     /// Bit `event as u32`: a record of the event about `receipt` names no id.
     fn of(&mut self, index: &HistoryIndex<'_>, receipt: ReceiptIndex) -> u64 {
         if self.receipt != Some(receipt) {
@@ -140,12 +134,6 @@ impl ReceiptEvents {
                 .fold(0, |any, record| any | event_bit(record.event));
         }
         self.any
-    }
-}
-
-impl Default for ReceiptEvents {
-    fn default() -> Self {
-        ReceiptEvents::new()
     }
 }
 

@@ -448,7 +448,7 @@ fn group_findings(
 ) -> Vec<Anomaly> {
     // One receipt's findings make a few groups: a vector searched in order is cheaper than a map.
     let mut groups: Vec<((Class, Cause, ReceiptIndex, Collection), Anomaly)> = Vec::new();
-    let mut receipt_events = cause::ReceiptEvents::new();
+    let mut receipt_events = cause::ReceiptEvents::default();
     for finding in findings {
         let receipt = finding.id.receipt();
         let cause = cause::explain(

@@ -441,6 +441,46 @@ impl ReceiptReader<'_, '_> {
     }
 }
 
+/// One id read along the route from the head to a publish, the publishes handed in as a walk
+/// passes them (each side in order from its end towards the common ancestor). On the target's
+/// side the delta nearest the target that holds the id decides (its new value); else, on the
+/// head's side, the one nearest the common ancestor (its old value); else the head's content.
+struct PathRead {
+    id: ChromaId,
+    target_side: Option<Option<EntryFields>>,
+    head_side: Option<Option<EntryFields>>,
+}
+
+impl PathRead {
+    fn new(id: ChromaId) -> PathRead {
+        PathRead {
+            id,
+            target_side: None,
+            head_side: None,
+        }
+    }
+
+    fn visit(&mut self, node: &Node, on_target_side: bool) {
+        if on_target_side && self.target_side.is_some() {
+            return;
+        }
+        if let Some(entry) = node.delta_get(self.id) {
+            if on_target_side {
+                self.target_side = Some(entry.new);
+            } else {
+                self.head_side = Some(entry.old);
+            }
+        }
+    }
+
+    fn value(self, head: &Materialised) -> Option<EntryFields> {
+        match (self.target_side, self.head_side) {
+            (Some(value), _) | (None, Some(value)) => value,
+            (None, None) => head.get(self.id),
+        }
+    }
+}
+
 /// The most publishes a trial may make (ids are 32-bit).
 const PUBLISHES_MAX: usize = u32::MAX as usize;
 
@@ -682,44 +722,25 @@ impl SnapshotStore {
     }
 
     fn get_on_path(&self, path: &ReadPath, id: ChromaId) -> Option<EntryFields> {
+        let mut read = PathRead::new(id);
         for publish in &path.target_side {
-            if let Some(entry) = self.node(*publish).delta_get(id) {
-                return entry.new;
-            }
+            read.visit(self.node(*publish), true);
         }
-        let mut value = self.materialised.get(id);
         for publish in &path.head_side {
-            if let Some(entry) = self.node(*publish).delta_get(id) {
-                value = entry.old;
-            }
+            read.visit(self.node(*publish), false);
         }
-        value
+        read.value(&self.materialised)
     }
 
     /// The fields of `id` in any readable publish: what `reader(publish).get(id)` answers, read
-    /// on the walk itself instead of a route kept for more reads. On the target's side the delta
-    /// nearest the target that holds the id decides (its new value); else, on the head's side, the
-    /// one nearest the common ancestor (its old value); else the head's content.
+    /// on the walk itself instead of a route kept for more reads.
     pub fn get(&self, publish: PublishId, id: ChromaId) -> Option<EntryFields> {
-        let mut target_side: Option<Option<EntryFields>> = None;
-        let mut head_side: Option<Option<EntryFields>> = None;
+        let mut read = PathRead::new(id);
         self.walk_to_head(publish, |visited, on_target_side| {
-            if on_target_side && target_side.is_some() {
-                return;
-            }
-            if let Some(entry) = self.node(visited).delta_get(id) {
-                if on_target_side {
-                    target_side = Some(entry.new);
-                } else {
-                    head_side = Some(entry.old);
-                }
-            }
+            read.visit(self.node(visited), on_target_side)
         })
         .expect("read of a publish whose deltas were dropped");
-        match (target_side, head_side) {
-            (Some(value), _) | (None, Some(value)) => value,
-            (None, None) => self.materialised.get(id),
-        }
+        read.value(&self.materialised)
     }
 
     /// A reader of one readable publish: finds the route to it once for many reads.
