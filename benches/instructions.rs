@@ -46,9 +46,13 @@ fn hunt(config: ValidatedConfig) -> usize {
         .report
         .events;
     let mut affected = 0;
+    // As a hunt's worker does: one scratch for trial after trial.
+    let mut scratch = sim::pipeline::Scratch::new();
     for index in 0..HUNT_TRIALS {
         let choices = explore::choices_for(config.seed, index, events);
-        affected += explore::explore(&config, &choices).affected.len();
+        affected += explore::explore_in(&mut scratch, &config, &choices)
+            .affected
+            .len();
     }
     black_box(affected)
 }

@@ -31,10 +31,12 @@ fn exploration(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("hunt_trials", |b| {
         let mut next: u64 = 0;
+        // As a hunt's worker does: one scratch for trial after trial.
+        let mut scratch = sim::pipeline::Scratch::new();
         b.iter(|| {
             for _ in 0..EXPLORED_TRIALS {
                 let choices = explore::choices_for(config.seed, next, events);
-                black_box(explore::explore(&config, &choices));
+                black_box(explore::explore_in(&mut scratch, &config, &choices));
                 next += 1;
             }
         })

@@ -351,13 +351,14 @@ fn explore_owned(
         .map(|budget| std::time::Instant::now() + budget);
     let mut pace = crate::output::Pace::new();
     let mut failure: Option<Failure> = None;
-    crate::parallel::for_each_done(
+    crate::parallel::for_each_done_in(
         owned.len(),
         deadline,
         "trials",
-        |k| {
+        sim::pipeline::Scratch::new,
+        |scratch, k| {
             let choices = explore::choices_for(config.seed, owned[k], expected_events);
-            explore::explore(config, &choices)
+            explore::explore_in(scratch, config, &choices)
         },
         |k, explored| {
             tally.add(owned[k], &explored);

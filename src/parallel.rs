@@ -63,8 +63,19 @@ pub fn trial_progress(receipts: u64) -> Option<(sim::pipeline::Observer, Progres
 
 /// Runs `task(0..count)` on up to `threads()` threads and returns the results in index order.
 pub fn map<T: Send>(count: usize, label: &str, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    map_in(count, label, || (), |_, index| task(index))
+}
+
+/// `map`, where each worker makes its own `state` once (`init`) and hands it to every task it
+/// runs (`for_each_done_in`).
+pub fn map_in<S, T: Send>(
+    count: usize,
+    label: &str,
+    init: impl Fn() -> S + Sync,
+    task: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
     let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
-    for_each_done(count, None, label, task, |index, result| {
+    for_each_done_in(count, None, label, init, task, |index, result| {
         results[index] = Some(result);
     });
     results
@@ -85,6 +96,19 @@ pub fn for_each_done<T: Send>(
     task: impl Fn(usize) -> T + Sync,
     done: impl FnMut(usize, T) + Send,
 ) -> usize {
+    for_each_done_in(count, deadline, label, || (), |_, index| task(index), done)
+}
+
+/// `for_each_done`, where each worker makes its own `state` once (`init`) and hands it to every
+/// task it runs: storage a worker reuses from trial to trial (`sim::pipeline::Scratch`).
+pub fn for_each_done_in<S, T: Send>(
+    count: usize,
+    deadline: Option<std::time::Instant>,
+    label: &str,
+    init: impl Fn() -> S + Sync,
+    task: impl Fn(&mut S, usize) -> T + Sync,
+    done: impl FnMut(usize, T) + Send,
+) -> usize {
     let next = AtomicUsize::new(0);
     let ran = AtomicUsize::new(0);
     let bar = progress(count as u64, label);
@@ -93,6 +117,7 @@ pub fn for_each_done<T: Send>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                let mut state = init();
                 loop {
                     if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                         break;
@@ -101,7 +126,7 @@ pub fn for_each_done<T: Send>(
                     if index >= count {
                         break;
                     }
-                    let result = task(index);
+                    let result = task(&mut state, index);
                     (done.lock().expect("no worker panicked"))(index, result);
                     ran.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
@@ -135,5 +160,28 @@ mod tests {
             },
         );
         assert!(seen.iter().all(|n| *n == 1));
+    }
+
+    #[test]
+    fn each_worker_makes_its_state_once_and_keeps_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let inits = AtomicUsize::new(0);
+        let counts = super::map_in(
+            64,
+            "test",
+            || {
+                inits.fetch_add(1, Ordering::Relaxed);
+                0usize
+            },
+            |ran, _| {
+                *ran += 1;
+                *ran
+            },
+        );
+        let inits = inits.into_inner();
+        assert!((1..=super::threads().min(64)).contains(&inits));
+        // Each worker's count starts at 1 once and rises with every task it runs.
+        assert_eq!(counts.iter().filter(|ran| **ran == 1).count(), inits);
+        assert!(*counts.iter().max().expect("64 results") >= 64 / inits);
     }
 }

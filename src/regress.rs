@@ -140,12 +140,18 @@ fn hunt_figures(loaded: &load::Loaded, trials: u64) -> Result<BTreeMap<String, V
     let events = sim::pipeline::run_trial(&config, None, &TrialOptions::default())
         .report
         .events;
-    let explored = crate::parallel::map(trials as usize, "hunt", |index| {
-        explore::explore(
-            &config,
-            &explore::choices_for(config.seed, index as u64, events),
-        )
-    });
+    let explored = crate::parallel::map_in(
+        trials as usize,
+        "hunt",
+        sim::pipeline::Scratch::new,
+        |scratch, index| {
+            explore::explore_in(
+                scratch,
+                &config,
+                &explore::choices_for(config.seed, index as u64, events),
+            )
+        },
+    );
     let mut figures = BTreeMap::new();
     let mut receipts = 0;
     for trial in &explored {

@@ -237,17 +237,44 @@ pub struct Engine<E> {
 impl<E: Event> Engine<E> {
     /// An engine with no horizon, no event limit and the FIFO tie-break.
     pub fn new() -> Engine<E> {
+        Engine::with_storage(Vec::with_capacity(SORTED_INITIAL))
+    }
+
+    /// A new engine whose pending events are kept in `entries` (emptied here).
+    fn with_storage(mut entries: Vec<Entry<E>>) -> Engine<E> {
+        entries.clear();
+        entries.reserve(SORTED_INITIAL);
         Engine {
             now: Instant::ZERO,
             horizon: Instant::MAX,
             event_limit: u64::MAX,
-            queue: Pending::Sorted(Vec::with_capacity(SORTED_INITIAL)),
+            queue: Pending::Sorted(entries),
             tie_break: TieBreak::Fifo,
             scheduled: 0,
             handled: 0,
             fingerprint: 0x5eed_f00d_cafe_d00d,
             stop: None,
         }
+    }
+
+    /// A new engine (as `new` makes it) that keeps this one's storage for pending events, so a
+    /// worker running trial after trial allocates it once. Whatever was pending is dropped.
+    pub fn renewed(self) -> Engine<E> {
+        let Engine {
+            now: _,
+            horizon: _,
+            event_limit: _,
+            queue,
+            tie_break: _,
+            scheduled: _,
+            handled: _,
+            fingerprint: _,
+            stop: _,
+        } = self;
+        Engine::with_storage(match queue {
+            Pending::Sorted(entries) => entries,
+            Pending::Heap(heap) => heap.into_vec(),
+        })
     }
 
     pub fn with_horizon(mut self, horizon: Instant) -> Self {

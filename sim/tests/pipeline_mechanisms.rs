@@ -483,3 +483,71 @@ fn labels_saved_from_embedding_is_the_notes_window() {
     assert!(old_window.p50 > window.p50, "{old_window:?} {window:?}");
     assert!(old_window.max < 120_000.0 + 60_000.0, "{old_window:?}");
 }
+
+/// The configurations a scratch is reused across: both profiles and flows, a burst under every
+/// injected fault on standard queues with duplicates, and a larger burst between smaller ones, so
+/// storage grown by one trial is handed to a smaller one and back.
+fn scratch_configurations() -> Vec<PipelineConfig> {
+    let mut faulty = burst(PipelineConfig::built(), 3);
+    faulty.compaction.cold_start_share = 0.2;
+    faulty.faults.compaction_stall_share = 0.2;
+    faulty.faults.kill_after_pointer_share = 0.2;
+    faulty.faults.stream_retry_share = 0.2;
+    faulty.faults.throttle_share = 0.2;
+    faulty.faults.collection_error_share = 0.2;
+    faulty.queues.kind = sim::pipeline::config::QueueKind::Standard;
+    faulty.queues.duplicate_share = 0.3;
+    let mut old_flow = spaced(PipelineConfig::described(), 4, secs(20));
+    old_flow.flow = Flow::Old;
+    vec![
+        burst(PipelineConfig::built(), 10),
+        faulty,
+        old_flow,
+        spaced(PipelineConfig::built(), 6, secs(5)),
+        burst(PipelineConfig::described(), 12),
+    ]
+}
+
+#[test]
+fn a_trial_in_a_reused_scratch_is_the_trial_a_fresh_one_runs() {
+    use sim::pipeline::{ReportDetail, Scratch, run_trial_in};
+    let mut scratch = Scratch::new();
+    let mut trials = 0;
+    for (index, config) in scratch_configurations().into_iter().enumerate() {
+        for seed in 0..3u64 {
+            let mut config = config.clone();
+            config.seed = 40 + seed;
+            let options = TrialOptions {
+                tie_break: match seed {
+                    0 => TieBreak::Fifo,
+                    _ => TieBreak::Random(sim::random::Streams::new(seed).stream("tie-break")),
+                },
+                history: [
+                    HistoryFilter::All,
+                    HistoryFilter::Evidence,
+                    HistoryFilter::Off,
+                ][seed as usize]
+                    .clone(),
+                report: [ReportDetail::Full, ReportDetail::Brief][index % 2],
+                ..TrialOptions::default()
+            };
+            let config = valid(&config);
+            let fresh = run_trial(&config, None, &options);
+            let reused = run_trial_in(&mut scratch, &config, None, &options);
+            let trial = format!("configuration {index}, seed {seed}");
+            assert_eq!(
+                reused.report.fingerprint, fresh.report.fingerprint,
+                "{trial}"
+            );
+            assert_eq!(reused.report, fresh.report, "{trial}");
+            assert_eq!(reused.latencies, fresh.latencies);
+            assert_eq!(reused.history.records, fresh.history.records);
+            assert_eq!(reused.history.publishes, fresh.history.publishes);
+            let judged = |trial: &Trial| format!("{:?}", sim::explore::check(trial));
+            assert_eq!(judged(&reused), judged(&fresh));
+            scratch.reclaim(reused);
+            trials += 1;
+        }
+    }
+    assert_eq!(trials, 15);
+}

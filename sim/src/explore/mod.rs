@@ -8,7 +8,8 @@
 use crate::engine::{Pct, TieBreak};
 use crate::oracle::{self, Cause, Class};
 use crate::pipeline::{
-    HistoryFilter, PipelineConfig, ReportDetail, Trial, TrialOptions, ValidatedConfig, run_trial,
+    HistoryFilter, PipelineConfig, ReportDetail, Scratch, Trial, TrialOptions, ValidatedConfig,
+    run_trial_in,
 };
 use crate::random::{Streams, mix64};
 use crate::time::Duration;
@@ -57,8 +58,18 @@ pub fn judge(
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Judged {
+    judge_in(&mut Scratch::new(), config, receipts, options)
+}
+
+/// `judge`, running its trials in the storage `scratch` keeps.
+pub fn judge_in(
+    scratch: &mut Scratch,
+    config: &ValidatedConfig,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+) -> Judged {
     if !options.history.is_off() {
-        let trial = run_trial(config, receipts, options);
+        let trial = run_trial_in(scratch, config, receipts, options);
         let report = check(&trial);
         return Judged {
             trial,
@@ -76,7 +87,7 @@ pub fn judge(
         },
         ..options.clone()
     };
-    let mut trial = run_trial(config, receipts, &first_options);
+    let mut trial = run_trial_in(scratch, config, receipts, &first_options);
     // Which receipts are affected depends on the stores only, never on the history.
     let report = check(&trial);
     if report.is_clean() {
@@ -107,8 +118,8 @@ pub fn judge(
     };
     // The first trial is not needed any more: free it before the second one runs.
     let fingerprint = std::mem::take(&mut trial.report.fingerprint);
-    drop(trial);
-    let explained = run_trial(config, receipts, &explained_options);
+    scratch.reclaim(trial);
+    let explained = run_trial_in(scratch, config, receipts, &explained_options);
     assert_eq!(
         explained.report.fingerprint, fingerprint,
         "recording history changed the trial"
@@ -206,27 +217,33 @@ pub const HISTORY_UPFRONT_RECEIPTS_MAX: u64 = 16;
 
 /// Runs and judges one trial of a hunt.
 pub fn explore(config: &ValidatedConfig, choices: &Choices) -> Explored {
+    explore_in(&mut Scratch::new(), config, choices)
+}
+
+/// `explore`, running the trial in the storage `scratch` keeps and leaving it there for the next:
+/// a hunt's worker explores trial after trial in one scratch.
+pub fn explore_in(scratch: &mut Scratch, config: &ValidatedConfig, choices: &Choices) -> Explored {
     let (config, mut options) = apply(config, choices, HistoryFilter::Off);
     if config.workload().receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
         options.history = HistoryFilter::Evidence;
     }
     options.report = ReportDetail::Brief;
-    if options.history.is_off() {
+    let (trial, affected) = if options.history.is_off() {
         // Causes need the history of the affected receipts: judge runs again to record it.
-        let judged = judge(&config, None, &options);
-        return Explored {
-            choices: *choices,
-            receipts: judged.trial.report.receipts,
-            affected: affected_by_kind(&judged.oracle),
-        };
-    }
-    let trial = run_trial(&config, None, &options);
-    let report = oracle::check_kinds(&oracle_input(&trial));
-    Explored {
+        let judged = judge_in(scratch, &config, None, &options);
+        (judged.trial, affected_by_kind(&judged.oracle))
+    } else {
+        let trial = run_trial_in(scratch, &config, None, &options);
+        let report = oracle::check_kinds(&oracle_input(&trial));
+        (trial, affected_by_kind(&report))
+    };
+    let explored = Explored {
         choices: *choices,
         receipts: trial.report.receipts,
-        affected: affected_by_kind(&report),
-    }
+        affected,
+    };
+    scratch.reclaim(trial);
+    explored
 }
 
 /// Distinct receipts affected per (class, cause).

@@ -140,6 +140,17 @@ pub struct CompactionInvocation {
     notes: VecDeque<CompactionNote>,
 }
 
+/// An invocation's vectors: its batch, and what it derives from it. An ended invocation hands
+/// them over emptied (`CompactionInvocation::take_vectors`) so that the next one allocates none.
+#[derive(Clone, Debug, Default)]
+pub struct CompactionVectors {
+    /// The batch's messages (emptied when taken; the caller fills them).
+    pub messages: Vec<Message>,
+    order: Vec<usize>,
+    outcomes: Vec<Outcome>,
+    notes: VecDeque<CompactionNote>,
+}
+
 impl CompactionInvocation {
     pub fn new(
         now: Instant,
@@ -147,6 +158,26 @@ impl CompactionInvocation {
         collection: Collection,
         messages: Vec<Message>,
     ) -> Self {
+        let vectors = CompactionVectors {
+            messages,
+            ..CompactionVectors::default()
+        };
+        CompactionInvocation::reusing(now, behaviour, collection, vectors)
+    }
+
+    /// `new` over the batch `vectors.messages`, keeping its other vectors' storage.
+    pub fn reusing(
+        now: Instant,
+        behaviour: CompactionBehaviour,
+        collection: Collection,
+        vectors: CompactionVectors,
+    ) -> Self {
+        let CompactionVectors {
+            messages,
+            mut order,
+            mut outcomes,
+            mut notes,
+        } = vectors;
         assert!(
             !messages.is_empty(),
             "an invocation holds at least one message"
@@ -157,7 +188,8 @@ impl CompactionInvocation {
                 .all(|message| message.collection == collection),
             "one collection per batch"
         );
-        let order = apply_order(
+        apply_order_into(
+            &mut order,
             &messages,
             behaviour.in_batch_ordering,
             behaviour.deduplicate,
@@ -166,12 +198,16 @@ impl CompactionInvocation {
         let applies = order
             .iter()
             .any(|index| messages[*index].kind != MessageKind::RunCompleted);
-        let mut outcomes = vec![Outcome::Open; messages.len()];
-        for (index, outcome) in outcomes.iter_mut().enumerate() {
-            if !applies || !order.contains(&index) {
-                *outcome = Outcome::Done;
+        outcomes.clear();
+        outcomes.extend((0..messages.len()).map(|index| {
+            if applies && order.contains(&index) {
+                Outcome::Open
+            } else {
+                Outcome::Done
             }
-        }
+        }));
+        notes.clear();
+        notes.reserve(4);
         CompactionInvocation {
             behaviour,
             collection,
@@ -194,8 +230,23 @@ impl CompactionInvocation {
             pending_table_state: 0,
             lock_wait_started: now,
             publish_started: now,
-            notes: VecDeque::with_capacity(4),
+            notes,
         }
+    }
+
+    /// The invocation's vectors, emptied, for a later one (`reusing`); it holds none after.
+    pub fn take_vectors(&mut self) -> CompactionVectors {
+        let mut vectors = CompactionVectors {
+            messages: std::mem::take(&mut self.messages),
+            order: std::mem::take(&mut self.order),
+            outcomes: std::mem::take(&mut self.outcomes),
+            notes: std::mem::take(&mut self.notes),
+        };
+        vectors.messages.clear();
+        vectors.order.clear();
+        vectors.outcomes.clear();
+        vectors.notes.clear();
+        vectors
     }
 
     pub fn collection(&self) -> Collection {
@@ -781,7 +832,20 @@ pub fn apply_order(
     ordering: InBatchOrdering,
     deduplicate: bool,
 ) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..messages.len()).collect();
+    let mut order = Vec::new();
+    apply_order_into(&mut order, messages, ordering, deduplicate);
+    order
+}
+
+/// `apply_order` written into `order` (emptied first).
+fn apply_order_into(
+    order: &mut Vec<usize>,
+    messages: &[Message],
+    ordering: InBatchOrdering,
+    deduplicate: bool,
+) {
+    order.clear();
+    order.extend(0..messages.len());
     order.sort_by_key(|index| {
         let message = &messages[*index];
         let removal_rank = match ordering {
@@ -803,18 +867,20 @@ pub fn apply_order(
                 MessageKind::RunCompleted => (3, message.receipt, 0),
             }
         };
-        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
-        for (position, index) in order.iter().enumerate() {
+        // Kept in place: the entries written are all at or before the one read.
+        let mut kept = 0;
+        for position in 0..order.len() {
+            let index = order[position];
             let later = order[position + 1..]
                 .iter()
-                .any(|other| key(&messages[*other]) == key(&messages[*index]));
+                .any(|other| key(&messages[*other]) == key(&messages[index]));
             if !later {
-                kept.push(*index);
+                order[kept] = index;
+                kept += 1;
             }
         }
-        order = kept;
+        order.truncate(kept);
     }
-    order
 }
 
 #[cfg(test)]

@@ -364,10 +364,32 @@ pub struct History {
 impl History {
     pub fn new(filter: HistoryFilter) -> History {
         History {
-            filter,
+            filter: HistoryFilter::Off,
             records: Vec::new(),
             unsorted: false,
             publishes: [Vec::new(), Vec::new()],
+        }
+        .renewed(filter)
+    }
+
+    /// An empty history (as `new` makes it) in this one's storage, so a worker running trial
+    /// after trial allocates it once.
+    pub fn renewed(self, filter: HistoryFilter) -> History {
+        let History {
+            filter: _,
+            mut records,
+            unsorted: _,
+            mut publishes,
+        } = self;
+        records.clear();
+        for publishes in &mut publishes {
+            publishes.clear();
+        }
+        History {
+            filter,
+            records,
+            unsorted: false,
+            publishes,
         }
     }
 

@@ -271,6 +271,36 @@ pub fn generate_receipts(config: &PipelineConfig) -> Vec<Receipt> {
     generate(config.seed, &config.workload)
 }
 
+/// What one worker keeps from trial to trial: the storage of a finished trial's engine, service
+/// models, containers and history, in which the next trial run in it (`run_trial_in`) builds its
+/// own instead of allocating them again. A trial run in a scratch is the trial a new one runs:
+/// the same fingerprint, report and final stores (tested); only the allocations differ.
+#[derive(Default)]
+pub struct Scratch {
+    engine: Option<Engine<driver::Event>>,
+    history: Option<History>,
+    storage: driver::Storage,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+
+    /// Takes back a trial's table, stores and history (once judged) for the next trial.
+    pub fn reclaim(&mut self, trial: Trial) {
+        let Trial {
+            table,
+            stores,
+            history,
+            ..
+        } = trial;
+        self.storage.table = Some(table);
+        self.storage.stores = Some(stores);
+        self.history = Some(history);
+    }
+}
+
 /// Runs one trial. `config`: a configuration validated once (`ValidatedConfig::new`), so a
 /// trial never validates again nor panics on a user's value. `receipts`: the receipts to replay, or `None` to generate them from the
 /// configuration; panics if they are inconsistent (the caller checks them first and reports
@@ -281,12 +311,33 @@ pub fn run_trial(
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
 ) -> Trial {
-    run_trial_with(config, receipts, options, performer::Simulated).0
+    run_trial_in(&mut Scratch::new(), config, receipts, options)
+}
+
+/// Runs one trial as `run_trial` does, in the storage `scratch` keeps, and leaves there what the
+/// next trial can reuse (with `Scratch::reclaim`, the returned trial's too).
+pub fn run_trial_in(
+    scratch: &mut Scratch,
+    config: &ValidatedConfig,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+) -> Trial {
+    run_in(scratch, config, receipts, options, performer::Simulated).0
 }
 
 /// Runs one trial as `run_trial` does, with `performer` performing the data-plane effects beside
 /// the models (a live performer talks to real servers); hands the performer back at the end.
 pub fn run_trial_with<P: performer::Performer>(
+    config: &ValidatedConfig,
+    receipts: Option<&[Receipt]>,
+    options: &TrialOptions,
+    performer: P,
+) -> (Trial, P) {
+    run_in(&mut Scratch::new(), config, receipts, options, performer)
+}
+
+fn run_in<P: performer::Performer>(
+    scratch: &mut Scratch,
     config: &ValidatedConfig,
     receipts: Option<&[Receipt]>,
     options: &TrialOptions,
@@ -306,7 +357,10 @@ pub fn run_trial_with<P: performer::Performer>(
         }
     };
     let horizon = Instant::ZERO.add(config.horizon());
-    let engine = Engine::new()
+    let engine = scratch
+        .engine
+        .take()
+        .map_or_else(Engine::new, Engine::renewed)
         .with_horizon(horizon)
         .with_event_limit(
             options
@@ -314,16 +368,21 @@ pub fn run_trial_with<P: performer::Performer>(
                 .min(config.source().event_limit(receipts.len() as u64)),
         )
         .with_tie_break(options.tie_break.clone());
+    let history = match scratch.history.take() {
+        Some(history) => history.renewed(options.history.clone()),
+        None => History::new(options.history.clone()),
+    };
     let mut simulation = Simulation::with_performer(
         config,
         receipts,
         engine,
-        History::new(options.history.clone()),
+        history,
         options.report,
         performer,
+        std::mem::take(&mut scratch.storage),
     );
     simulation.run_observed(options.observer.as_ref());
-    finish(simulation)
+    finish(scratch, simulation)
 }
 
 fn stop_name(stop: Option<Stop>) -> &'static str {
@@ -473,7 +532,10 @@ impl ReceiptFigures {
     }
 }
 
-fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial, P) {
+fn finish<P: performer::Performer>(
+    scratch: &mut Scratch,
+    mut simulation: Simulation<'_, P>,
+) -> (Trial, P) {
     let now = simulation.engine.now();
     let receipts = ReceiptFigures::of(&simulation);
     let (upload_running, processor_running, compaction_running) = simulation.running();
@@ -536,23 +598,28 @@ fn finish<P: performer::Performer>(mut simulation: Simulation<'_, P>) -> (Trial,
             + simulation.stream.counters().records_dropped_by_retries,
         counters,
     };
-    into_trial(simulation, report, receipts.latencies)
+    into_trial(scratch, simulation, report, receipts.latencies)
 }
 
-/// The trial: the report and latencies with the final stores and the history the oracle judges.
+/// The trial: the report and latencies with the final stores and the history the oracle judges;
+/// the rest of the simulation's storage goes to `scratch`.
 fn into_trial<P: performer::Performer>(
+    scratch: &mut Scratch,
     simulation: Simulation<'_, P>,
     report: TrialReport,
     latencies: Vec<ReceiptLatency>,
 ) -> (Trial, P) {
-    let Simulation {
+    let driver::Parts {
+        engine,
         table,
         stores,
         mut history,
         performer,
-        ..
-    } = simulation;
+        storage,
+    } = simulation.into_parts();
     history.finish();
+    scratch.engine = Some(engine);
+    scratch.storage = storage;
     let trial = Trial {
         report,
         latencies,

@@ -230,9 +230,22 @@ impl StreamProcessorInvocation {
         behaviour: &StreamProcessorBehaviour,
         records: &[RecordView],
     ) -> StreamProcessorInvocation {
+        StreamProcessorInvocation::reusing(now, behaviour, records, Default::default())
+    }
+
+    /// `new`, routing into `messages` (emptied first): an ended invocation's vectors
+    /// (`take_messages`), so that the new one allocates none.
+    pub fn reusing(
+        now: Instant,
+        behaviour: &StreamProcessorBehaviour,
+        records: &[RecordView],
+        mut messages: [Vec<Message>; 2],
+    ) -> StreamProcessorInvocation {
         assert!(!records.is_empty());
         assert!(behaviour.send_batch_size > 0);
-        let mut messages = [Vec::new(), Vec::new()];
+        for collection in &mut messages {
+            collection.clear();
+        }
         let mut counts = RoutingCounts::default();
         for record in records {
             route(behaviour, record, &mut messages, &mut counts);
@@ -246,6 +259,11 @@ impl StreamProcessorInvocation {
             now,
             counts,
         }
+    }
+
+    /// The invocation's vectors of messages, for a later one (`reusing`); it holds none after.
+    pub fn take_messages(&mut self) -> [Vec<Message>; 2] {
+        std::mem::take(&mut self.messages)
     }
 
     /// The messages routed to one collection, in record order (sent ones carry their send time).

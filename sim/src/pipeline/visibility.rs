@@ -79,9 +79,31 @@ impl<I: Iterator<Item = (ChromaId, LabelFields)>> ReceiptExpectation<I> {
 impl Visibility {
     pub fn new(receipts: usize) -> Visibility {
         Visibility {
-            finished: vec![false; receipts],
-            mismatches: vec![0; receipts],
-            visible_since: vec![Instant::MAX; receipts],
+            finished: Vec::new(),
+            mismatches: Vec::new(),
+            visible_since: Vec::new(),
+        }
+        .renewed(receipts)
+    }
+
+    /// Tracking for `receipts` receipts (as `new` makes it) in this one's storage, so a worker
+    /// running trial after trial allocates it once.
+    pub fn renewed(self, receipts: usize) -> Visibility {
+        let Visibility {
+            mut finished,
+            mut mismatches,
+            mut visible_since,
+        } = self;
+        finished.clear();
+        finished.resize(receipts, false);
+        mismatches.clear();
+        mismatches.resize(receipts, 0);
+        visible_since.clear();
+        visible_since.resize(receipts, Instant::MAX);
+        Visibility {
+            finished,
+            mismatches,
+            visible_since,
         }
     }
 

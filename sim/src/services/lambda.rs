@@ -100,6 +100,12 @@ pub struct Lambda {
 impl Lambda {
     /// `stream` decides cold starts and their durations.
     pub fn new(params: LambdaParams, stream: Stream) -> Lambda {
+        Lambda::reusing(None, params, stream)
+    }
+
+    /// A new function, as `new` makes it, whose vectors are `old`'s, emptied, when there is one:
+    /// a worker running trial after trial allocates them once.
+    pub fn reusing(old: Option<Lambda>, params: LambdaParams, stream: Stream) -> Lambda {
         assert!(
             params.reserved_concurrency >= 1,
             "reserved concurrency must be at least 1"
@@ -110,12 +116,21 @@ impl Lambda {
         );
         // Room for the invocations of a small deployment, so that a short trial rarely grows them.
         let room = params.reserved_concurrency.min(ROOM_INITIAL) as usize;
+        let (mut running, mut idle, mut killed) = match old {
+            Some(old) => (old.running, old.idle, old.killed),
+            None => (Vec::new(), Vec::new(), VecDeque::new()),
+        };
+        running.clear();
+        running.reserve(room);
+        idle.clear();
+        idle.reserve(room);
+        killed.clear();
         Lambda {
             params,
             stream,
-            running: Vec::with_capacity(room),
-            idle: Vec::with_capacity(room),
-            killed: VecDeque::new(),
+            running,
+            idle,
+            killed,
             invocation_next: 0,
             container_next: 0,
             busy_nanos: 0,

@@ -550,6 +550,19 @@ impl SnapshotEntries for SnapshotStore {
 
 impl SnapshotStore {
     pub fn new(collection: Collection, params: SnapshotParams) -> SnapshotStore {
+        SnapshotStore::reusing(None, collection, params)
+    }
+
+    /// A new store, as `new` makes it, that keeps `old`'s storage of publishes and entries,
+    /// emptied, when there is one: a worker running trial after trial allocates it once.
+    pub fn reusing(
+        old: Option<SnapshotStore>,
+        collection: Collection,
+        params: SnapshotParams,
+    ) -> SnapshotStore {
+        let (mut nodes, mut receipts) = old.map_or_else(Default::default, |old| {
+            (old.nodes, old.materialised.receipts)
+        });
         assert!(
             params.version_resolution > Duration::ZERO,
             "version resolution must be positive"
@@ -565,17 +578,23 @@ impl SnapshotStore {
             delta: Some(Box::new([])),
             references: 0,
         };
+        nodes.clear();
+        nodes.push(root);
+        receipts.clear();
         SnapshotStore {
             collection,
             params,
-            nodes: vec![root],
+            nodes,
             versions: BTreeMap::from([(VersionId::INITIAL, PublishId::EMPTY)]),
             pointer: Pointer {
                 version: VersionId::INITIAL,
                 etag: Etag(0),
             },
             head: PublishId::EMPTY,
-            materialised: Materialised::default(),
+            materialised: Materialised {
+                receipts,
+                ..Materialised::default()
+            },
             with_delta: BTreeSet::from([PublishId::EMPTY]),
             counters: SnapshotCounters::default(),
         }

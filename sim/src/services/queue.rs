@@ -175,10 +175,17 @@ struct Copies<M> {
 }
 
 impl<M> Copies<M> {
+    #[cfg(test)]
     fn new() -> Self {
+        Copies::with_ring(VecDeque::with_capacity(ROOM_INITIAL))
+    }
+
+    /// No copies, stored in `ring` (emptied here).
+    fn with_ring(mut ring: VecDeque<Option<Copy<M>>>) -> Self {
+        ring.clear();
         Copies {
             first_id: 1,
-            ring: VecDeque::with_capacity(ROOM_INITIAL),
+            ring,
             stored: 0,
         }
     }
@@ -265,6 +272,12 @@ pub struct Queue<M: Clone> {
 impl<M: Clone> Queue<M> {
     /// `stream` draws standard-queue duplicates and receive order; unused by FIFO queues.
     pub fn new(params: QueueParams, stream: Stream) -> Queue<M> {
+        Queue::reusing(None, params, stream)
+    }
+
+    /// A new queue, as `new` makes it, whose vectors and rings are `old`'s, emptied, when there
+    /// is one: a worker running trial after trial allocates them once.
+    pub fn reusing(old: Option<Queue<M>>, params: QueueParams, stream: Stream) -> Queue<M> {
         if let QueueKind::Standard { duplicate_share } = params.kind {
             assert!(
                 (0.0..=1.0).contains(&duplicate_share),
@@ -275,19 +288,40 @@ impl<M: Clone> Queue<M> {
             params.receive_limit != Some(0),
             "a receive limit must be at least 1"
         );
+        let (ring, mut visible, mut deduplication_order, mut dead_letters, mut expired) = match old
+        {
+            Some(old) => (
+                old.copies.ring,
+                old.visible,
+                old.deduplication_order,
+                old.dead_letters,
+                old.expired,
+            ),
+            None => (
+                VecDeque::with_capacity(ROOM_INITIAL),
+                Vec::new(),
+                VecDeque::with_capacity(ROOM_INITIAL),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        visible.clear();
+        deduplication_order.clear();
+        dead_letters.clear();
+        expired.clear();
         Queue {
             params,
             stream,
-            copies: Copies::new(),
+            copies: Copies::with_ring(ring),
             invisible: BTreeSet::new(),
-            visible: Vec::new(),
+            visible,
             visible_gone: 0,
             groups: BTreeMap::new(),
             ready_groups: BTreeSet::new(),
             deduplication: BTreeMap::new(),
-            deduplication_order: VecDeque::with_capacity(ROOM_INITIAL),
-            dead_letters: Vec::new(),
-            expired: Vec::new(),
+            deduplication_order,
+            dead_letters,
+            expired,
             message_next: 0,
             copy_next: 0,
             counters: QueueCounters::default(),

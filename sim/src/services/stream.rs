@@ -112,6 +112,20 @@ struct Lane {
 }
 
 impl Lane {
+    /// The lane `Lane::default` makes, keeping its rings' storage.
+    fn empty(&mut self) {
+        let Lane {
+            fresh,
+            retry,
+            retry_ready_at,
+            in_flight,
+        } = self;
+        fresh.clear();
+        retry.clear();
+        *retry_ready_at = Instant::default();
+        *in_flight = None;
+    }
+
     fn is_drained(&self) -> bool {
         self.fresh.is_empty() && self.retry.is_empty() && self.in_flight.is_none()
     }
@@ -175,10 +189,30 @@ pub struct TableStream {
     batch_next: u64,
     sequence_last: u64,
     counters: StreamCounters,
+    spare: SpareBatches,
+}
+
+/// The most emptied batch vectors a stream keeps for later batches, of each kind.
+const SPARE_BATCHES_MAX: usize = 8;
+
+/// Emptied vectors of finished batches (`TableStream::complete`, `recycle`), which later batches
+/// fill instead of allocating.
+#[derive(Clone, Debug, Default)]
+struct SpareBatches {
+    pending: Vec<Vec<Pending>>,
+    records: Vec<Vec<StreamRecord>>,
 }
 
 impl TableStream {
     pub fn new(params: StreamParams) -> TableStream {
+        TableStream::reusing(None, params)
+    }
+
+    /// A new stream, as `new` makes it, that keeps `old`'s storage of shards and lanes, emptied,
+    /// when there is one: a worker running trial after trial allocates it once.
+    pub fn reusing(old: Option<TableStream>, params: StreamParams) -> TableStream {
+        let (mut shards, mut open, spare) =
+            old.map_or_else(Default::default, |old| (old.shards, old.open, old.spare));
         assert!(params.shards >= 1, "a stream has at least one shard");
         assert!(
             params.shards <= params.shards_max,
@@ -190,14 +224,23 @@ impl TableStream {
             "parallelization factor 1..=10"
         );
         let lanes = params.parallelization_factor as usize;
-        let shards: Vec<Shard> = (0..params.shards)
-            .map(|_| Shard {
-                parent: None,
-                closed: false,
-                lanes: vec![Lane::default(); lanes],
-            })
-            .collect();
-        let open = (0..params.shards).map(ShardId).collect();
+        shards.truncate(params.shards as usize);
+        for shard in &mut shards {
+            shard.parent = None;
+            shard.closed = false;
+            shard.lanes.truncate(lanes);
+            for lane in &mut shard.lanes {
+                lane.empty();
+            }
+            shard.lanes.resize_with(lanes, Lane::default);
+        }
+        shards.resize_with(params.shards as usize, || Shard {
+            parent: None,
+            closed: false,
+            lanes: vec![Lane::default(); lanes],
+        });
+        open.clear();
+        open.extend((0..params.shards).map(ShardId));
         let split_next_at = params
             .shard_split_interval
             .map(|interval| Instant::ZERO.add(interval));
@@ -210,6 +253,7 @@ impl TableStream {
             batch_next: 0,
             sequence_last: 0,
             counters: StreamCounters::default(),
+            spare,
         }
     }
 
@@ -387,7 +431,9 @@ impl TableStream {
             Some(batch) => batch,
             None => {
                 let count = lane.fresh.len().min(params.batch_size as usize);
-                lane.fresh.drain(..count).collect()
+                let mut taken = self.spare.pending.pop().unwrap_or_default();
+                taken.extend(lane.fresh.drain(..count));
+                taken
             }
         };
         assert!(!taken.is_empty() && taken.len() <= params.batch_size as usize);
@@ -395,7 +441,8 @@ impl TableStream {
         assert!(taken.iter().all(|pending| pending.attempts == attempt));
         let id = BatchId(self.batch_next);
         self.batch_next += 1;
-        let records = taken.iter().map(|pending| pending.record).collect();
+        let mut records = self.spare.records.pop().unwrap_or_default();
+        records.extend(taken.iter().map(|pending| pending.record));
         lane.in_flight = Some((id, taken));
         self.in_flight.insert(id, (shard, lane_index));
         self.counters.batches_started += 1;
@@ -433,9 +480,23 @@ impl TableStream {
 
     /// The function succeeded: the batch's records are done.
     pub fn complete(&mut self, _now: Instant, id: BatchId) -> usize {
-        let (_, _, records) = self.take_in_flight(id);
+        let (_, _, mut records) = self.take_in_flight(id);
         self.counters.batches_completed += 1;
-        records.len()
+        let count = records.len();
+        records.clear();
+        if self.spare.pending.len() < SPARE_BATCHES_MAX {
+            self.spare.pending.push(records);
+        }
+        count
+    }
+
+    /// Takes back the records of a batch handed out (`StreamBatch::records`) once read, for a
+    /// later batch to hold.
+    pub fn recycle(&mut self, mut records: Vec<StreamRecord>) {
+        records.clear();
+        if self.spare.records.len() < SPARE_BATCHES_MAX {
+            self.spare.records.push(records);
+        }
     }
 
     /// The function failed: retry, bisect or drop the batch's records; the lane stays blocked by them.

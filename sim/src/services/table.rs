@@ -281,8 +281,17 @@ impl Table {
 
     /// A table with room for `receipts` receipts reserved up front.
     pub fn with_capacity(receipts: usize) -> Table {
+        Table::default().renewed(receipts)
+    }
+
+    /// An empty table (as `with_capacity` makes it) that keeps this one's storage of receipts, so
+    /// a worker running trial after trial allocates it once.
+    pub fn renewed(self, receipts: usize) -> Table {
+        let mut records = self.receipts;
+        records.clear();
+        records.reserve(receipts);
         Table {
-            receipts: Vec::with_capacity(receipts),
+            receipts: records,
             ..Table::default()
         }
     }

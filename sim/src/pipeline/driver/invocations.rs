@@ -111,6 +111,7 @@ impl<P: Performer> Simulation<'_, P> {
         I::lambda(self).finish(now, id);
         I::slots(self).release(slot);
         I::vacated(self, now, &state);
+        I::slots(self).recycle(state);
     }
 
     /// An invocation's deadline: if it still runs, it is killed (its outstanding effect never
@@ -124,6 +125,7 @@ impl<P: Performer> Simulation<'_, P> {
         I::killed(self, now, &mut state);
         I::slots(self).release(slot);
         I::vacated(self, now, &state);
+        I::slots(self).recycle(state);
     }
 
     /// An effect the performer started: the invocation waits in its slot until the lookahead

@@ -407,6 +407,49 @@ pub struct Simulation<'a, P = Simulated> {
     pub performer: P,
 }
 
+/// What a finished trial leaves for the next one to reuse: the storage of each service model and
+/// of the driver's containers (`pipeline::Scratch` keeps it, with the engine's and the history's). No state passes from one trial to the
+/// next through it: each part is built anew in the storage it names (`reusing`, `renewed`), to
+/// the state a new one has, so a trial on reused storage is the trial a fresh one runs (tested).
+#[derive(Default)]
+pub struct Storage {
+    pub(super) table: Option<Table>,
+    stream: Option<TableStream>,
+    upload_queue: Option<Queue<ReceiptIndex>>,
+    queues: Option<[Queue<Message>; 2]>,
+    lambdas: Option<[Lambda; 3]>,
+    pub(super) stores: Option<[SnapshotStore; 2]>,
+    uploads: Option<Slots<UploadSlot>>,
+    processors: Option<Slots<ProcessorSlot>>,
+    compactions: Option<Slots<CompactionSlot>>,
+    progress: Vec<Progress>,
+    visibility: Option<Visibility>,
+    received_uploads: Vec<Received<ReceiptIndex>>,
+    received_messages: Vec<Received<Message>>,
+    upload_records: Vec<StreamRecord>,
+    views: Vec<RecordView>,
+    scratch_ids: Vec<ChromaId>,
+    scratch_records: Vec<RecordPatch>,
+    completions: Vec<Completion>,
+}
+
+/// A finished simulation taken apart (`Simulation::into_parts`).
+pub struct Parts<P> {
+    pub engine: Engine<Event>,
+    pub table: Table,
+    pub stores: [SnapshotStore; 2],
+    pub history: History,
+    pub performer: P,
+    pub storage: Storage,
+}
+
+/// `vector`, emptied, with room for at least `room` more.
+fn emptied<T>(mut vector: Vec<T>, room: usize) -> Vec<T> {
+    vector.clear();
+    vector.reserve(room);
+    vector
+}
+
 fn queue_params(deployment: &Deployment, model: &ServiceModel) -> QueueParams {
     let queues = &deployment.queues;
     QueueParams {
@@ -423,29 +466,38 @@ fn queue_params(deployment: &Deployment, model: &ServiceModel) -> QueueParams {
     }
 }
 
-/// The lines and words queues.
+/// The lines and words queues, in `old`'s storage when there is one.
 fn compaction_queues(
+    old: Option<[Queue<Message>; 2]>,
     deployment: &Deployment,
     model: &ServiceModel,
     streams: &Streams,
 ) -> [Queue<Message>; 2] {
+    let [lines, words] = old.map_or([None, None], |[lines, words]| [Some(lines), Some(words)]);
     [
-        Queue::new(
+        Queue::reusing(
+            lines,
             queue_params(deployment, model),
             streams.stream("lines-queue"),
         ),
-        Queue::new(
+        Queue::reusing(
+            words,
             queue_params(deployment, model),
             streams.stream("words-queue"),
         ),
     ]
 }
 
-/// The snapshot stores of the lines and words collections.
-fn snapshot_stores(behaviour: &Behaviour, model: &ServiceModel) -> [SnapshotStore; 2] {
+/// The snapshot stores of the lines and words collections, in `old`'s storage when there is one.
+fn snapshot_stores(
+    old: Option<[SnapshotStore; 2]>,
+    behaviour: &Behaviour,
+    model: &ServiceModel,
+) -> [SnapshotStore; 2] {
+    let [lines, words] = old.map_or([None, None], |[lines, words]| [Some(lines), Some(words)]);
     [
-        SnapshotStore::new(Collection::Lines, snapshot_params(behaviour, model)),
-        SnapshotStore::new(Collection::Words, snapshot_params(behaviour, model)),
+        SnapshotStore::reusing(lines, Collection::Lines, snapshot_params(behaviour, model)),
+        SnapshotStore::reusing(words, Collection::Words, snapshot_params(behaviour, model)),
     ]
 }
 
@@ -509,30 +561,49 @@ fn snapshot_params(behaviour: &Behaviour, model: &ServiceModel) -> SnapshotParam
     }
 }
 
-fn upload_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
-    let upload = &deployment.upload;
-    let params = lambda_params(upload.concurrency, upload.timeout, &model.upload.cold_start);
-    Lambda::new(params, streams.stream("upload-lambda"))
-}
-
-fn processor_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
-    let processor = &deployment.stream_processor;
-    let params = lambda_params(
-        processor.reserved_concurrency,
-        processor.timeout,
-        &model.stream_processor.cold_start,
+/// The upload, stream processor and compaction functions, in `old`'s storage when there is one.
+fn lambdas(
+    old: Option<[Lambda; 3]>,
+    deployment: &Deployment,
+    model: &ServiceModel,
+    streams: &Streams,
+) -> [Lambda; 3] {
+    let [upload, processor, compaction] =
+        old.map_or([None, None, None], |[u, p, c]| [Some(u), Some(p), Some(c)]);
+    let (upload_config, processor_config, compaction_config) = (
+        &deployment.upload,
+        &deployment.stream_processor,
+        &deployment.compaction,
     );
-    Lambda::new(params, streams.stream("stream-processor-lambda"))
-}
-
-fn compaction_lambda(deployment: &Deployment, model: &ServiceModel, streams: &Streams) -> Lambda {
-    let compaction = &deployment.compaction;
-    let params = lambda_params(
-        compaction.reserved_concurrency,
-        compaction.timeout,
-        &model.compaction.cold_start,
-    );
-    Lambda::new(params, streams.stream("compaction-lambda"))
+    [
+        Lambda::reusing(
+            upload,
+            lambda_params(
+                upload_config.concurrency,
+                upload_config.timeout,
+                &model.upload.cold_start,
+            ),
+            streams.stream("upload-lambda"),
+        ),
+        Lambda::reusing(
+            processor,
+            lambda_params(
+                processor_config.reserved_concurrency,
+                processor_config.timeout,
+                &model.stream_processor.cold_start,
+            ),
+            streams.stream("stream-processor-lambda"),
+        ),
+        Lambda::reusing(
+            compaction,
+            lambda_params(
+                compaction_config.reserved_concurrency,
+                compaction_config.timeout,
+                &model.compaction.cold_start,
+            ),
+            streams.stream("compaction-lambda"),
+        ),
+    ]
 }
 
 impl<'a> Simulation<'a> {
@@ -544,11 +615,21 @@ impl<'a> Simulation<'a> {
         history: History,
         detail: ReportDetail,
     ) -> Self {
-        Simulation::with_performer(config, receipts, engine, history, detail, Simulated)
+        Simulation::with_performer(
+            config,
+            receipts,
+            engine,
+            history,
+            detail,
+            Simulated,
+            Storage::default(),
+        )
     }
 }
 
 impl<'a, P: Performer> Simulation<'a, P> {
+    /// A simulation of `config` over `receipts` on `engine`, recording into `history`, its
+    /// services and containers built in `storage` (`Storage::default()` for new ones).
     pub fn with_performer(
         config: &'a ValidatedConfig,
         receipts: &'a [Receipt],
@@ -556,10 +637,16 @@ impl<'a, P: Performer> Simulation<'a, P> {
         history: History,
         detail: ReportDetail,
         performer: P,
+        storage: Storage,
     ) -> Self {
         let streams = Streams::new(config.seed());
         let (behaviour, deployment, model) =
             (config.behaviour(), config.deployment(), config.model());
+        let [upload_lambda, processor_lambda, compaction_lambda] =
+            lambdas(storage.lambdas, deployment, model, &streams);
+        let receipt_count = receipts.len();
+        let mut progress = emptied(storage.progress, receipt_count);
+        progress.resize(receipt_count, Progress::default());
         Simulation {
             seed: config.seed(),
             behaviour,
@@ -569,36 +656,40 @@ impl<'a, P: Performer> Simulation<'a, P> {
             receipts,
             streams,
             engine,
-            table: Table::with_capacity(receipts.len()),
-            stream: TableStream::new(stream_params(deployment, model)),
-            upload_queue: Queue::new(
+            table: storage.table.unwrap_or_default().renewed(receipt_count),
+            stream: TableStream::reusing(storage.stream, stream_params(deployment, model)),
+            upload_queue: Queue::reusing(
+                storage.upload_queue,
                 upload_queue_params(deployment, model),
                 streams.stream("upload-queue"),
             ),
-            queues: compaction_queues(deployment, model, &streams),
-            upload_lambda: upload_lambda(deployment, model, &streams),
-            processor_lambda: processor_lambda(deployment, model, &streams),
-            compaction_lambda: compaction_lambda(deployment, model, &streams),
+            queues: compaction_queues(storage.queues, deployment, model, &streams),
+            upload_lambda,
+            processor_lambda,
+            compaction_lambda,
             locks: [LeaseLock::new(), LeaseLock::new()],
-            stores: snapshot_stores(behaviour, model),
+            stores: snapshot_stores(storage.stores, behaviour, model),
             caches: BTreeMap::new(),
-            uploads: Slots::new(),
-            processors: Slots::new(),
-            compactions: Slots::new(),
+            uploads: storage.uploads.map_or_else(Slots::new, Slots::renewed),
+            processors: storage.processors.map_or_else(Slots::new, Slots::renewed),
+            compactions: storage.compactions.map_or_else(Slots::new, Slots::renewed),
             poll_at: PollTimes::default(),
             window_started: [None; 2],
             expired_recorded: [0; 3],
             mapping_running: [0; 2],
             mapping_busy_since: [None; 2],
-            progress: vec![Progress::default(); receipts.len()],
-            visibility: Visibility::new(receipts.len()),
+            progress,
+            visibility: storage.visibility.map_or_else(
+                || Visibility::new(receipt_count),
+                |v| v.renewed(receipt_count),
+            ),
             stages: match detail {
                 ReportDetail::Full => Stages::new(),
                 ReportDetail::Brief => Stages::off(),
             },
             sampling: detail == ReportDetail::Full,
-            received_uploads: Vec::new(),
-            received_messages: Vec::new(),
+            received_uploads: emptied(storage.received_uploads, 0),
+            received_messages: emptied(storage.received_messages, 0),
             series: queue_series(model),
             history,
             counters: TrialCounters::default(),
@@ -606,13 +697,71 @@ impl<'a, P: Performer> Simulation<'a, P> {
             processor_stream: streams.stream("stream-processor"),
             compaction_stream: streams.stream("compaction"),
             fault_streams: FaultStreams::new(&streams),
-            upload_records: Vec::with_capacity(64),
-            views: Vec::with_capacity(64),
-            scratch_ids: Vec::with_capacity(256),
-            scratch_records: Vec::new(),
+            upload_records: emptied(storage.upload_records, 64),
+            views: emptied(storage.views, 64),
+            scratch_ids: emptied(storage.scratch_ids, 256),
+            scratch_records: emptied(storage.scratch_records, 0),
             in_flight: BTreeMap::new(),
-            completions: Vec::new(),
+            completions: emptied(storage.completions, 0),
             performer,
+        }
+    }
+
+    /// Ends the simulation: what the oracle reads (the table, the stores, the history), the
+    /// performer, the engine, and the storage of everything else for the next trial.
+    pub fn into_parts(self) -> Parts<P> {
+        let Simulation {
+            engine,
+            table,
+            stream,
+            upload_queue,
+            queues,
+            upload_lambda,
+            processor_lambda,
+            compaction_lambda,
+            stores,
+            uploads,
+            processors,
+            compactions,
+            progress,
+            visibility,
+            received_uploads,
+            received_messages,
+            history,
+            upload_records,
+            views,
+            scratch_ids,
+            scratch_records,
+            completions,
+            performer,
+            ..
+        } = self;
+        Parts {
+            engine,
+            table,
+            stores,
+            history,
+            performer,
+            storage: Storage {
+                table: None,
+                stream: Some(stream),
+                upload_queue: Some(upload_queue),
+                queues: Some(queues),
+                lambdas: Some([upload_lambda, processor_lambda, compaction_lambda]),
+                stores: None,
+                uploads: Some(uploads),
+                processors: Some(processors),
+                compactions: Some(compactions),
+                progress,
+                visibility: Some(visibility),
+                received_uploads,
+                received_messages,
+                upload_records,
+                views,
+                scratch_ids,
+                scratch_records,
+                completions,
+            },
         }
     }
 

@@ -223,12 +223,23 @@ impl<P: Performer> Simulation<'_, P> {
             views.push(self.record_view(record));
         }
         let start = now.add(invocation.cold_start);
-        let machine =
-            StreamProcessorInvocation::new(start, &self.behaviour.stream_processor, &views);
+        // The vectors of the ended invocation whose box this one takes.
+        let messages = self
+            .processors
+            .spare_mut()
+            .map(|ended| ended.machine.take_messages())
+            .unwrap_or_default();
+        let machine = StreamProcessorInvocation::reusing(
+            start,
+            &self.behaviour.stream_processor,
+            &views,
+            messages,
+        );
         self.views = views;
         self.counters.dropped_inserts += machine.counts.dropped_inserts;
         self.counters.run_completed_failures += machine.counts.run_completed_failures;
         let kept = ProcessorKept { batch: batch.id };
+        self.stream.recycle(batch.records);
         let (slot, generation) = self
             .processors
             .insert(ProcessorSlot::new(invocation, machine, kept));
@@ -455,8 +466,16 @@ impl<P: Performer> Simulation<'_, P> {
         mut received: Vec<Received<Message>>,
     ) {
         self.mapping_running[collection.index()] += 1;
-        let mut messages = Vec::with_capacity(received.len());
-        let mut handles = Vec::with_capacity(received.len());
+        // The vectors of the ended invocation whose box this one takes.
+        let (mut vectors, mut handles) = match self.compactions.spare_mut() {
+            Some(ended) => (
+                ended.machine.take_vectors(),
+                std::mem::take(&mut ended.kept.handles),
+            ),
+            None => Default::default(),
+        };
+        let messages = &mut vectors.messages;
+        handles.clear();
         for message in received.drain(..) {
             self.stages
                 .record(Stage::QueueWait, now.since(message.sent_at));
@@ -472,13 +491,13 @@ impl<P: Performer> Simulation<'_, P> {
         };
         self.history
             .record(now, actor, HistoryEvent::BatchReceived, None, &[], || {
-                describe_messages(collection, &messages)
+                describe_messages(collection, messages)
             });
-        let machine = CompactionInvocation::new(
+        let machine = CompactionInvocation::reusing(
             start,
             self.behaviour.compaction.clone(),
             collection,
-            messages,
+            vectors,
         );
         // A batch with nothing to apply ends at once, cold start or not.
         let start = if machine.is_done() { now } else { start };

@@ -65,11 +65,17 @@ pub(super) struct ReceiptTableState {
     pub(super) labelled: Vec<(ChromaId, LabelFields)>,
 }
 
+/// The most boxes of ended invocations kept for the next ones.
+const SPARE_BOXES_MAX: usize = 16;
+
 /// Slots for running invocations, reused; a generation tells stale events apart.
 pub(super) struct Slots<T> {
     /// Boxed so that taking a running invocation out and back moves a pointer, not the state.
     entries: Vec<(u32, Option<Box<T>>)>,
     free: Vec<u32>,
+    /// Boxes of ended invocations, at most `SPARE_BOXES_MAX`, for the next ones to move into: a
+    /// box's old content is dropped when a new invocation takes its place.
+    spare: Vec<Box<T>>,
     /// Invocations put into a slot, and slots released: each invocation ends exactly once.
     inserted: u64,
     released: u64,
@@ -77,16 +83,48 @@ pub(super) struct Slots<T> {
 
 impl<T> Slots<T> {
     pub(super) fn new() -> Slots<T> {
-        // Room for the invocations of a short trial, so that it rarely grows them.
         Slots {
-            entries: Vec::with_capacity(4),
-            free: Vec::with_capacity(4),
+            entries: Vec::new(),
+            free: Vec::new(),
+            spare: Vec::new(),
+            inserted: 0,
+            released: 0,
+        }
+        .renewed()
+    }
+    /// Empty slots (as `new` makes them) in this one's storage, so a worker running trial after
+    /// trial allocates it once. An invocation still in a slot is dropped.
+    pub(super) fn renewed(self) -> Slots<T> {
+        let Slots {
+            mut entries,
+            mut free,
+            mut spare,
+            inserted: _,
+            released: _,
+        } = self;
+        // The boxes of invocations still running at the end are spare now.
+        spare.extend(entries.drain(..).filter_map(|(_, value)| value));
+        spare.truncate(SPARE_BOXES_MAX);
+        free.clear();
+        // Room for the invocations of a short trial, so that it rarely grows them.
+        entries.reserve(4);
+        free.reserve(4);
+        Slots {
+            entries,
+            free,
+            spare,
             inserted: 0,
             released: 0,
         }
     }
     pub(super) fn insert(&mut self, value: T) -> (u32, u32) {
-        let value = Box::new(value);
+        let value = match self.spare.pop() {
+            Some(mut spare) => {
+                *spare = value;
+                spare
+            }
+            None => Box::new(value),
+        };
         self.inserted += 1;
         if let Some(slot) = self.free.pop() {
             let entry = &mut self.entries[slot as usize];
@@ -117,6 +155,17 @@ impl<T> Slots<T> {
         assert!(self.released < self.inserted, "a slot released twice");
         self.released += 1;
         self.free.push(slot);
+    }
+    /// The ended invocation whose box the next `insert` moves into, if any: its storage is the
+    /// caller's to take for the new one.
+    pub(super) fn spare_mut(&mut self) -> Option<&mut T> {
+        self.spare.last_mut().map(|spare| &mut **spare)
+    }
+    /// Keeps the box of an ended invocation (its slot released) for a later one to move into.
+    pub(super) fn recycle(&mut self, ended: Box<T>) {
+        if self.spare.len() < SPARE_BOXES_MAX {
+            self.spare.push(ended);
+        }
     }
     pub(super) fn get(&self, slot: u32, generation: u32) -> Option<&T> {
         let entry = self.entries.get(slot as usize)?;
