@@ -1418,6 +1418,43 @@ mod tests {
         );
     }
 
+    /// An invocation built in an ended one's vectors is the invocation `new` builds.
+    #[test]
+    fn an_invocation_in_reused_vectors_is_a_new_one() {
+        let mut deduplicating = behaviour();
+        deduplicating.deduplicate = true;
+        let first = vec![
+            label(1, EventName::Modify),
+            message(2, MessageKind::RunDelta),
+            label(1, EventName::Remove),
+            label(1, EventName::Modify),
+        ];
+        let mut ended = CompactionInvocation::new(
+            Instant::ZERO,
+            deduplicating.clone(),
+            Collection::Words,
+            first,
+        );
+        drive(&mut ended, |effect, _| idle(effect));
+        assert!(ended.is_done());
+        let second = vec![
+            message(3, MessageKind::RunCompleted),
+            label(4, EventName::Insert),
+        ];
+        for behaviour in [behaviour(), deduplicating] {
+            let mut vectors = ended.take_vectors();
+            assert!(vectors.messages.is_empty() && vectors.messages.capacity() >= 4);
+            assert!(ended.messages().is_empty() && ended.outcomes().is_empty());
+            vectors.messages.extend_from_slice(&second);
+            let now = Instant(7);
+            let reused =
+                CompactionInvocation::reusing(now, behaviour.clone(), Collection::Words, vectors);
+            let new = CompactionInvocation::new(now, behaviour, Collection::Words, second.clone());
+            assert_eq!(format!("{reused:?}"), format!("{new:?}"));
+            ended = reused;
+        }
+    }
+
     #[test]
     fn a_merge_synced_from_the_table_reads_the_receipt_then_writes_it_before_other_messages() {
         let behaviour = CompactionBehaviour {

@@ -37,6 +37,47 @@ fn a_reused_slot_has_a_new_generation_and_a_stale_take_finds_nothing() {
 }
 
 #[test]
+fn an_ended_invocations_box_is_the_next_ones_and_at_most_sixteen_are_kept() {
+    let mut slots: Slots<u32> = Slots::new();
+    let (slot, generation) = slots.insert(1);
+    let ended = slots.take(slot, generation).expect("live");
+    let address: *const u32 = &*ended;
+    slots.release(slot);
+    slots.recycle(ended);
+    // The next insert moves into that box; until then its old content is the caller's to read.
+    assert_eq!(slots.spare_mut().copied(), Some(1));
+    let (slot, generation) = slots.insert(2);
+    let again = slots.take(slot, generation).expect("live");
+    assert_eq!(&*again as *const u32, address, "the ended invocation's box");
+    assert_eq!(*again, 2);
+    assert!(slots.spare_mut().is_none());
+    slots.put_back(slot, again);
+    // Twenty invocations end: sixteen boxes are kept, each taken by one insert.
+    let started: Vec<(u32, u32)> = (0..20).map(|value| slots.insert(value)).collect();
+    for (slot, generation) in started {
+        let ended = slots.take(slot, generation).expect("live");
+        slots.release(slot);
+        slots.recycle(ended);
+    }
+    let mut reused = 0;
+    while slots.spare_mut().is_some() {
+        slots.insert(0);
+        reused += 1;
+    }
+    assert_eq!(reused, 16);
+    // Renewed slots hold no invocation and keep the boxes of the 17 still running, up to 16.
+    assert_eq!(slots.live(), 17);
+    let mut renewed = slots.renewed();
+    assert_eq!(renewed.live(), 0);
+    let mut kept = 0;
+    while renewed.spare_mut().is_some() {
+        renewed.insert(0);
+        kept += 1;
+    }
+    assert_eq!(kept, 16);
+}
+
+#[test]
 fn event_kinds_are_listed_in_order_and_named_once() {
     for (index, kind) in EventKind::ALL.iter().enumerate() {
         assert_eq!(*kind as usize, index);
