@@ -46,13 +46,11 @@ fn hunt(config: ValidatedConfig) -> usize {
         .report
         .events;
     let mut affected = 0;
-    // As a hunt's worker does: one scratch for trial after trial.
-    let mut scratch = sim::pipeline::Scratch::new();
+    // As a hunt's worker does: one explorer for trial after trial.
+    let mut explorer = explore::Explorer::new(&config);
     for index in 0..HUNT_TRIALS {
         let choices = explore::choices_for(config.seed, index, events);
-        affected += explore::explore_in(&mut scratch, &config, &choices)
-            .affected
-            .len();
+        affected += explorer.explore(&choices).affected.len();
     }
     black_box(affected)
 }

@@ -31,12 +31,12 @@ fn exploration(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("hunt_trials", |b| {
         let mut next: u64 = 0;
-        // As a hunt's worker does: one scratch for trial after trial.
-        let mut scratch = sim::pipeline::Scratch::new();
+        // As a hunt's worker does: one explorer for trial after trial.
+        let mut explorer = explore::Explorer::new(&config);
         b.iter(|| {
             for _ in 0..EXPLORED_TRIALS {
                 let choices = explore::choices_for(config.seed, next, events);
-                black_box(explore::explore_in(&mut scratch, &config, &choices));
+                black_box(explorer.explore(&choices));
                 next += 1;
             }
         })

@@ -355,10 +355,10 @@ fn explore_owned(
         owned.len(),
         deadline,
         "trials",
-        sim::pipeline::Scratch::new,
-        |scratch, k| {
+        || explore::Explorer::new(config),
+        |explorer, k| {
             let choices = explore::choices_for(config.seed, owned[k], expected_events);
-            explore::explore_in(scratch, config, &choices)
+            explorer.explore(&choices)
         },
         |k, explored| {
             tally.add(owned[k], &explored);

@@ -143,13 +143,9 @@ fn hunt_figures(loaded: &load::Loaded, trials: u64) -> Result<BTreeMap<String, V
     let explored = crate::parallel::map_in(
         trials as usize,
         "hunt",
-        sim::pipeline::Scratch::new,
-        |scratch, index| {
-            explore::explore_in(
-                scratch,
-                &config,
-                &explore::choices_for(config.seed, index as u64, events),
-            )
+        || explore::Explorer::new(&config),
+        |explorer, index| {
+            explorer.explore(&explore::choices_for(config.seed, index as u64, events))
         },
     );
     let mut figures = BTreeMap::new();

@@ -193,13 +193,16 @@ pub fn apply(
     choices: &Choices,
     history: HistoryFilter,
 ) -> (ValidatedConfig, TrialOptions) {
-    let config = config.with_seed(choices.seed);
-    let options = TrialOptions {
+    (config.with_seed(choices.seed), options(choices, history))
+}
+
+/// The options of a trial with these choices (its seed is the configuration's).
+fn options(choices: &Choices, history: HistoryFilter) -> TrialOptions {
+    TrialOptions {
         tie_break: choices.ordering.tie_break(),
         history,
         ..TrialOptions::default()
-    };
-    (config, options)
+    }
 }
 
 /// What one explored trial found, small enough to keep for every trial of a hunt.
@@ -217,23 +220,46 @@ pub const HISTORY_UPFRONT_RECEIPTS_MAX: u64 = 16;
 
 /// Runs and judges one trial of a hunt.
 pub fn explore(config: &ValidatedConfig, choices: &Choices) -> Explored {
-    explore_in(&mut Scratch::new(), config, choices)
+    Explorer::new(config).explore(choices)
 }
 
-/// `explore`, running the trial in the storage `scratch` keeps and leaving it there for the next:
-/// a hunt's worker explores trial after trial in one scratch.
-pub fn explore_in(scratch: &mut Scratch, config: &ValidatedConfig, choices: &Choices) -> Explored {
-    let (config, mut options) = apply(config, choices, HistoryFilter::Off);
+/// What one worker of a hunt keeps from trial to trial: a scratch its trials run in, and its own
+/// copy of the configuration, whose seed each trial sets (so no trial copies the configuration).
+pub struct Explorer {
+    scratch: Scratch,
+    config: ValidatedConfig,
+}
+
+impl Explorer {
+    pub fn new(config: &ValidatedConfig) -> Explorer {
+        Explorer {
+            scratch: Scratch::new(),
+            config: config.clone(),
+        }
+    }
+
+    /// Runs and judges one trial of a hunt, as `explore` does.
+    pub fn explore(&mut self, choices: &Choices) -> Explored {
+        self.config.set_seed(choices.seed);
+        explore_in(&mut self.scratch, &self.config, choices)
+    }
+}
+
+/// `explore` of a configuration whose seed is the choices' already, running the trial in the
+/// storage `scratch` keeps and leaving it there for the next.
+fn explore_in(scratch: &mut Scratch, config: &ValidatedConfig, choices: &Choices) -> Explored {
+    debug_assert_eq!(config.seed(), choices.seed);
+    let mut options = options(choices, HistoryFilter::Off);
     if config.workload().receipts <= HISTORY_UPFRONT_RECEIPTS_MAX {
         options.history = HistoryFilter::Evidence;
     }
     options.report = ReportDetail::Brief;
     let (trial, affected) = if options.history.is_off() {
         // Causes need the history of the affected receipts: judge runs again to record it.
-        let judged = judge_in(scratch, &config, None, &options);
+        let judged = judge_in(scratch, config, None, &options);
         (judged.trial, affected_by_kind(&judged.oracle))
     } else {
-        let trial = run_trial_in(scratch, &config, None, &options);
+        let trial = run_trial_in(scratch, config, None, &options);
         let report = oracle::check_kinds(&oracle_input(&trial));
         (trial, affected_by_kind(&report))
     };

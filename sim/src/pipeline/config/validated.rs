@@ -97,6 +97,10 @@ impl ValidatedConfig {
             parts: Arc::clone(&self.parts),
         }
     }
+    /// Sets the seed (every seed is valid; the parts do not depend on it).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.source.seed = seed;
+    }
     /// The same configuration with another flow (both flows are valid).
     pub fn with_flow(&self, flow: Flow) -> ValidatedConfig {
         let mut source = self.source.clone();
