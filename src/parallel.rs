@@ -99,8 +99,9 @@ pub fn for_each_done<T: Send>(
     for_each_done_in(count, deadline, label, || (), |_, index| task(index), done)
 }
 
-/// `for_each_done`, where each worker makes its own `state` once (`init`) and hands it to every
-/// task it runs: storage a worker reuses from trial to trial (`sim::pipeline::Scratch`).
+/// `for_each_done`, where each worker makes its own `state` once (`init`, before its first task)
+/// and hands it to every task it runs: storage a worker reuses from trial to trial
+/// (`sim::explore::Explorer`).
 pub fn for_each_done_in<S, T: Send>(
     count: usize,
     deadline: Option<std::time::Instant>,
@@ -117,7 +118,8 @@ pub fn for_each_done_in<S, T: Send>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                let mut state = init();
+                // Made when the worker takes its first index: a worker left without one makes none.
+                let mut state: Option<S> = None;
                 loop {
                     if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                         break;
@@ -126,7 +128,7 @@ pub fn for_each_done_in<S, T: Send>(
                     if index >= count {
                         break;
                     }
-                    let result = task(&mut state, index);
+                    let result = task(state.get_or_insert_with(&init), index);
                     (done.lock().expect("no worker panicked"))(index, result);
                     ran.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
@@ -180,7 +182,8 @@ mod tests {
         );
         let inits = inits.into_inner();
         assert!((1..=super::threads().min(64)).contains(&inits));
-        // Each worker's count starts at 1 once and rises with every task it runs.
+        // Each worker that made a state ran a task with it: its count starts at 1 once and rises
+        // with every task it runs.
         assert_eq!(counts.iter().filter(|ran| **ran == 1).count(), inits);
         assert!(*counts.iter().max().expect("64 results") >= 64 / inits);
     }
