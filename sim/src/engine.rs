@@ -151,9 +151,8 @@ impl<E> Ord for Entry<E> {
 }
 
 /// Pending events. A trial of a few receipts has a dozen pending at a time, a large one about a
-/// hundred: a vector kept sorted, the next event last, pops in constant time. A new event due
-/// before every pending one (the common case) goes last; any other finds its place by binary
-/// search, and the entries due before it move up at once. Past `SORTED_MAX` entries a binary heap
+/// hundred: a vector kept sorted, the next event last, pops in constant time. A new event finds
+/// its place from the end (`insert_position`), and the entries due before it move up at once. Past `SORTED_MAX` entries a binary heap
 /// is cheaper: the queue turns into one there and back below a quarter of that. Both give the
 /// entries in the same order.
 enum Pending<E> {
@@ -168,6 +167,21 @@ const SORTED_MAX: usize = 512;
 /// Room for the pending events of a small trial, so that the vector rarely grows.
 const SORTED_INITIAL: usize = 64;
 
+/// Where `entry` goes in `entries` (ascending; the next event last): after every entry due later,
+/// before every entry due earlier. The search walks back from the end over exactly the entries
+/// that the insertion then moves up, so it costs no more than the move; and a new event is most
+/// often due before every pending one, or all but a few, where the walk's comparisons are ones a
+/// processor predicts. (A search by halves, whose comparisons it cannot predict, cost a hunt about
+/// a twentieth of its speed.)
+#[inline]
+fn insert_position<E>(entries: &[Entry<E>], entry: &Entry<E>) -> usize {
+    let mut position = entries.len();
+    while position > 0 && entries[position - 1] > *entry {
+        position -= 1;
+    }
+    position
+}
+
 impl<E> Pending<E> {
     fn len(&self) -> usize {
         match self {
@@ -181,13 +195,13 @@ impl<E> Pending<E> {
         match self {
             Pending::Sorted(entries) if entries.len() < SORTED_MAX => {
                 // The common case first: due before every pending event, it goes last.
-                let position = match entries.last() {
+                match entries.last() {
                     Some(last) if *last > entry => {
-                        entries.partition_point(|pending| *pending < entry)
+                        let position = insert_position(entries, &entry);
+                        entries.insert(position, entry);
                     }
-                    _ => entries.len(),
-                };
-                entries.insert(position, entry);
+                    _ => entries.push(entry),
+                }
             }
             Pending::Sorted(entries) => {
                 let mut heap = BinaryHeap::from(std::mem::take(entries));
@@ -471,6 +485,32 @@ mod tests {
             assert_eq!(pending.pop().map(|a| a.seq), Some(b.seq));
         }
         assert!(pending.pop().is_none());
+    }
+
+    #[test]
+    fn a_new_event_goes_where_a_search_by_halves_puts_it() {
+        // Every place in vectors of every length up to a few dozen.
+        for len in 0..40u64 {
+            let entries: Vec<Entry<Tick>> = (0..len)
+                .rev()
+                .map(|i| Entry {
+                    at: Instant(2 * i + 1),
+                    key: 0,
+                    seq: i,
+                    event: Tick(i),
+                })
+                .collect();
+            for at in 0..=2 * len + 1 {
+                let entry = Entry {
+                    at: Instant(at),
+                    key: 0,
+                    seq: len,
+                    event: Tick(len),
+                };
+                let expected = entries.partition_point(|pending| *pending < entry);
+                assert_eq!(insert_position(&entries, &entry), expected, "{len} {at}");
+            }
+        }
     }
 
     #[test]
