@@ -450,6 +450,14 @@ fn emptied<T>(mut vector: Vec<T>, room: usize) -> Vec<T> {
     vector
 }
 
+/// Each of `old`'s models, to be built again in its storage, or none when there is no `old`.
+fn each<T, const N: usize>(old: Option<[T; N]>) -> [Option<T>; N] {
+    match old {
+        Some(models) => models.map(Some),
+        None => std::array::from_fn(|_| None),
+    }
+}
+
 fn queue_params(deployment: &Deployment, model: &ServiceModel) -> QueueParams {
     let queues = &deployment.queues;
     QueueParams {
@@ -473,7 +481,7 @@ fn compaction_queues(
     model: &ServiceModel,
     streams: &Streams,
 ) -> [Queue<Message>; 2] {
-    let [lines, words] = old.map_or([None, None], |[lines, words]| [Some(lines), Some(words)]);
+    let [lines, words] = each(old);
     [
         Queue::reusing(
             lines,
@@ -494,7 +502,7 @@ fn snapshot_stores(
     behaviour: &Behaviour,
     model: &ServiceModel,
 ) -> [SnapshotStore; 2] {
-    let [lines, words] = old.map_or([None, None], |[lines, words]| [Some(lines), Some(words)]);
+    let [lines, words] = each(old);
     [
         SnapshotStore::reusing(lines, Collection::Lines, snapshot_params(behaviour, model)),
         SnapshotStore::reusing(words, Collection::Words, snapshot_params(behaviour, model)),
@@ -568,8 +576,7 @@ fn lambdas(
     model: &ServiceModel,
     streams: &Streams,
 ) -> [Lambda; 3] {
-    let [upload, processor, compaction] =
-        old.map_or([None, None, None], |[u, p, c]| [Some(u), Some(p), Some(c)]);
+    let [upload, processor, compaction] = each(old);
     let (upload_config, processor_config, compaction_config) = (
         &deployment.upload,
         &deployment.stream_processor,
